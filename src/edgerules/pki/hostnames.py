@@ -1,0 +1,74 @@
+"""Hostname normalisation for per-hostname mTLS (spec mtls.md §2).
+
+One canonical form is stored and looked up: lower-case ASCII (IDNA for non-ASCII
+labels), without a trailing dot. Wildcard associations (``*.example.com``) are [U] in the
+spec; we reject them with a clear error so that "is mTLS on for this SNI?" is always an
+exact lookup — enable every hostname a client connects to (spec §2: "enable mTLS on the
+hostname that the client actually connects to").
+"""
+
+from __future__ import annotations
+
+import re
+
+from edgerules.errors import PKIError
+
+_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+
+
+def normalize_hostname(hostname: str) -> str:
+    """Return the canonical form of ``hostname`` or raise :class:`PKIError`.
+
+    ``"API.Example.COM."`` → ``"api.example.com"``; ``"bücher.example"`` →
+    ``"xn--bcher-kva.example"``.
+    """
+    if not isinstance(hostname, str):
+        raise PKIError(f"hostname must be a string, got {type(hostname).__name__}")
+    name = hostname.strip().lower()
+    if name.endswith("."):
+        name = name[:-1]
+    if not name:
+        raise PKIError(f"invalid hostname {hostname!r}: empty")
+    if "*" in name:
+        raise PKIError(
+            f"invalid hostname {hostname!r}: wildcard associations are not supported; "
+            "enable each hostname clients connect to"
+        )
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise PKIError(f"invalid hostname {hostname!r}: {exc}") from None
+    if len(name) > 253:
+        raise PKIError(f"invalid hostname {hostname!r}: longer than 253 characters")
+    for label in name.split("."):
+        if not _LABEL.match(label):
+            raise PKIError(
+                f"invalid hostname {hostname!r}: bad label {label!r} "
+                "(letters, digits, '-' and '_' only, 1-63 characters)"
+            )
+    return name
+
+
+def lookup_key(hostname: str | bytes | None) -> str | None:
+    """Lenient normalisation for the hot path (SNI from a handshake): never raises.
+
+    Returns ``None`` for a missing or malformed name, which callers treat as
+    "mTLS not enabled".
+    """
+    if hostname is None:
+        return None
+    if isinstance(hostname, bytes):
+        try:
+            hostname = hostname.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    name = hostname.lower()
+    if name.endswith("."):
+        name = name[:-1]
+    if name and name.isascii() and "*" not in name:
+        return name
+    try:
+        return normalize_hostname(hostname)
+    except PKIError:
+        return None

@@ -1,0 +1,245 @@
+"""The managed CA and client-certificate issuing (spec mtls.md §1, §5).
+
+Pure functions: they build certificates from keys, names and an explicit ``now``; the
+store persists the results. Production defaults, not test-helper ones (DESIGN.md
+anti-pattern 11):
+
+* managed CA: ECDSA P-256 by default (RSA 2048 optional), ``CA:TRUE, pathlen:0``
+  (critical), key usage ``keyCertSign, cRLSign`` (critical), SKI (and AKI = SKI), 25 years,
+  DN ``CN=Managed CA <random id>,OU=edgerules,O=edgerules`` — the shape of Cloudflare's
+  ``CN=Managed CA <id>,OU=www.cloudflare.com,O=Cloudflare\\, Inc.,...`` with our names;
+* client certificates: ``CA:FALSE`` (critical), key usage ``digitalSignature`` (critical),
+  extended key usage ``clientAuth`` only, SKI and AKI, no SAN (managed-CA client
+  certificates carry none), a random positive serial of at most 20 bytes (159 random
+  bits), ``notBefore`` = issue time to the second, ``notAfter`` = ``notBefore`` +
+  ``validity_days``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from edgerules.errors import PKIError
+
+DEFAULT_VALIDITY_DAYS = 3650  # spec §5.1: 10 years by default
+MIN_VALIDITY_DAYS = 1
+MAX_VALIDITY_DAYS = 5475  # 15 years, the dashboard's longest choice; configurable per store
+CA_VALIDITY_DAYS = 9131  # 25 years: outlives a 15-year certificate issued in year 10
+CA_ORGANIZATION = "edgerules"
+# Spec §5.1: Cloudflare-generated keys get exactly this subject ("CN=Cloudflare,C=US").
+DEFAULT_CLIENT_SUBJECT = x509.Name(
+    [
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+        x509.NameAttribute(NameOID.COMMON_NAME, "Cloudflare"),
+    ]
+)
+# Accepted public keys in CSRs: what common TLS stacks accept for client certificates.
+_CSR_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+_MIN_RSA_BITS = 2048
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def random_serial() -> int:
+    """A random positive serial that fits in 20 DER bytes (RFC 5280 §4.1.2.2)."""
+    while True:
+        serial = secrets.randbits(159)
+        if serial:
+            return serial
+
+
+def _hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm:
+    return hashes.SHA256()
+
+
+def managed_ca_name(account_id: str) -> str:
+    """The CA's display name (spec §1: "Cloudflare Managed CA for account <id>")."""
+    return f"edgerules Managed CA for account {account_id}"
+
+
+def create_managed_ca(
+    key: CertificateIssuerPrivateKeyTypes,
+    *,
+    now: datetime | None = None,
+    organization: str = CA_ORGANIZATION,
+    validity_days: int = CA_VALIDITY_DAYS,
+) -> x509.Certificate:
+    """Build the self-signed managed CA certificate for ``key``."""
+    now = (now or utcnow()).replace(microsecond=0)
+    # A random, unguessable CN suffix, like Cloudflare's "Managed CA abcdefghijklmnopq123456789".
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "edgerules"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"Managed CA {secrets.token_hex(13)}"),
+        ]
+    )
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(random_serial())
+        # An hour of slack for clocks behind ours; the CA's own window is not user-visible.
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=validity_days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+    )
+    return builder.sign(key, _hash_for(key))
+
+
+def load_csr(pem: str | bytes) -> x509.CertificateSigningRequest:
+    """Parse and check a PEM CSR: one request, a valid self-signature, a usable key."""
+    data = pem.encode("utf-8") if isinstance(pem, str) else pem
+    if (
+        b"-----BEGIN CERTIFICATE REQUEST-----" not in data
+        and b"-----BEGIN NEW CERTIFICATE REQUEST-----" not in data
+    ):
+        raise PKIError("malformed CSR: expected a PEM block '-----BEGIN CERTIFICATE REQUEST-----'")
+    if data.count(b"-----BEGIN ") > 1:
+        raise PKIError("malformed CSR: the field must contain exactly one PEM block")
+    try:
+        csr = x509.load_pem_x509_csr(data)
+    except ValueError as exc:
+        raise PKIError(f"malformed CSR: {exc}") from None
+    try:
+        valid = csr.is_signature_valid
+    except (UnsupportedAlgorithm, ValueError) as exc:
+        raise PKIError(f"unsupported CSR signature: {exc}") from None
+    if not valid:
+        raise PKIError("CSR signature is invalid (the request was not signed by its key)")
+    try:
+        public_key = csr.public_key()
+    except (UnsupportedAlgorithm, ValueError) as exc:
+        raise PKIError(f"unsupported CSR public key: {exc}") from None
+    check_client_public_key(public_key)
+    if len(csr.subject) == 0:
+        raise PKIError("CSR subject is empty: the subject labels the certificate (spec §5.4)")
+    return csr
+
+
+def check_client_public_key(public_key: CertificatePublicKeyTypes) -> None:
+    if isinstance(public_key, rsa.RSAPublicKey):
+        if public_key.key_size < _MIN_RSA_BITS:
+            raise PKIError(
+                f"CSR key too small: RSA {public_key.key_size} bits (at least {_MIN_RSA_BITS})"
+            )
+        return
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        if not isinstance(public_key.curve, _CSR_CURVES):
+            raise PKIError(
+                f"unsupported CSR key curve {public_key.curve.name} (P-256, P-384 or P-521)"
+            )
+        return
+    raise PKIError(f"unsupported CSR key type {type(public_key).__name__} (RSA >= 2048 or ECDSA)")
+
+
+def build_csr(
+    key: CertificateIssuerPrivateKeyTypes, subject: x509.Name
+) -> x509.CertificateSigningRequest:
+    """The CSR edgerules writes for a key it generated (kept in the record's ``csr``)."""
+    return x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, _hash_for(key))
+
+
+def parse_subject(text: str) -> x509.Name:
+    """An RFC 4514 subject such as ``CN=device-42,O=Acme,C=US``."""
+    try:
+        name = x509.Name.from_rfc4514_string(text)
+    except ValueError as exc:
+        raise PKIError(f"invalid subject {text!r}: {exc}") from None
+    if len(name) == 0:
+        raise PKIError("invalid subject: empty")
+    return name
+
+
+def check_validity_days(days: object, maximum: int = MAX_VALIDITY_DAYS) -> int:
+    if isinstance(days, bool) or not isinstance(days, int):
+        raise PKIError(f"validity_days must be an integer, got {days!r}")
+    if not MIN_VALIDITY_DAYS <= days <= maximum:
+        raise PKIError(
+            f"validity_days must be between {MIN_VALIDITY_DAYS} and {maximum}, got {days}"
+        )
+    return days
+
+
+def issue_client_certificate(
+    ca_cert: x509.Certificate,
+    ca_key: CertificateIssuerPrivateKeyTypes,
+    public_key: CertificatePublicKeyTypes,
+    subject: x509.Name,
+    *,
+    validity_days: int,
+    serial: int,
+    now: datetime | None = None,
+) -> x509.Certificate:
+    """Sign a client certificate for ``public_key`` with the managed CA."""
+    now = (now or utcnow()).replace(microsecond=0)
+    not_after = now + timedelta(days=validity_days)
+    if not_after > ca_cert.not_valid_after_utc:
+        raise PKIError(
+            f"validity_days={validity_days} would outlive the managed CA "
+            f"(expires {ca_cert.not_valid_after_utc:%Y-%m-%d})"
+        )
+    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(now)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
+        )
+    )
+    return builder.sign(ca_key, _hash_for(ca_key))

@@ -1,0 +1,193 @@
+"""Plain, immutable records of the client-certificate control plane.
+
+These dataclasses are what the store returns and what the CLI prints. Field names follow
+the Cloudflare API (spec mtls.md §5.3 for client certificates, §6 for uploaded CAs) so
+``to_dict()`` output can be compared with the API's JSON. Records never hold private
+keys: a generated key travels only in :class:`IssuedCertificate`, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Client-certificate statuses (spec §5.2/§5.3). Transitions are synchronous here:
+#: revoke -> ``revoked`` and restore -> ``active`` at once; the two ``pending_*`` states
+#: are accepted as list filters (and treated as revoked / active respectively if a
+#: future backend ever writes them) but never produced.
+STATUSES = ("active", "pending_revocation", "revoked", "pending_reactivation")
+
+#: Statuses for which ``cf.tls_client_auth.cert_revoked`` is true ([U] spec §3.2 step 5:
+#: we count ``pending_revocation`` as revoked — the safer reading).
+REVOKED_STATUSES = frozenset({"revoked", "pending_revocation"})
+
+
+@dataclass(frozen=True)
+class ManagedCA:
+    """The account's managed CA (the private key stays in the store)."""
+
+    id: str
+    account_id: str
+    name: str
+    certificate: str  # PEM
+    key_type: str  # "ecdsa" | "rsa"
+    subject: str  # RFC 4514
+    serial_number: str  # decimal
+    ski: str  # lowercase hex
+    fingerprint_sha256: str
+    signature: str
+    issued_on: str
+    expires_on: str
+    key_encrypted: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": "managed",
+            "account_id": self.account_id,
+            "certificate": self.certificate,
+            "key_type": self.key_type,
+            "subject": self.subject,
+            "serial_number": self.serial_number,
+            "ski": self.ski,
+            "fingerprint_sha256": self.fingerprint_sha256,
+            "signature": self.signature,
+            "issued_on": self.issued_on,
+            "expires_on": self.expires_on,
+            "key_encrypted": self.key_encrypted,
+        }
+
+
+@dataclass(frozen=True)
+class ClientCertificate:
+    """One client certificate signed by the managed CA (spec §5.3)."""
+
+    id: str
+    certificate: str
+    csr: str  # the PEM CSR as submitted, or the one edgerules built for a generated key
+    ca_id: str
+    ca_name: str
+    common_name: str
+    organization: str
+    organizational_unit: str
+    country: str
+    state: str
+    location: str
+    serial_number: str  # decimal
+    ski: str
+    fingerprint_sha256: str
+    signature: str
+    issued_on: str
+    expires_on: str
+    validity_days: int
+    status: str
+    subject: str = ""  # RFC 4514, for display
+
+    @property
+    def serial_hex(self) -> str:
+        """The serial as the ``cf.tls_client_auth.cert_serial`` field shows it: upper-case
+        hex zero-padded to whole bytes (what ``openssl x509 -serial`` prints) — the value
+        to paste into a rule pinning this certificate."""
+        digits = f"{int(self.serial_number):X}"
+        return "0" + digits if len(digits) % 2 else digits
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "certificate": self.certificate,
+            "csr": self.csr,
+            "certificate_authority": {"id": self.ca_id, "name": self.ca_name},
+            "common_name": self.common_name,
+            "organization": self.organization,
+            "organizational_unit": self.organizational_unit,
+            "country": self.country,
+            "state": self.state,
+            "location": self.location,
+            "serial_number": self.serial_number,
+            "ski": self.ski,
+            "fingerprint_sha256": self.fingerprint_sha256,
+            "signature": self.signature,
+            "issued_on": self.issued_on,
+            "expires_on": self.expires_on,
+            "validity_days": self.validity_days,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """The result of issuing: the record plus, for a generated key, its PKCS#8 PEM.
+
+    ``private_key`` is the only copy; the store never saw it.
+    """
+
+    record: ClientCertificate
+    private_key: str | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.record.to_dict()
+        if self.private_key is not None:
+            out["private_key"] = self.private_key
+        return out
+
+
+@dataclass(frozen=True)
+class UploadedCA:
+    """A customer CA (BYOCA; spec §6), an "mTLS certificate" with ``ca: true``."""
+
+    id: str
+    name: str | None
+    certificates: str  # PEM
+    issuer: str  # RFC 4514
+    subject: str
+    serial_number: str  # decimal
+    signature: str
+    ski: str
+    fingerprint_sha256: str
+    expires_on: str
+    uploaded_on: str
+    type: str = "custom"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "ca": True,
+            "certificates": self.certificates,
+            "issuer": self.issuer,
+            "subject": self.subject,
+            "serial_number": self.serial_number,
+            "signature": self.signature,
+            "ski": self.ski,
+            "fingerprint_sha256": self.fingerprint_sha256,
+            "expires_on": self.expires_on,
+            "uploaded_on": self.uploaded_on,
+            "type": self.type,
+        }
+
+
+@dataclass(frozen=True)
+class CertificatePage:
+    """One page of a certificate listing, with Cloudflare-style ``result_info``."""
+
+    items: tuple[ClientCertificate, ...]
+    page: int
+    per_page: int
+    total_count: int
+
+    @property
+    def total_pages(self) -> int:
+        return max(1, -(-self.total_count // self.per_page))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "result": [c.to_dict() for c in self.items],
+            "result_info": {
+                "page": self.page,
+                "per_page": self.per_page,
+                "count": len(self.items),
+                "total_count": self.total_count,
+                "total_pages": self.total_pages,
+            },
+        }

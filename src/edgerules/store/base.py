@@ -1,0 +1,271 @@
+"""The account-store interface (``Store``) and what is shared by every backend.
+
+``Store`` is the one interface the CLI, the proxy and the demo use. The SQLite backend
+(:class:`edgerules.store.sqlite.SQLiteStore`) is the embedded default; a backend on a
+shared SQL server (many proxies, one store) implements the same abstract methods. The
+shared behaviour lives here:
+
+* :meth:`Store.validator_for_hostname` — the per-SNI trust decision, cached per hostname
+  and keyed by the store's ``trust`` counter, so changes made by another process (the
+  CLI) are picked up by the next connection without a restart;
+* :class:`StoreRevocationSource` — the validator's ``RevocationSource`` (CONTRACTS §5):
+  ``version`` is the store's ``revocation`` counter (bumped in the same transaction as a
+  revoke/restore), ``is_revoked`` answers only for leaves issued by the managed CA
+  (spec mtls.md §3.2 step 5: no revocation for uploaded CAs).
+
+A store is bound to one account (``account_id``, default ``"default"``).
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+
+from edgerules.errors import RuleError
+from edgerules.pki.hostnames import lookup_key
+from edgerules.pki.records import (
+    CertificatePage,
+    ClientCertificate,
+    IssuedCertificate,
+    ManagedCA,
+    UploadedCA,
+)
+
+if TYPE_CHECKING:  # the validator is another part; import it only when building one
+    from edgerules.tls import ClientCertValidator
+
+DEFAULT_ACCOUNT = "default"
+DEFAULT_MAX_UPLOADED_CAS = 5  # spec §6: 5 CAs per account
+
+
+class Store(ABC):
+    """The persistent account store: managed CA, client certificates, BYOCA, hostnames.
+
+    Every mutating method is one transaction. Errors are :class:`~edgerules.errors.PKIError`
+    (bad input, unknown id, quota, state) or :class:`~edgerules.errors.StoreError` (the
+    storage itself).
+    """
+
+    account_id: str
+
+    def __init__(self, account_id: str = DEFAULT_ACCOUNT) -> None:
+        self.account_id = account_id
+        self._validators: dict[str, tuple[int, ClientCertValidator]] = {}
+        self._validators_lock = threading.Lock()
+        self._revocation: StoreRevocationSource | None = None
+
+    # -- managed CA -------------------------------------------------------------------
+
+    @abstractmethod
+    def managed_ca(self, *, create: bool = True, key_type: str | None = None) -> ManagedCA | None:
+        """The account's managed CA, created on first use (``None`` if absent and not
+        ``create``). ``key_type`` (``"ecdsa"`` default, ``"rsa"``) applies on creation."""
+
+    # -- client certificates ----------------------------------------------------------
+
+    @abstractmethod
+    def issue_certificate(
+        self,
+        *,
+        csr: str | bytes | None = None,
+        key_type: str = "ecdsa",
+        subject: str | x509.Name | None = None,
+        common_name: str | None = None,
+        validity_days: int = 3650,
+    ) -> IssuedCertificate:
+        """Sign ``csr`` (its subject is kept) or a freshly generated key (returned once)."""
+
+    @abstractmethod
+    def get_certificate(self, cert_id: str) -> ClientCertificate: ...
+
+    @abstractmethod
+    def list_certificates(
+        self, *, status: str = "all", page: int = 1, per_page: int = 20
+    ) -> CertificatePage: ...
+
+    @abstractmethod
+    def revoke_certificate(self, cert_id: str) -> ClientCertificate: ...
+
+    @abstractmethod
+    def restore_certificate(self, cert_id: str) -> ClientCertificate: ...
+
+    @abstractmethod
+    def export_pkcs12(
+        self,
+        cert_id: str,
+        *,
+        private_key: str | bytes | None = None,
+        password: bytes | None = None,
+        legacy: bool = False,
+    ) -> bytes: ...
+
+    # -- uploaded CAs (BYOCA) ---------------------------------------------------------
+
+    @abstractmethod
+    def upload_ca(self, pem: str | bytes, *, name: str | None = None) -> UploadedCA: ...
+
+    @abstractmethod
+    def list_uploaded_cas(self) -> list[UploadedCA]:
+        """Newest first."""
+
+    @abstractmethod
+    def get_uploaded_ca(self, ref: str) -> UploadedCA:
+        """By id, or by name."""
+
+    @abstractmethod
+    def delete_uploaded_ca(self, ref: str) -> UploadedCA: ...
+
+    # -- hostname associations --------------------------------------------------------
+
+    @abstractmethod
+    def set_hostname_associations(
+        self, hostnames: Iterable[str], mtls_certificate_id: str | None = None
+    ) -> list[str]:
+        """PUT semantics: the CA's hostname list becomes exactly ``hostnames``
+        (``None``/``"managed"`` = the managed CA); returns the normalised list."""
+
+    @abstractmethod
+    def get_hostname_associations(self, mtls_certificate_id: str | None = None) -> list[str]: ...
+
+    @abstractmethod
+    def enable_hostnames(
+        self, hostnames: Iterable[str], mtls_certificate_id: str | None = None
+    ) -> list[str]:
+        """Add ``hostnames`` to the CA's list; returns the whole new list."""
+
+    @abstractmethod
+    def disable_hostnames(
+        self,
+        hostnames: Iterable[str],
+        mtls_certificate_id: str | None = None,
+        *,
+        all_cas: bool = False,
+    ) -> list[str]:
+        """Remove ``hostnames`` from one CA's list, or from every CA with ``all_cas``;
+        returns the hostnames that were actually removed."""
+
+    @abstractmethod
+    def hostname_table(self) -> list[tuple[str, str, str, str | None]]:
+        """Every association as ``(hostname, ca_kind, ca_id, ca_name)``, sorted."""
+
+    @abstractmethod
+    def mtls_hostnames(self) -> set[str]: ...
+
+    # -- primitives the shared code below needs ---------------------------------------
+
+    @abstractmethod
+    def versions(self) -> tuple[int, int]:
+        """``(trust_version, revocation_version)`` — the store's counters, read now."""
+
+    @abstractmethod
+    def trusted_cas_for(self, hostname: str) -> list[x509.Certificate]:
+        """The CA certificates associated with a normalised hostname: uploaded ones newest
+        first, then the managed CA; ``[]`` when mTLS is not enabled there."""
+
+    @abstractmethod
+    def revoked_serials(self) -> tuple[int, x509.Certificate | None, frozenset[int]]:
+        """``(revocation_version, managed CA certificate, revoked serials)`` read in one
+        snapshot."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- shared behaviour -------------------------------------------------------------
+
+    def revocation_source(self) -> StoreRevocationSource:
+        """The ``RevocationSource`` backed by this store (one per store)."""
+        if self._revocation is None:
+            self._revocation = StoreRevocationSource(self)
+        return self._revocation
+
+    def trust_version(self) -> int:
+        return self.versions()[0]
+
+    def validator_for_hostname(self, hostname: str | bytes | None) -> ClientCertValidator | None:
+        """The validator for connections to ``hostname`` (the TLS SNI), or ``None`` when
+        mTLS is not enabled there — then the proxy must not request a certificate and the
+        request gets ``cert_presented = false`` (spec §3.1).
+
+        [U] SNI, not the HTTP ``Host``, selects the configuration (spec §2): the request for
+        a certificate happens during the handshake. Hostnames are compared in normalised
+        form (lower case, no trailing dot). Cached per hostname; a cached validator is
+        reused while the store's ``trust`` counter is unchanged.
+        """
+        key = lookup_key(hostname)
+        if key is None:
+            return None
+        version = self.trust_version()
+        with self._validators_lock:
+            cached = self._validators.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        trusted = self.trusted_cas_for(key)
+        if not trusted:
+            validator = None
+        else:
+            from edgerules.tls import ClientCertValidator
+
+            validator = ClientCertValidator(
+                trusted, revocation=self.revocation_source(), trust_version=version
+            )
+        with self._validators_lock:
+            if len(self._validators) > 4096:  # bounded: SNI values come from clients
+                self._validators.clear()
+            if validator is not None:
+                self._validators[key] = (version, validator)
+            else:
+                self._validators.pop(key, None)
+        return validator
+
+
+class StoreRevocationSource:
+    """Revocation state of managed-CA certificates, read from the store.
+
+    ``version`` reads the store's ``revocation`` counter every time it is asked, so a
+    revoke done by another process is visible at the next validation. The set of revoked
+    serials is reloaded only when that counter moves.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._loaded_version = -1
+        self._ca: x509.Certificate | None = None
+        self._revoked: frozenset[int] = frozenset()
+
+    @property
+    def version(self) -> int:
+        # Never raise into the validator (tls/revocation.py: a broken source answers "not
+        # revoked"); if the store is unreadable for a moment, keep the last version seen.
+        try:
+            return self._store.versions()[1]
+        except RuleError:
+            return self._loaded_version
+
+    def _refresh(self) -> tuple[x509.Certificate | None, frozenset[int]]:
+        version = self.version
+        with self._lock:
+            if version != self._loaded_version or self._ca is None:
+                self._loaded_version, self._ca, self._revoked = self._store.revoked_serials()
+            return self._ca, self._revoked
+
+    def is_revoked(self, leaf: x509.Certificate, issuer: x509.Certificate) -> bool:
+        """True when ``leaf`` was issued by the managed CA and is revoked (or pending
+        revocation). Certificates of uploaded CAs are never revoked (spec §6)."""
+        try:
+            ca, revoked = self._refresh()
+            if ca is None or issuer != ca:
+                return False
+            return leaf.serial_number in revoked
+        except Exception:  # fail open, like every RevocationSource (CONTRACTS §5)
+            return False

@@ -1,0 +1,128 @@
+"""The SQLite schema and its migrations.
+
+``MIGRATIONS[i]`` upgrades a store from schema version ``i`` to ``i + 1``; a new store runs
+them all. The current version lives in the one-row table ``schema_version`` and is
+changed in the same transaction as the migration, so a crash mid-migration leaves the old
+version and the old tables. A store written by a newer edgerules (higher version) is
+refused rather than guessed at.
+
+Design notes:
+
+* Everything is scoped by ``account_id`` (spec mtls.md §1: CAs and certificates are
+  account objects). Hostname associations are scoped by account too (one account serves a
+  proxy; Cloudflare scopes them by zone, and zones belong to an account).
+* Client certificates are never deleted (spec §5.5); status changes are also appended to
+  ``client_certificate_events`` for auditing.
+* ``counters`` holds per-account version numbers: ``revocation`` (bumped with every
+  revoke/restore) and ``trust`` (bumped with every change to which CA is trusted where).
+  They are bumped in the same transaction as the change they describe, so a reader never
+  sees new state under an old version.
+* Serials are unique per issuing CA; fingerprints are unique overall.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+)
+"""
+
+_V1 = (
+    """
+    CREATE TABLE counters (
+        account_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (account_id, name)
+    )
+    """,
+    """
+    CREATE TABLE managed_cas (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        certificate TEXT NOT NULL,
+        private_key TEXT NOT NULL,          -- PKCS#8 PEM, encrypted when key_encrypted
+        key_encrypted INTEGER NOT NULL CHECK (key_encrypted IN (0, 1)),
+        key_type TEXT NOT NULL,
+        created_on TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE client_certificates (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        account_id TEXT NOT NULL,
+        ca_id TEXT NOT NULL REFERENCES managed_cas(id),
+        certificate TEXT NOT NULL,
+        csr TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        common_name TEXT NOT NULL,
+        organization TEXT NOT NULL,
+        organizational_unit TEXT NOT NULL,
+        country TEXT NOT NULL,
+        state TEXT NOT NULL,
+        location TEXT NOT NULL,
+        serial_number TEXT NOT NULL,        -- decimal
+        ski TEXT NOT NULL,
+        fingerprint_sha256 TEXT NOT NULL UNIQUE,
+        signature TEXT NOT NULL,
+        issued_on TEXT NOT NULL,
+        expires_on TEXT NOT NULL,
+        validity_days INTEGER NOT NULL CHECK (validity_days > 0),
+        status TEXT NOT NULL CHECK (status IN
+            ('active', 'pending_revocation', 'revoked', 'pending_reactivation')),
+        status_changed_on TEXT NOT NULL,
+        UNIQUE (ca_id, serial_number)
+    )
+    """,
+    "CREATE INDEX client_certificates_by_status ON client_certificates (account_id, status, seq)",
+    """
+    CREATE TABLE client_certificate_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        certificate_id TEXT NOT NULL REFERENCES client_certificates(id),
+        event TEXT NOT NULL,                -- issued | revoked | restored
+        status TEXT NOT NULL,
+        at TEXT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE uploaded_cas (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        account_id TEXT NOT NULL,
+        name TEXT,
+        certificates TEXT NOT NULL,
+        issuer TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        serial_number TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        ski TEXT NOT NULL,
+        fingerprint_sha256 TEXT NOT NULL,
+        expires_on TEXT NOT NULL,
+        uploaded_on TEXT NOT NULL,
+        type TEXT NOT NULL DEFAULT 'custom',
+        UNIQUE (account_id, name),
+        UNIQUE (account_id, fingerprint_sha256)
+    )
+    """,
+    """
+    CREATE TABLE hostname_associations (
+        account_id TEXT NOT NULL,
+        hostname TEXT NOT NULL,             -- normalised: lower case, no trailing dot
+        ca_kind TEXT NOT NULL CHECK (ca_kind IN ('managed', 'uploaded')),
+        ca_id TEXT NOT NULL,
+        created_on TEXT NOT NULL,
+        PRIMARY KEY (account_id, hostname, ca_id)
+    )
+    """,
+    "CREATE INDEX hostname_associations_by_ca ON hostname_associations (account_id, ca_id)",
+)
+
+#: Each entry: the statements that move the schema one version up.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+
+#: The version this code writes.
+CURRENT_VERSION = len(MIGRATIONS)

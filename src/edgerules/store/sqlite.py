@@ -1,0 +1,925 @@
+"""The embedded SQLite account store.
+
+Invariants:
+
+* Every change is one ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction, including the counter
+  bump that announces it; a process killed at any point leaves either the whole change or
+  none of it (SQLite's WAL journal with ``synchronous=FULL``).
+* Several processes may use one file: WAL lets readers run beside a writer, and the busy
+  timeout (default 10 s) makes writers wait for each other instead of failing.
+* Crypto work (key generation, signing) happens *outside* write transactions, so a slow
+  RSA key never holds the write lock; only the insert is inside.
+* No sqlite3 or cryptography exception escapes: they become ``StoreError``/``PKIError``.
+* One connection per store object, shared by threads under a lock (queries take
+  microseconds; the proxy's hot path reads two counters per connection).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+
+from edgerules.errors import PKIError, StoreError
+from edgerules.pki import inspect, issuing, keys
+from edgerules.pki.bundle import export_pkcs12
+from edgerules.pki.byoca import parse_ca_upload
+from edgerules.pki.hostnames import normalize_hostname
+from edgerules.pki.records import (
+    REVOKED_STATUSES,
+    STATUSES,
+    CertificatePage,
+    ClientCertificate,
+    IssuedCertificate,
+    ManagedCA,
+    UploadedCA,
+)
+from edgerules.store.base import DEFAULT_ACCOUNT, DEFAULT_MAX_UPLOADED_CAS, Store
+from edgerules.store.schema import CURRENT_VERSION, MIGRATIONS, SCHEMA_VERSION_TABLE
+
+DEFAULT_PATH = "edgerules.db"
+BUSY_TIMEOUT_S = 10.0
+MAX_PER_PAGE = 1000
+_CERT_COLUMNS = (
+    "id, certificate, csr, ca_id, common_name, organization, organizational_unit, country, "
+    "state, location, serial_number, ski, fingerprint_sha256, signature, issued_on, "
+    "expires_on, validity_days, status, subject"
+)
+_UPLOADED_COLUMNS = (
+    "id, name, certificates, issuer, subject, serial_number, signature, ski, "
+    "fingerprint_sha256, expires_on, uploaded_on, type"
+)
+
+
+def _new_id() -> str:
+    """32 lower-case hex characters (spec §5.3: "32-char identifier")."""
+    return uuid.uuid4().hex
+
+
+def _normalize_id(ref: str, what: str) -> str:
+    """Accept the 32-hex form, the dashed UUID form and any case."""
+    ident = ref.strip().lower().replace("-", "")
+    if len(ident) != 32 or any(c not in "0123456789abcdef" for c in ident):
+        raise PKIError(f"invalid {what} id {ref!r}: expected 32 hex characters")
+    return ident
+
+
+class SQLiteStore(Store):
+    """An account store in one SQLite file (or ``":memory:"``)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        account_id: str = DEFAULT_ACCOUNT,
+        passphrase: str | bytes | None = None,
+        ca_key_type: str = "ecdsa",
+        max_uploaded_cas: int = DEFAULT_MAX_UPLOADED_CAS,
+        max_validity_days: int = issuing.MAX_VALIDITY_DAYS,
+        busy_timeout: float = BUSY_TIMEOUT_S,
+    ) -> None:
+        super().__init__(account_id)
+        if not account_id or not isinstance(account_id, str):
+            raise StoreError("account id must be a non-empty string")
+        self.path = os.fspath(path)
+        if isinstance(passphrase, str):
+            passphrase = passphrase.encode("utf-8")
+        self._passphrase = passphrase or None
+        if ca_key_type not in keys.KEY_TYPES:
+            raise PKIError(f"unsupported CA key type {ca_key_type!r}: ecdsa or rsa")
+        self.ca_key_type = ca_key_type
+        self.max_uploaded_cas = max_uploaded_cas
+        self.max_validity_days = max_validity_days
+        self._lock = threading.RLock()
+        self._ca_key: tuple[str, CertificateIssuerPrivateKeyTypes] | None = None
+        self._ca_cert: tuple[str, x509.Certificate] | None = None
+        try:
+            self._conn = sqlite3.connect(
+                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+        try:
+            self._configure(busy_timeout)
+            self._migrate()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # -- connection and transactions --------------------------------------------------
+
+    def _configure(self, busy_timeout: float) -> None:
+        c = self._conn
+        c.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        if self.path != ":memory:":
+            c.execute("PRAGMA journal_mode = WAL")
+        # FULL: a committed certificate survives power loss too, not just a killed process.
+        c.execute("PRAGMA synchronous = FULL")
+        c.execute("PRAGMA foreign_keys = ON")
+
+    def _migrate(self) -> None:
+        # Fast path without the write lock: an up-to-date store needs nothing, so proxies
+        # opening it concurrently (or read-only) never queue behind each other here.
+        try:
+            row = self._conn.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
+        except sqlite3.OperationalError:
+            row = None  # no such table: a new store
+        if row is not None and row[0] == CURRENT_VERSION:
+            return
+        with self._write() as c:
+            c.execute(SCHEMA_VERSION_TABLE)
+            row = c.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
+            version = row[0] if row else 0
+            if version > CURRENT_VERSION:
+                raise StoreError(
+                    f"store {self.path} has schema version {version}, newer than this "
+                    f"edgerules understands ({CURRENT_VERSION}); upgrade edgerules"
+                )
+            for statements in MIGRATIONS[version:]:
+                for sql in statements:
+                    c.execute(sql)
+            if row is None:
+                c.execute(
+                    "INSERT INTO schema_version (id, version) VALUES (1, ?)", (CURRENT_VERSION,)
+                )
+            elif version != CURRENT_VERSION:
+                c.execute("UPDATE schema_version SET version = ? WHERE id = 1", (CURRENT_VERSION,))
+
+    def schema_version(self) -> int:
+        with self._read() as c:
+            return int(c.execute("SELECT version FROM schema_version").fetchone()[0])
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; takes the database write lock up front so checks and
+        writes inside it see a state nobody else can change."""
+        with self._lock:
+            c = self._conn
+            try:
+                c.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"store {self.path} is not writable: {exc}") from None
+            try:
+                yield c
+            except BaseException as exc:
+                try:
+                    c.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"store write failed: {exc}") from None
+                raise
+            else:
+                try:
+                    c.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    try:
+                        c.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                    raise StoreError(f"store commit failed: {exc}") from None
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for several SELECTs."""
+        with self._lock:
+            c = self._conn
+            try:
+                c.execute("BEGIN")
+                yield c
+            except sqlite3.Error as exc:
+                raise StoreError(f"store read failed: {exc}") from None
+            finally:
+                try:
+                    c.execute("COMMIT")
+                except sqlite3.Error:
+                    pass
+
+    def _bump(self, c: sqlite3.Connection, name: str) -> None:
+        c.execute(
+            "INSERT INTO counters (account_id, name, value) VALUES (?, ?, 1) "
+            "ON CONFLICT (account_id, name) DO UPDATE SET value = value + 1",
+            (self.account_id, name),
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+
+    def integrity_check(self) -> str:
+        """``PRAGMA integrity_check`` (``"ok"`` for a healthy store)."""
+        with self._read() as c:
+            return "\n".join(str(r[0]) for r in c.execute("PRAGMA integrity_check"))
+
+    # -- counters ---------------------------------------------------------------------
+
+    def versions(self) -> tuple[int, int]:
+        with self._lock:
+            try:
+                rows = self._conn.execute(
+                    "SELECT name, value FROM counters WHERE account_id = ?", (self.account_id,)
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"store read failed: {exc}") from None
+        values = dict(rows)
+        return int(values.get("trust", 0)), int(values.get("revocation", 0))
+
+    # -- managed CA -------------------------------------------------------------------
+
+    def managed_ca(self, *, create: bool = True, key_type: str | None = None) -> ManagedCA | None:
+        row = self._managed_row()
+        if row is None and create:
+            row = self._create_managed_ca(key_type or self.ca_key_type)
+        return None if row is None else self._managed_from_row(row)
+
+    def _managed_row(self) -> tuple[Any, ...] | None:
+        with self._read() as c:
+            return c.execute(
+                "SELECT id, name, certificate, key_type, key_encrypted FROM managed_cas "
+                "WHERE account_id = ?",
+                (self.account_id,),
+            ).fetchone()
+
+    def _create_managed_ca(self, key_type: str) -> tuple[Any, ...]:
+        key = keys.generate_key(key_type)
+        cert = issuing.create_managed_ca(key)
+        key_pem = keys.key_to_pem(key, self._passphrase)
+        ca_id = _new_id()
+        with self._write() as c:
+            # Another process may have created it meanwhile: the first one wins and ours
+            # is discarded (its key was never stored).
+            c.execute(
+                "INSERT INTO managed_cas (id, account_id, name, certificate, private_key, "
+                "key_encrypted, key_type, created_on) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (account_id) DO NOTHING",
+                (
+                    ca_id,
+                    self.account_id,
+                    issuing.managed_ca_name(self.account_id),
+                    inspect.cert_pem(cert),
+                    key_pem,
+                    int(self._passphrase is not None),
+                    key_type,
+                    inspect.rfc3339(issuing.utcnow()),
+                ),
+            )
+            self._bump(c, "trust")
+            row = c.execute(
+                "SELECT id, name, certificate, key_type, key_encrypted FROM managed_cas "
+                "WHERE account_id = ?",
+                (self.account_id,),
+            ).fetchone()
+        return row
+
+    def _managed_from_row(self, row: tuple[Any, ...]) -> ManagedCA:
+        ca_id, name, pem, key_type, encrypted = row
+        cert = self._managed_cert(ca_id, pem)
+        return ManagedCA(
+            id=ca_id,
+            account_id=self.account_id,
+            name=name,
+            certificate=pem,
+            key_type=key_type,
+            subject=cert.subject.rfc4514_string(),
+            serial_number=str(cert.serial_number),
+            ski=inspect.ski_hex(cert),
+            fingerprint_sha256=inspect.fingerprint_sha256(cert),
+            signature=inspect.signature_name(cert),
+            issued_on=inspect.rfc3339(cert.not_valid_before_utc),
+            expires_on=inspect.rfc3339(cert.not_valid_after_utc),
+            key_encrypted=bool(encrypted),
+        )
+
+    def _managed_cert(self, ca_id: str, pem: str) -> x509.Certificate:
+        if self._ca_cert is None or self._ca_cert[0] != ca_id:
+            self._ca_cert = (ca_id, x509.load_pem_x509_certificate(pem.encode("ascii")))
+        return self._ca_cert[1]
+
+    def _signing_ca(self) -> tuple[ManagedCA, x509.Certificate, CertificateIssuerPrivateKeyTypes]:
+        ca = self.managed_ca(create=True)
+        assert ca is not None
+        cert = self._managed_cert(ca.id, ca.certificate)
+        if self._ca_key is None or self._ca_key[0] != ca.id:
+            with self._read() as c:
+                (key_pem,) = c.execute(
+                    "SELECT private_key FROM managed_cas WHERE id = ?", (ca.id,)
+                ).fetchone()
+            key = keys.key_from_pem(key_pem, self._passphrase)
+            self._ca_key = (ca.id, key)  # type: ignore[assignment]
+        return ca, cert, self._ca_key[1]  # type: ignore[index]
+
+    # -- client certificates ----------------------------------------------------------
+
+    def issue_certificate(
+        self,
+        *,
+        csr: str | bytes | None = None,
+        key_type: str = "ecdsa",
+        subject: str | x509.Name | None = None,
+        common_name: str | None = None,
+        validity_days: int = issuing.DEFAULT_VALIDITY_DAYS,
+        now: datetime | None = None,
+    ) -> IssuedCertificate:
+        days = issuing.check_validity_days(validity_days, self.max_validity_days)
+        private_pem: str | None = None
+        if csr is not None:
+            if subject is not None or common_name is not None:
+                raise PKIError(
+                    "a subject or common name cannot be combined with a CSR: the CSR's subject "
+                    "becomes the certificate's"
+                )
+            request = issuing.load_csr(csr)
+            csr_pem = csr.decode("utf-8", "replace") if isinstance(csr, bytes) else csr
+            public_key = request.public_key()
+            name = request.subject
+        else:
+            if subject is None:
+                name = issuing.DEFAULT_CLIENT_SUBJECT
+            elif isinstance(subject, x509.Name):
+                name = subject
+            else:
+                name = issuing.parse_subject(subject)
+            if common_name is not None:
+                name = _with_common_name(name, common_name)
+            key = keys.generate_key(key_type)
+            csr_pem = inspect.csr_pem(issuing.build_csr(key, name))
+            public_key = key.public_key()
+            private_pem = keys.key_to_pem(key)
+        ca, ca_cert, ca_key = self._signing_ca()
+        for _attempt in range(8):
+            cert = issuing.issue_client_certificate(
+                ca_cert,
+                ca_key,
+                public_key,
+                name,
+                validity_days=days,
+                serial=issuing.random_serial(),
+                now=now,
+            )
+            record = _record(_new_id(), cert, csr_pem, ca, days, "active")
+            try:
+                self._insert_certificate(record)
+            except _DuplicateSerial:
+                continue  # 2**-159 per pair: practically never, but never a silent collision
+            return IssuedCertificate(record, private_pem)
+        raise PKIError("could not allocate a unique serial number")  # pragma: no cover
+
+    def _insert_certificate(self, r: ClientCertificate) -> None:
+        now = inspect.rfc3339(issuing.utcnow())
+        with self._write() as c:
+            # Checked inside the write transaction (nobody can insert meanwhile) rather
+            # than by reading the UNIQUE-constraint error text (anti-pattern 17).
+            if c.execute(
+                "SELECT 1 FROM client_certificates WHERE (ca_id = ? AND serial_number = ?) "
+                "OR id = ?",
+                (r.ca_id, r.serial_number, r.id),
+            ).fetchone():
+                raise _DuplicateSerial
+            c.execute(
+                f"INSERT INTO client_certificates ({_CERT_COLUMNS}, account_id, "
+                "status_changed_on) VALUES (" + ", ".join("?" * 21) + ")",
+                (
+                    r.id,
+                    r.certificate,
+                    r.csr,
+                    r.ca_id,
+                    r.common_name,
+                    r.organization,
+                    r.organizational_unit,
+                    r.country,
+                    r.state,
+                    r.location,
+                    r.serial_number,
+                    r.ski,
+                    r.fingerprint_sha256,
+                    r.signature,
+                    r.issued_on,
+                    r.expires_on,
+                    r.validity_days,
+                    r.status,
+                    r.subject,
+                    self.account_id,
+                    now,
+                ),
+            )
+            c.execute(
+                "INSERT INTO client_certificate_events (certificate_id, event, status, at) "
+                "VALUES (?, 'issued', ?, ?)",
+                (r.id, r.status, now),
+            )
+
+    def _cert_from_row(self, row: tuple[Any, ...], ca_names: dict[str, str]) -> ClientCertificate:
+        (
+            cid,
+            cert,
+            csr,
+            ca_id,
+            cn,
+            o,
+            ou,
+            c,
+            st,
+            loc,
+            serial,
+            ski,
+            fp,
+            sig,
+            issued,
+            expires,
+            days,
+            status,
+            subject,
+        ) = row
+        return ClientCertificate(
+            id=cid,
+            certificate=cert,
+            csr=csr,
+            ca_id=ca_id,
+            ca_name=ca_names.get(ca_id, ""),
+            common_name=cn,
+            organization=o,
+            organizational_unit=ou,
+            country=c,
+            state=st,
+            location=loc,
+            serial_number=serial,
+            ski=ski,
+            fingerprint_sha256=fp,
+            signature=sig,
+            issued_on=issued,
+            expires_on=expires,
+            validity_days=int(days),
+            status=status,
+            subject=subject,
+        )
+
+    def _ca_names(self, c: sqlite3.Connection) -> dict[str, str]:
+        return dict(
+            c.execute("SELECT id, name FROM managed_cas WHERE account_id = ?", (self.account_id,))
+        )
+
+    def _fetch_cert(self, c: sqlite3.Connection, cert_id: str) -> ClientCertificate:
+        row = c.execute(
+            f"SELECT {_CERT_COLUMNS} FROM client_certificates WHERE id = ? AND account_id = ?",
+            (cert_id, self.account_id),
+        ).fetchone()
+        if row is None:
+            raise PKIError(f"client certificate {cert_id} not found")
+        return self._cert_from_row(row, self._ca_names(c))
+
+    def get_certificate(self, cert_id: str) -> ClientCertificate:
+        ident = _normalize_id(cert_id, "certificate")
+        with self._read() as c:
+            return self._fetch_cert(c, ident)
+
+    def list_certificates(
+        self, *, status: str = "all", page: int = 1, per_page: int = 20
+    ) -> CertificatePage:
+        """Newest first. ``status`` is ``all`` or one of the four statuses."""
+        if status != "all" and status not in STATUSES:
+            raise PKIError(f"unknown status {status!r}: all, {', '.join(STATUSES)}")
+        if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+            raise PKIError(f"page must be a positive integer, got {page!r}")
+        if (
+            isinstance(per_page, bool)
+            or not isinstance(per_page, int)
+            or not 1 <= per_page <= MAX_PER_PAGE
+        ):
+            raise PKIError(f"per_page must be between 1 and {MAX_PER_PAGE}, got {per_page!r}")
+        where = "account_id = ?"
+        params: list[Any] = [self.account_id]
+        if status != "all":
+            where += " AND status = ?"
+            params.append(status)
+        with self._read() as c:
+            (total,) = c.execute(
+                f"SELECT count(*) FROM client_certificates WHERE {where}", params
+            ).fetchone()
+            rows = c.execute(
+                f"SELECT {_CERT_COLUMNS} FROM client_certificates WHERE {where} "
+                "ORDER BY seq DESC LIMIT ? OFFSET ?",
+                [*params, per_page, (page - 1) * per_page],
+            ).fetchall()
+            names = self._ca_names(c)
+        items = tuple(self._cert_from_row(r, names) for r in rows)
+        return CertificatePage(items, page, per_page, int(total))
+
+    def _transition(
+        self, cert_id: str, event: str, target: str, allowed: set[str]
+    ) -> ClientCertificate:
+        ident = _normalize_id(cert_id, "certificate")
+        now = inspect.rfc3339(issuing.utcnow())
+        with self._write() as c:
+            current = self._fetch_cert(c, ident)
+            if current.status not in allowed:
+                raise PKIError(
+                    f"client certificate {ident} is {current.status}: cannot "
+                    f"{'revoke' if event == 'revoked' else 'restore'} it"
+                )
+            c.execute(
+                "UPDATE client_certificates SET status = ?, status_changed_on = ? WHERE id = ?",
+                (target, now, ident),
+            )
+            c.execute(
+                "INSERT INTO client_certificate_events (certificate_id, event, status, at) "
+                "VALUES (?, ?, ?, ?)",
+                (ident, event, target, now),
+            )
+            self._bump(c, "revocation")
+            return self._fetch_cert(c, ident)
+
+    def revoke_certificate(self, cert_id: str) -> ClientCertificate:
+        """[X] Synchronous: ``active`` → ``revoked`` at once (Cloudflare passes through
+        ``pending_revocation`` asynchronously); visible to validators immediately."""
+        return self._transition(cert_id, "revoked", "revoked", {"active", "pending_reactivation"})
+
+    def restore_certificate(self, cert_id: str) -> ClientCertificate:
+        """[X] Synchronous: ``revoked`` (or ``pending_revocation``) → ``active`` at once."""
+        return self._transition(cert_id, "restored", "active", {"revoked", "pending_revocation"})
+
+    def certificate_events(self, cert_id: str) -> list[tuple[str, str, str]]:
+        """The audit trail ``(event, status, at)`` of one certificate, oldest first."""
+        ident = _normalize_id(cert_id, "certificate")
+        with self._read() as c:
+            return [
+                tuple(r)  # type: ignore[misc]
+                for r in c.execute(
+                    "SELECT event, status, at FROM client_certificate_events "
+                    "WHERE certificate_id = ? ORDER BY seq",
+                    (ident,),
+                )
+            ]
+
+    def export_pkcs12(
+        self,
+        cert_id: str,
+        *,
+        private_key: str | bytes | None = None,
+        password: bytes | None = None,
+        legacy: bool = False,
+    ) -> bytes:
+        record = self.get_certificate(cert_id)
+        ca = self.managed_ca(create=False)
+        assert ca is not None  # a certificate exists, so its CA does
+        cert = x509.load_pem_x509_certificate(record.certificate.encode("ascii"))
+        ca_cert = self._managed_cert(ca.id, ca.certificate)
+        key = keys.key_from_pem(private_key) if private_key is not None else None
+        return export_pkcs12(
+            cert,
+            ca_cert,
+            key,
+            password=password,
+            friendly_name=record.common_name or record.id,
+            legacy=legacy,
+        )
+
+    # -- uploaded CAs -----------------------------------------------------------------
+
+    def upload_ca(self, pem: str | bytes, *, name: str | None = None) -> UploadedCA:
+        cert = parse_ca_upload(pem)
+        if name is not None:
+            name = name.strip()
+            if not name or len(name) > 255:
+                raise PKIError("CA name must be 1 to 255 characters")
+        record = UploadedCA(
+            id=_new_id(),
+            name=name,
+            certificates=inspect.cert_pem(cert),
+            issuer=cert.issuer.rfc4514_string(),
+            subject=cert.subject.rfc4514_string(),
+            serial_number=str(cert.serial_number),
+            signature=inspect.signature_name(cert),
+            ski=inspect.ski_hex(cert),
+            fingerprint_sha256=inspect.fingerprint_sha256(cert),
+            expires_on=inspect.rfc3339(cert.not_valid_after_utc),
+            uploaded_on=inspect.rfc3339(issuing.utcnow()),
+        )
+        with self._write() as c:
+            (count,) = c.execute(
+                "SELECT count(*) FROM uploaded_cas WHERE account_id = ?", (self.account_id,)
+            ).fetchone()
+            if count >= self.max_uploaded_cas:
+                raise PKIError("Hit maximum CA cert allocation.", code=1489)
+            if (
+                name is not None
+                and c.execute(
+                    "SELECT 1 FROM uploaded_cas WHERE account_id = ? AND name = ?",
+                    (self.account_id, name),
+                ).fetchone()
+            ):
+                raise PKIError(f"a CA named {name!r} already exists: names are unique")
+            dup = c.execute(
+                "SELECT id FROM uploaded_cas WHERE account_id = ? AND fingerprint_sha256 = ?",
+                (self.account_id, record.fingerprint_sha256),
+            ).fetchone()
+            if dup:
+                raise PKIError(f"this CA certificate is already uploaded as {dup[0]}")
+            c.execute(
+                f"INSERT INTO uploaded_cas ({_UPLOADED_COLUMNS}, account_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.name,
+                    record.certificates,
+                    record.issuer,
+                    record.subject,
+                    record.serial_number,
+                    record.signature,
+                    record.ski,
+                    record.fingerprint_sha256,
+                    record.expires_on,
+                    record.uploaded_on,
+                    record.type,
+                    self.account_id,
+                ),
+            )
+            self._bump(c, "trust")
+        return record
+
+    def list_uploaded_cas(self) -> list[UploadedCA]:
+        with self._read() as c:
+            rows = c.execute(
+                f"SELECT {_UPLOADED_COLUMNS} FROM uploaded_cas WHERE account_id = ? "
+                "ORDER BY seq DESC",
+                (self.account_id,),
+            ).fetchall()
+        return [UploadedCA(*r) for r in rows]
+
+    def _find_uploaded(self, c: sqlite3.Connection, ref: str) -> UploadedCA:
+        row = None
+        ident = ref.strip().lower().replace("-", "")
+        if len(ident) == 32:
+            row = c.execute(
+                f"SELECT {_UPLOADED_COLUMNS} FROM uploaded_cas WHERE account_id = ? AND id = ?",
+                (self.account_id, ident),
+            ).fetchone()
+        if row is None:
+            row = c.execute(
+                f"SELECT {_UPLOADED_COLUMNS} FROM uploaded_cas WHERE account_id = ? AND name = ?",
+                (self.account_id, ref.strip()),
+            ).fetchone()
+        if row is None:
+            raise PKIError(f"uploaded CA {ref!r} not found")
+        return UploadedCA(*row)
+
+    def get_uploaded_ca(self, ref: str) -> UploadedCA:
+        with self._read() as c:
+            return self._find_uploaded(c, ref)
+
+    def delete_uploaded_ca(self, ref: str) -> UploadedCA:
+        """Spec §6: deletion fails while any hostname is associated with the CA."""
+        if ref.strip().lower() == "managed":
+            raise PKIError("the managed CA cannot be deleted")
+        with self._write() as c:
+            ca = self._find_uploaded(c, ref)
+            hosts = [
+                h
+                for (h,) in c.execute(
+                    "SELECT hostname FROM hostname_associations WHERE account_id = ? AND ca_id = ? "
+                    "ORDER BY hostname",
+                    (self.account_id, ca.id),
+                )
+            ]
+            if hosts:
+                raise PKIError(
+                    f"CA {ca.id} is still associated with {', '.join(hosts)}: remove the "
+                    "hostname associations first"
+                )
+            c.execute("DELETE FROM uploaded_cas WHERE id = ?", (ca.id,))
+            self._bump(c, "trust")
+        return ca
+
+    # -- hostname associations --------------------------------------------------------
+
+    def _resolve_ca(self, ref: str | None) -> tuple[str, str]:
+        """``(ca_kind, ca_id)`` for ``None``/``"managed"`` or an uploaded CA id/name."""
+        if ref is None or ref.strip().lower() == "managed":
+            ca = self.managed_ca(create=True)
+            assert ca is not None
+            return "managed", ca.id
+        with self._read() as c:
+            row = c.execute(
+                "SELECT id FROM managed_cas WHERE account_id = ? AND id = ?",
+                (self.account_id, ref.strip().lower().replace("-", "")),
+            ).fetchone()
+            if row:
+                return "managed", row[0]
+            return "uploaded", self._find_uploaded(c, ref).id
+
+    @staticmethod
+    def _normalize_all(hostnames: Iterable[str]) -> list[str]:
+        if isinstance(hostnames, str):
+            hostnames = [hostnames]
+        return sorted({normalize_hostname(h) for h in hostnames})
+
+    def _hosts_of(self, c: sqlite3.Connection, ca_id: str) -> list[str]:
+        return [
+            h
+            for (h,) in c.execute(
+                "SELECT hostname FROM hostname_associations WHERE account_id = ? AND ca_id = ? "
+                "ORDER BY hostname",
+                (self.account_id, ca_id),
+            )
+        ]
+
+    def _change_hosts(
+        self, mtls_certificate_id: str | None, hostnames: Iterable[str], mode: str
+    ) -> list[str]:
+        names = self._normalize_all(hostnames)
+        kind, ca_id = self._resolve_ca(mtls_certificate_id)
+        now = inspect.rfc3339(issuing.utcnow())
+        with self._write() as c:
+            if (
+                kind == "uploaded"
+                and not c.execute("SELECT 1 FROM uploaded_cas WHERE id = ?", (ca_id,)).fetchone()
+            ):
+                raise PKIError(f"uploaded CA {ca_id} not found")  # deleted meanwhile
+            before = self._hosts_of(c, ca_id)
+            if mode == "replace":
+                c.execute(
+                    "DELETE FROM hostname_associations WHERE account_id = ? AND ca_id = ?",
+                    (self.account_id, ca_id),
+                )
+            if mode in ("replace", "add"):
+                c.executemany(
+                    "INSERT OR IGNORE INTO hostname_associations "
+                    "(account_id, hostname, ca_kind, ca_id, created_on) VALUES (?, ?, ?, ?, ?)",
+                    [(self.account_id, h, kind, ca_id, now) for h in names],
+                )
+            else:  # remove
+                c.executemany(
+                    "DELETE FROM hostname_associations WHERE account_id = ? AND ca_id = ? "
+                    "AND hostname = ?",
+                    [(self.account_id, ca_id, h) for h in names],
+                )
+            after = self._hosts_of(c, ca_id)
+            if after != before:
+                self._bump(c, "trust")
+        return after
+
+    def set_hostname_associations(
+        self, hostnames: Iterable[str], mtls_certificate_id: str | None = None
+    ) -> list[str]:
+        return self._change_hosts(mtls_certificate_id, hostnames, "replace")
+
+    def get_hostname_associations(self, mtls_certificate_id: str | None = None) -> list[str]:
+        if mtls_certificate_id is None or mtls_certificate_id.strip().lower() == "managed":
+            ca = self.managed_ca(create=False)
+            if ca is None:
+                return []
+            ca_id = ca.id
+        else:
+            ca_id = self._resolve_ca(mtls_certificate_id)[1]
+        with self._read() as c:
+            return self._hosts_of(c, ca_id)
+
+    def enable_hostnames(
+        self, hostnames: Iterable[str], mtls_certificate_id: str | None = None
+    ) -> list[str]:
+        return self._change_hosts(mtls_certificate_id, hostnames, "add")
+
+    def disable_hostnames(
+        self,
+        hostnames: Iterable[str],
+        mtls_certificate_id: str | None = None,
+        *,
+        all_cas: bool = False,
+    ) -> list[str]:
+        names = self._normalize_all(hostnames)
+        if not all_cas:
+            before = set(self.get_hostname_associations(mtls_certificate_id))
+            after = set(self._change_hosts(mtls_certificate_id, names, "remove"))
+            return sorted(before - after)
+        with self._write() as c:
+            removed = (
+                sorted(
+                    {
+                        h
+                        for (h,) in c.execute(
+                            "SELECT hostname FROM hostname_associations WHERE account_id = ? "
+                            f"AND hostname IN ({', '.join('?' * len(names))})",
+                            [self.account_id, *names],
+                        )
+                    }
+                )
+                if names
+                else []
+            )
+            if removed:
+                c.executemany(
+                    "DELETE FROM hostname_associations WHERE account_id = ? AND hostname = ?",
+                    [(self.account_id, h) for h in removed],
+                )
+                self._bump(c, "trust")
+        return removed
+
+    def hostname_table(self) -> list[tuple[str, str, str, str | None]]:
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT h.hostname, h.ca_kind, h.ca_id, coalesce(m.name, u.name) "
+                "FROM hostname_associations h "
+                "LEFT JOIN managed_cas m ON h.ca_kind = 'managed' AND m.id = h.ca_id "
+                "LEFT JOIN uploaded_cas u ON h.ca_kind = 'uploaded' AND u.id = h.ca_id "
+                "WHERE h.account_id = ? ORDER BY h.hostname, h.ca_kind DESC, u.seq DESC",
+                (self.account_id,),
+            ).fetchall()
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    def mtls_hostnames(self) -> set[str]:
+        with self._read() as c:
+            return {
+                h
+                for (h,) in c.execute(
+                    "SELECT DISTINCT hostname FROM hostname_associations WHERE account_id = ?",
+                    (self.account_id,),
+                )
+            }
+
+    # -- what validators need ---------------------------------------------------------
+
+    def trusted_cas_for(self, hostname: str) -> list[x509.Certificate]:
+        with self._read() as c:
+            uploaded = c.execute(
+                "SELECT u.certificates FROM hostname_associations h JOIN uploaded_cas u "
+                "ON u.id = h.ca_id WHERE h.account_id = ? AND h.hostname = ? "
+                "AND h.ca_kind = 'uploaded' ORDER BY u.seq DESC",
+                (self.account_id, hostname),
+            ).fetchall()
+            managed = c.execute(
+                "SELECT m.id, m.certificate FROM hostname_associations h JOIN managed_cas m "
+                "ON m.id = h.ca_id WHERE h.account_id = ? AND h.hostname = ? "
+                "AND h.ca_kind = 'managed'",
+                (self.account_id, hostname),
+            ).fetchall()
+        out = [x509.load_pem_x509_certificate(pem.encode("ascii")) for (pem,) in uploaded]
+        out.extend(self._managed_cert(ca_id, pem) for ca_id, pem in managed)
+        return out
+
+    def revoked_serials(self) -> tuple[int, x509.Certificate | None, frozenset[int]]:
+        with self._read() as c:
+            row = c.execute(
+                "SELECT value FROM counters WHERE account_id = ? AND name = 'revocation'",
+                (self.account_id,),
+            ).fetchone()
+            ca = c.execute(
+                "SELECT id, certificate FROM managed_cas WHERE account_id = ?", (self.account_id,)
+            ).fetchone()
+            serials = c.execute(
+                "SELECT serial_number FROM client_certificates WHERE account_id = ? "
+                f"AND status IN ({', '.join('?' * len(REVOKED_STATUSES))})",
+                [self.account_id, *sorted(REVOKED_STATUSES)],
+            ).fetchall()
+        cert = None if ca is None else self._managed_cert(ca[0], ca[1])
+        return (0 if row is None else int(row[0])), cert, frozenset(int(s) for (s,) in serials)
+
+
+class _DuplicateSerial(Exception):
+    pass
+
+
+def _with_common_name(name: x509.Name, common_name: str) -> x509.Name:
+    from cryptography.x509.oid import NameOID
+
+    if not common_name or len(common_name) > 64:
+        raise PKIError("common name must be 1 to 64 characters")
+    attrs = [a for a in name if a.oid != NameOID.COMMON_NAME]
+    try:
+        return x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    except ValueError as exc:
+        raise PKIError(f"invalid common name {common_name!r}: {exc}") from None
+
+
+def _record(
+    cert_id: str, cert: x509.Certificate, csr_pem: str, ca: ManagedCA, days: int, status: str
+) -> ClientCertificate:
+    return ClientCertificate(
+        id=cert_id,
+        certificate=inspect.cert_pem(cert),
+        csr=csr_pem,
+        ca_id=ca.id,
+        ca_name=ca.name,
+        **inspect.subject_fields(cert.subject),
+        serial_number=str(cert.serial_number),
+        ski=inspect.ski_hex(cert),
+        fingerprint_sha256=inspect.fingerprint_sha256(cert),
+        signature=inspect.signature_name(cert),
+        issued_on=inspect.rfc3339(cert.not_valid_before_utc),
+        expires_on=inspect.rfc3339(cert.not_valid_after_utc),
+        validity_days=days,
+        status=status,
+        subject=cert.subject.rfc4514_string(),
+    )
