@@ -55,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(func(args))
     except RuleError as exc:
-        print(str(exc), file=sys.stderr)
+        code = getattr(exc, "code", None)
+        prefix = f"error {code}: " if code is not None else ""
+        print(f"{prefix}{exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

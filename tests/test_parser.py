@@ -1,0 +1,497 @@
+"""Parser: the whole syntax of rules-language §1-7/§10 as AST expectations, spans,
+limits, the grammar's build under lark's strict mode, and formatter canonical forms."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from edgerules import ast
+from edgerules.errors import ParseError
+from edgerules.formatter import format_expr, format_raw_string, format_string
+from edgerules.parser import (
+    MAX_EXPRESSION_LENGTH,
+    MAX_NESTING_DEPTH,
+    MAX_SET_ITEMS,
+    parse_expression,
+)
+from edgerules.source import Span
+
+F = ast.FieldRef
+
+
+def S(value: bytes | str) -> ast.Literal:
+    return ast.Literal("string", value.encode() if isinstance(value, str) else value)
+
+
+def I(value: int) -> ast.Literal:  # noqa: E743 - short helper name for readability
+    return ast.Literal("int", value)
+
+
+def IP(text: str) -> ast.Literal:
+    return ast.Literal("ip", ipaddress.ip_address(text))
+
+
+def C(lhs: object, op: str, rhs: object) -> ast.Comparison:
+    if isinstance(lhs, str):
+        lhs = F(lhs)
+    return ast.Comparison(lhs, op, rhs)  # type: ignore[arg-type]
+
+
+def B(name: str) -> ast.BoolValue:
+    return ast.BoolValue(F(name))
+
+
+def Set(*items: object) -> ast.SetLiteral:
+    return ast.SetLiteral(tuple(items))  # type: ignore[arg-type]
+
+
+def And(*items: ast.Expr) -> ast.Logical:
+    return ast.Logical("and", items)
+
+
+def Or(*items: ast.Expr) -> ast.Logical:
+    return ast.Logical("or", items)
+
+
+def Xor(*items: ast.Expr) -> ast.Logical:
+    return ast.Logical("xor", items)
+
+
+def Call(name: str, *args: object) -> ast.FunctionCall:
+    return ast.FunctionCall(name, tuple(args))  # type: ignore[arg-type]
+
+
+POSITIVE: list[tuple[str, str, ast.Expr]] = [
+    # --- every comparison operator in both spellings (§5)
+    ("eq", 'http.host eq "a.com"', C("http.host", "eq", S("a.com"))),
+    ("eq-c", 'http.host == "a.com"', C("http.host", "eq", S("a.com"))),
+    ("ne", "x ne 1", C("x", "ne", I(1))),
+    ("ne-c", "x != 1", C("x", "ne", I(1))),
+    ("lt", "x lt 1", C("x", "lt", I(1))),
+    ("lt-c", "x < 1", C("x", "lt", I(1))),
+    ("le", "x le 1", C("x", "le", I(1))),
+    ("le-c", "x <= 1", C("x", "le", I(1))),
+    ("gt", "x gt 1", C("x", "gt", I(1))),
+    ("gt-c", "x > 1", C("x", "gt", I(1))),
+    ("ge", "x ge 1", C("x", "ge", I(1))),
+    ("ge-c", "x >= 1", C("x", "ge", I(1))),
+    ("no-spaces-c", "x>=1", C("x", "ge", I(1))),
+    ("contains", 'x contains "a"', C("x", "contains", S("a"))),
+    ("matches", 'x matches "a"', C("x", "matches", ast.Regex("a"))),
+    ("matches-c", 'x ~ "a"', C("x", "matches", ast.Regex("a"))),
+    ("wildcard", 'x wildcard "*.a"', C("x", "wildcard", S("*.a"))),
+    ("strict-wildcard", 'x strict wildcard "*.a"', C("x", "strict_wildcard", S("*.a"))),
+    ("in-set", "x in {1 2}", C("x", "in", Set(I(1), I(2)))),
+    ("bitwise-and", "x bitwise_and 4", C("x", "bitwise_and", I(4))),
+    ("bitwise-and-c", "x & 4", C("x", "bitwise_and", I(4))),
+    # --- logic, precedence, flattening (§6)
+    ("and", "a and b", And(B("a"), B("b"))),
+    ("and-c", "a && b", And(B("a"), B("b"))),
+    ("or-c", "a || b", Or(B("a"), B("b"))),
+    ("xor-c", "a ^^ b", Xor(B("a"), B("b"))),
+    ("not-c", "!a", ast.Not(B("a"))),
+    ("not-no-space-paren", "not(a)", ast.Not(B("a"))),
+    ("flatten", "a and b and c", And(B("a"), B("b"), B("c"))),
+    ("and-over-or", "a and b or c", Or(And(B("a"), B("b")), B("c"))),
+    (
+        "spec-precedence",
+        "a or b xor c and d",
+        Or(B("a"), Xor(B("b"), And(B("c"), B("d")))),
+    ),
+    ("not-binds-tightest", "not a and b", And(ast.Not(B("a")), B("b"))),
+    (
+        "not-comparison",
+        'not http.host eq "a"',
+        ast.Not(C("http.host", "eq", S("a"))),
+    ),
+    ("not-not", "not not a", ast.Not(ast.Not(B("a")))),
+    ("parens-keep-nesting", "a or (b or c)", Or(B("a"), Or(B("b"), B("c")))),
+    ("parens-regroup", "(a or b) and c", And(Or(B("a"), B("b")), B("c"))),
+    ("redundant-parens", "((a))", B("a")),
+    ("true", "true", ast.BoolConst(True)),
+    ("false", " false ", ast.BoolConst(False)),
+    # --- strings (§3.1-3.4)
+    ("escape-quote", r'x eq "a\"b"', C("x", "eq", S('a"b'))),
+    ("escape-backslash", r'x eq "a\\b"', C("x", "eq", S("a\\b"))),
+    ("escape-hex", r'x eq "\x2e\x77\xFF"', C("x", "eq", S(b".w\xff"))),
+    ("escape-octal", r'x eq "\000\101\377"', C("x", "eq", S(b"\x00A\xff"))),
+    ("utf8-copied", 'x eq "é\n"', C("x", "eq", S("é\n".encode()))),
+    ("raw", r'x eq r"a\.b"', C("x", "eq", S(r"a\.b"))),
+    ("raw-hash", 'x eq r#"a"b"#', C("x", "eq", S('a"b'))),
+    ("raw-2-hash", 'x eq r##"a"#b"##', C("x", "eq", S('a"#b'))),
+    ("raw-empty", 'x eq r""', C("x", "eq", S(""))),
+    ("hex-bytes-colon", "x eq 01:2e:f3", C("x", "eq", S(b"\x01\x2e\xf3"))),
+    ("hex-bytes-dash", "x eq 01-2e-f3", C("x", "eq", S(b"\x01\x2e\xf3"))),
+    ("hex-bytes-dot", "x eq 01.2e.f3", C("x", "eq", S(b"\x01\x2e\xf3"))),
+    ("hex-bytes-mixed", "x eq ab:cd-ef", C("x", "eq", S(b"\xab\xcd\xef"))),
+    # --- regex right-hand side (§3.2)
+    (
+        "regex-backslash-kept",
+        r'x matches "^/v\d+\.json$"',
+        C("x", "matches", ast.Regex(r"^/v\d+\.json$")),
+    ),
+    ("regex-quote", r'x matches "a\"b"', C("x", "matches", ast.Regex('a"b'))),
+    ("regex-quote-in-class", r'x matches "[\"]"', C("x", "matches", ast.Regex(r"[\"]"))),
+    ("regex-bare-quote-in-class", 'x matches "["]"', C("x", "matches", ast.Regex('["]'))),
+    ("regex-raw", r'x ~ r"\d"', C("x", "matches", ast.Regex(r"\d"))),
+    ("regex-escaped-bracket", r'x ~ "\[a"', C("x", "matches", ast.Regex(r"\[a"))),
+    # --- integers (§3.5)
+    ("int-negative", "x eq -12", C("x", "eq", I(-12))),
+    ("int-hex", "x eq 0x1f5", C("x", "eq", I(501))),
+    ("int-octal", "x eq 0123", C("x", "eq", I(83))),
+    ("int-zero", "x eq 0", C("x", "eq", I(0))),
+    ("int-max", "x eq 9223372036854775807", C("x", "eq", I(2**63 - 1))),
+    ("int-min", "x eq -9223372036854775808", C("x", "eq", I(-(2**63)))),
+    # --- IPs, CIDRs, ranges, sets (§3.6-3.7)
+    ("ipv4", "ip.src eq 203.0.113.7", C("ip.src", "eq", IP("203.0.113.7"))),
+    ("ipv6", "ip.src ne 2001:db8::1", C("ip.src", "ne", IP("2001:db8::1"))),
+    ("ipv6-loopback", "ip.src eq ::1", C("ip.src", "eq", IP("::1"))),
+    ("ipv6-any", "ip.src eq ::", C("ip.src", "eq", IP("::"))),
+    ("ipv6-full", "ip.src eq 1:2:3:4:5:6:7:8", C("ip.src", "eq", IP("1:2:3:4:5:6:7:8"))),
+    ("ipv4-mapped", "ip.src eq ::ffff:1.2.3.4", C("ip.src", "eq", IP("::ffff:1.2.3.4"))),
+    (
+        "cidrs",
+        "ip.src in {192.0.2.0/24 2001:db8::/32}",
+        C(
+            "ip.src",
+            "in",
+            Set(
+                ast.CidrItem(ipaddress.ip_network("192.0.2.0/24")),
+                ast.CidrItem(ipaddress.ip_network("2001:db8::/32")),
+            ),
+        ),
+    ),
+    (
+        "ip-range",
+        "ip.src in {198.51.100.3..198.51.100.7}",
+        C(
+            "ip.src",
+            "in",
+            Set(
+                ast.IpRangeItem(
+                    ipaddress.ip_address("198.51.100.3"), ipaddress.ip_address("198.51.100.7")
+                )
+            ),
+        ),
+    ),
+    (
+        "int-ranges",
+        "tcp.dstport in {8000..8009 8080..8089}",
+        C("tcp.dstport", "in", Set(ast.IntRangeItem(8000, 8009), ast.IntRangeItem(8080, 8089))),
+    ),
+    (
+        "negative-range",
+        "x in {-5..-1}",
+        C("x", "in", Set(ast.IntRangeItem(-5, -1))),
+    ),
+    ("range-spaces", "x in { 1 .. 5 }", C("x", "in", Set(ast.IntRangeItem(1, 5)))),
+    ("strings-set", 'x in {"a" "b" r"c"}', C("x", "in", Set(S("a"), S("b"), S("c")))),
+    ("empty-set", "x in {}", C("x", "in", Set())),
+    ("set-dup", "x in {1 1}", C("x", "in", Set(I(1), I(1)))),
+    ("set-ip", "x in {1.2.3.4 ::1}", C("x", "in", Set(IP("1.2.3.4"), IP("::1")))),
+    # --- named lists (§3.8)
+    ("list", "ip.src in $bad_ips", C("ip.src", "in", ast.ListRef("bad_ips"))),
+    (
+        "list-managed",
+        "ip.src in $cf.open_proxies",
+        C("ip.src", "in", ast.ListRef("cf.open_proxies")),
+    ),
+    ("not-in-list", "not ip.src in $x1", ast.Not(C("ip.src", "in", ast.ListRef("x1")))),
+    # --- fields vs keywords (§1, §10 note)
+    ("field-with-keyword-prefix", "http.index eq 1", C("http.index", "eq", I(1))),
+    ("field-starting-with-not", "notable", B("notable")),
+    ("field-segment-keyword", "ip.src.in_list", B("ip.src.in_list")),
+    ("field-keyword-segment", "not.x", B("not.x")),
+    ("field-and-segment", "a.and.b and c", And(B("a.and.b"), B("c"))),
+    ("field-digit-segment", "a.1b eq 1", C("a.1b", "eq", I(1))),
+    ("field-underscore", "_x eq 1", C("_x", "eq", I(1))),
+    ("host-in", 'http.host in {"a"}', C("http.host", "in", Set(S("a")))),
+    ("field-named-anything", "anything", B("anything")),
+    # --- indexing (§4)
+    ("index-int", "x[0] eq 1", C(ast.Index(F("x"), 0), "eq", I(1))),
+    ("index-key", 'x["k"] eq 1', C(ast.Index(F("x"), b"k"), "eq", I(1))),
+    ("index-key-escape", r'x["\x41"]', ast.BoolValue(ast.Index(F("x"), b"A"))),
+    (
+        "index-chain",
+        'http.request.headers["accept"][0] eq "a"',
+        C(ast.Index(ast.Index(F("http.request.headers"), b"accept"), 0), "eq", S("a")),
+    ),
+    ("index-star", "x[*]", ast.BoolValue(ast.Index(F("x"), ast.Star()))),
+    ("index-spaces", "x [ 0 ] eq 1", C(ast.Index(F("x"), 0), "eq", I(1))),
+    # --- functions, quantifiers (§7)
+    (
+        "call",
+        'starts_with(http.host, "a")',
+        ast.BoolValue(Call("starts_with", F("http.host"), S("a"))),
+    ),
+    ("call-no-args", "f()", ast.BoolValue(Call("f"))),
+    ("call-nested", "len(lower(x)) gt 3", C(Call("len", Call("lower", F("x"))), "gt", I(3))),
+    (
+        "call-literal-args",
+        'f(1, 1.2.3.4, 01:02, r"a")',
+        ast.BoolValue(Call("f", I(1), IP("1.2.3.4"), S(b"\x01\x02"), S("a"))),
+    ),
+    (
+        "call-expression-arg",
+        "f(a and b, x eq 1, not c)",
+        ast.BoolValue(Call("f", And(B("a"), B("b")), C("x", "eq", I(1)), ast.Not(B("c")))),
+    ),
+    ("call-dotted-hex-is-field", "f(ab.cd)", ast.BoolValue(Call("f", F("ab.cd")))),
+    (
+        "call-indexed",
+        'lower(x[*])[*] eq "a"',
+        C(ast.Index(Call("lower", ast.Index(F("x"), ast.Star())), ast.Star()), "eq", S("a")),
+    ),
+    (
+        "any",
+        'any(x[*] eq "a")',
+        ast.Quantifier("any", C(ast.Index(F("x"), ast.Star()), "eq", S("a"))),
+    ),
+    ("all", "all(x[*])", ast.Quantifier("all", ast.BoolValue(ast.Index(F("x"), ast.Star())))),
+    ("not-any", "not any(a)", ast.Not(ast.Quantifier("any", B("a")))),
+    # --- whitespace (§1): space, CR, LF and TAB [U: accepted]
+    ("newlines", "a\r\nand\nb", And(B("a"), B("b"))),
+    ("tab", "a\tand\tb", And(B("a"), B("b"))),
+    ("no-space-before-string", 'x eq"a"', C("x", "eq", S("a"))),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [p[1:] for p in POSITIVE], ids=[p[0] for p in POSITIVE]
+)
+def test_parses_to(text: str, expected: ast.Expr) -> None:
+    got = parse_expression(text)
+    assert got == expected
+    # and the canonical text parses back to the same tree
+    assert parse_expression(format_expr(got)) == got
+
+
+def test_ids_unique() -> None:
+    ids = [p[0] for p in POSITIVE]
+    assert len(ids) == len(set(ids))
+
+
+# --- spans ---------------------------------------------------------------------------------
+
+
+def test_spans_point_into_original_text() -> None:
+    text = '  http.host  eq "a.com"  and not ssl '
+    expr = parse_expression(text)
+    assert isinstance(expr, ast.Logical)
+    cmp_, not_ = expr.items
+    assert isinstance(cmp_, ast.Comparison) and isinstance(not_, ast.Not)
+    assert text[expr.span.start : expr.span.end] == 'http.host  eq "a.com"  and not ssl'
+    assert text[cmp_.lhs.span.start : cmp_.lhs.span.end] == "http.host"
+    assert text[cmp_.op_span.start : cmp_.op_span.end] == "eq"
+    assert text[cmp_.rhs.span.start : cmp_.rhs.span.end] == '"a.com"'
+    assert text[not_.span.start : not_.span.end] == "not ssl"
+
+
+def test_call_name_span_and_arg_spans() -> None:
+    text = 'starts_with(http.host, "a")'
+    expr = parse_expression(text)
+    assert isinstance(expr, ast.BoolValue) and isinstance(expr.value, ast.FunctionCall)
+    call = expr.value
+    assert call.name_span == Span(0, 11)
+    assert call.span == Span(0, len(text))
+    assert [text[a.span.start : a.span.end] for a in call.args] == ["http.host", '"a"']
+
+
+def test_set_item_spans() -> None:
+    text = "x in {1..5 10.0.0.0/8 $}"
+    with pytest.raises(ParseError):
+        parse_expression(text)
+    text = "x in {1..5 10.0.0.0/8}"
+    rhs = parse_expression(text).rhs  # type: ignore[union-attr]
+    assert [text[i.span.start : i.span.end] for i in rhs.items] == ["1..5", "10.0.0.0/8"]
+
+
+def test_op_span_strict_wildcard_and_symbols() -> None:
+    text = 'x strict wildcard "a"'
+    cmp_ = parse_expression(text)
+    assert text[cmp_.op_span.start : cmp_.op_span.end] == "strict wildcard"  # type: ignore[union-attr]
+    text = "x >= 1"
+    cmp_ = parse_expression(text)
+    assert text[cmp_.op_span.start : cmp_.op_span.end] == ">="  # type: ignore[union-attr]
+
+
+def test_raw_literal_flag() -> None:
+    cmp_ = parse_expression('x eq r"a"')
+    assert cmp_.rhs.raw is True  # type: ignore[union-attr]
+    cmp_ = parse_expression('x eq "a"')
+    assert cmp_.rhs.raw is False  # type: ignore[union-attr]
+
+
+def test_name_in_error_header() -> None:
+    with pytest.raises(ParseError) as info:
+        parse_expression("x eq", name='rule "r1"')
+    assert 'rule "r1", line 1, column 5' in str(info.value)
+
+
+# --- limits ----------------------------------------------------------------------------------
+
+
+def test_length_limit() -> None:
+    ok = "a" * MAX_EXPRESSION_LENGTH
+    assert parse_expression(ok) == B(ok)
+    text = "a" * (MAX_EXPRESSION_LENGTH + 1)
+    with pytest.raises(ParseError) as info:
+        parse_expression(text)
+    assert info.value.span == Span(MAX_EXPRESSION_LENGTH, MAX_EXPRESSION_LENGTH + 1)
+    assert "too long" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("opener", "closer"),
+    [("(", ")"), ("not ", ""), ("f(", ")"), ("any(", ")"), ("! ", "")],
+    ids=["parens", "not", "calls", "any", "bang"],
+)
+def test_nesting_limit(opener: str, closer: str) -> None:
+    ok = opener * MAX_NESTING_DEPTH + "a" + closer * MAX_NESTING_DEPTH
+    parse_expression(ok)
+    bad = opener * (MAX_NESTING_DEPTH + 1) + "a" + closer * (MAX_NESTING_DEPTH + 1)
+    with pytest.raises(ParseError) as info:
+        parse_expression(bad)
+    assert "nested too deeply" in info.value.message
+    start = len(opener) * MAX_NESTING_DEPTH
+    assert info.value.span.start == start
+
+
+def test_index_chain_counts_as_nesting() -> None:
+    parse_expression("x" + "[0]" * MAX_NESTING_DEPTH)
+    with pytest.raises(ParseError) as info:
+        parse_expression("x" + "[0]" * (MAX_NESTING_DEPTH + 1))
+    assert "nested too deeply" in info.value.message
+
+
+def test_deep_input_within_length_never_recursion_error() -> None:
+    # 2,000 levels fit in 4,096 characters: must be a ParseError, not RecursionError.
+    for text in (
+        "(" * 2000 + "a" + ")" * 2000,
+        "not " * 1000 + "a",
+        "!" * 4000 + "a",
+        "x" + "[0]" * 1300,
+    ):
+        with pytest.raises(ParseError):
+            parse_expression(text)
+
+
+def test_long_flat_chains_are_fine() -> None:
+    text = " and ".join(["a"] * 600)
+    expr = parse_expression(text)
+    assert isinstance(expr, ast.Logical) and len(expr.items) == 600
+
+
+def test_set_size_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The length limit keeps real sets below the cap; lower the cap to exercise it.
+    import edgerules.parser as parser_mod
+
+    monkeypatch.setattr(parser_mod, "MAX_SET_ITEMS", 3)
+    parse_expression("x in {1 2 3}")
+    with pytest.raises(ParseError) as info:
+        parse_expression("x in {1 2 3 44}")
+    assert info.value.span == Span(12, 14)
+    assert MAX_SET_ITEMS == 10_000
+
+
+def test_raw_string_hash_limit() -> None:
+    ok = "x eq r" + "#" * 255 + '"a"' + "#" * 255
+    assert parse_expression(ok) == C("x", "eq", S("a"))
+    bad = "x eq r" + "#" * 256 + '"a"' + "#" * 256
+    with pytest.raises(ParseError) as info:
+        parse_expression(bad)
+    assert info.value.span == Span(5, 5 + 1 + 256)
+
+
+# --- grammar hygiene ---------------------------------------------------------------------------
+
+
+def test_grammar_builds_in_strict_mode() -> None:
+    """Shift/reduce conflicts or terminal collisions fail here (DESIGN B5)."""
+    from importlib import resources
+
+    from lark import Lark
+
+    grammar = resources.files("edgerules").joinpath("rules.lark").read_text(encoding="utf-8")
+    Lark(grammar, parser="lalr", lexer="contextual", strict=True, propagate_positions=True)
+
+
+def test_only_parser_imports_lark() -> None:
+    import pathlib
+
+    src = pathlib.Path(__file__).resolve().parents[1] / "src" / "edgerules"
+    offenders = [
+        str(p.relative_to(src))
+        for p in src.rglob("*.py")
+        if p.name != "parser.py"
+        and ("import lark" in p.read_text() or "from lark" in p.read_text())
+    ]
+    assert offenders == []
+
+
+def test_parser_object_is_shared_and_unchanged() -> None:
+    import edgerules.parser as parser_mod
+
+    before = parser_mod._PARSER
+    parse_expression("a and b")
+    with pytest.raises(ParseError):
+        parse_expression("a and")
+    assert parser_mod._PARSER is before
+
+
+# --- formatter canonical forms -------------------------------------------------------------------
+
+CANONICAL = [
+    ("c-like-ops", 'a == "x" && b != 1 || !c ^^ d', 'a eq "x" and b ne 1 or not c xor d'),
+    ("minimal-parens", "((a and b)) or (c)", "a and b or c"),
+    ("needed-parens", "(a or b) and c", "(a or b) and c"),
+    ("same-op-parens-kept", "a and (b and c)", "a and (b and c)"),
+    ("not-group", "not (a and b)", "not (a and b)"),
+    ("regex-raw", r'x matches "a\"b\d"', r'x matches r#"a"b\d"#'),
+    ("regex-no-quote", r'x ~ "\d"', r'x matches r"\d"'),
+    ("string-escapes", r'x eq "\x41\042\\"', r'x eq "A\"\\"'),
+    ("string-nonprintable", 'x eq "\x00\x7f"', r'x eq "\x00\x7f"'),
+    ("string-invalid-utf8", r'x eq "\xff"', r'x eq "\xff"'),
+    ("string-utf8-kept", 'x eq "é"', 'x eq "é"'),
+    ("raw-kept", r'x wildcard r"a\*b"', r'x wildcard r"a\*b"'),
+    ("hex-bytes-quoted", "x eq 41:42", 'x eq "AB"'),
+    ("ints-decimal", "x in {0x10 010 -1}", "x in {16 8 -1}"),
+    ("ipv6-compressed", "ip.src eq 2001:0db8:0:0:0:0:0:1", "ip.src eq 2001:db8::1"),
+    ("set-spacing", "x in {  1..2   ::1..::2 10.0.0.0/8 }", "x in {1..2 ::1..::2 10.0.0.0/8}"),
+    ("index", 'x[ "a" ][0][*]', 'x["a"][0][*]'),
+    ("call", "f( a ,1 )", "f(a, 1)"),
+    ("strict", 'x strict wildcard "a"', 'x strict wildcard "a"'),
+    ("bitwise", "x & 1", "x bitwise_and 1"),
+    ("true", " true ", "true"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"), [c[1:] for c in CANONICAL], ids=[c[0] for c in CANONICAL]
+)
+def test_canonical_form(text: str, canonical: str) -> None:
+    expr = parse_expression(text)
+    assert format_expr(expr) == canonical
+    assert parse_expression(canonical) == expr
+
+
+def test_format_helpers() -> None:
+    assert format_string(b'a"b\\c\n') == r'"a\"b\\c\x0a"'
+    assert format_raw_string('a"#b') == 'r##"a"#b"##'
+    assert format_raw_string("") == 'r""'
+    assert format_expr(F("x")) == "x"
+    assert format_expr(ast.Index(F("x"), ast.Star())) == "x[*]"
+    assert format_expr(ast.IntRangeItem(1, 2)) == "1..2"
+    with pytest.raises(TypeError):
+        format_expr(object())  # type: ignore[arg-type]
+
+
+def test_parsing_from_threads_agrees() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [p[1] for p in POSITIVE] * 3
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(parse_expression, texts))
+    assert results == [parse_expression(t) for t in texts]
