@@ -110,19 +110,6 @@ KNOWN_DIFFERENCES: dict[str, Difference] = {
     "chain-of-ten-intermediates": Difference(
         (False, "certificate chain too long"), _OK, _DEPTH, ("-verify_depth", "8"),
     ),
-    "nc-permitted-dns-cn-only-leaf": Difference(
-        _OK, (False, "permitted subtree violation"),
-        "RFC 5280 §4.2.1.10 applies dNSName constraints to subjectAltName dNSNames only. "
-        "OpenSSL 3 additionally treats a host-name-like CN as a DNS name when there is no "
-        "DNS SAN (NAME_CONSTRAINTS_check_CN, a WebPKI *server* heuristic); a client "
-        "certificate's CN is a user name, and Cloudflare does not match client names.",
-    ),
-    "nc-email-subject-emailaddress-violation-with-san": Difference(
-        _OK, (False, "permitted subtree violation"),
-        "RFC 5280 §4.2.1.10 applies rfc822Name constraints to the subject's emailAddress "
-        "attribute only when the certificate has no subjectAltName; here the SAN's address "
-        "is permitted. OpenSSL checks emailAddress attributes always (stricter).",
-    ),
     "nc-permitted-dirname-ok": Difference(
         (False, "certificate rejected"), _OK,
         "pyca/cryptography does not implement directoryName name constraints and rejects "

@@ -1,0 +1,46 @@
+"""Client-certificate (mTLS) validation: from the chain a client presented to the
+``cf.tls_client_auth.*`` field values (spec mtls.md §3, §8, §9; fields.md §1).
+
+>>> from edgerules.tls import ClientCertValidator, NOT_REQUESTED
+>>> validator = ClientCertValidator(trusted=[])      # CAs: x509.Certificate, PEM or DER
+>>> auth = validator.validate([])                    # the client sent no certificate
+>>> auth.presented, auth.verified, auth.tls_client_auth["certVerified"]
+(False, False, 'NONE')
+>>> NOT_REQUESTED.fields()["cf.tls_client_auth.cert_subject_dn"]
+b''
+
+Modules: ``validator`` (limits, caching, revocation), ``verify`` (the only caller of
+``cryptography.x509.verification``), ``certinfo`` (DN/serial/date formats), ``rfc9440``,
+``revocation``, ``cache``, ``headers`` (forwarding headers), ``auth`` (``ClientAuth``).
+"""
+
+from __future__ import annotations
+
+from edgerules.tls.auth import (
+    FIELD_NAMES,
+    NO_CERTIFICATE,
+    NOT_REQUESTED,
+    ClientAuth,
+    ClientAuthFields,
+)
+from edgerules.tls.headers import STRIP_HEADERS, forwarding_headers
+from edgerules.tls.revocation import CRLRevocation, RevocationSource, SerialRevocation, load_crl
+from edgerules.tls.validator import ClientCertValidator, load_certificates
+from edgerules.tls.verify import Reason
+
+__all__ = [
+    "FIELD_NAMES",
+    "NOT_REQUESTED",
+    "NO_CERTIFICATE",
+    "STRIP_HEADERS",
+    "CRLRevocation",
+    "ClientAuth",
+    "ClientAuthFields",
+    "ClientCertValidator",
+    "Reason",
+    "RevocationSource",
+    "SerialRevocation",
+    "forwarding_headers",
+    "load_certificates",
+    "load_crl",
+]

@@ -1,0 +1,265 @@
+"""Revocation (serial sets, CRLs) and the result cache (issue 3 points 3 and 5)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from edgerules.tls import ClientCertValidator, CRLRevocation, RevocationSource, SerialRevocation
+
+from .ca_fixture import DAY, NOW, Issued, key, make_ca, make_leaf, pki, profiles
+
+
+def make_crl(
+    ca: Issued,
+    serials: list[int],
+    *,
+    last: dt.datetime = NOW - DAY,
+    next_: dt.datetime | None = NOW + 7 * DAY,
+    signer=None,
+) -> x509.CertificateRevocationList:
+    b = x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject).last_update(last)
+    if next_ is not None:
+        b = b.next_update(next_)
+    for s in serials:
+        b = b.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(s).revocation_date(last).build()
+        )
+    return b.sign(signer or ca.key, hashes.SHA256())
+
+
+# --- serial sets ----------------------------------------------------------------------------
+
+
+def test_serial_revocation_keeps_verified() -> None:
+    sc = profiles()["revoked"]
+    rev = SerialRevocation({0x01AB})
+    assert isinstance(rev, RevocationSource)
+    auth = ClientCertValidator(sc.trusted, revocation=rev).validate(sc.chain, now=NOW)
+    assert auth.verified and auth.revoked and auth.failure_reason == ""
+    w = auth.tls_client_auth
+    assert (w["certVerified"], w["certRevoked"]) == ("SUCCESS", "1")
+
+
+def test_unverified_is_never_revoked() -> None:
+    sc = profiles()["expired"]
+    leaf = x509.load_der_x509_certificate(sc.chain[0])
+    rev = SerialRevocation({leaf.serial_number})
+    auth = ClientCertValidator(sc.trusted, revocation=rev).validate(sc.chain, now=NOW)
+    assert not auth.verified and not auth.revoked
+
+
+def test_revocation_version_invalidates_cache() -> None:
+    sc = profiles()["valid"]
+    leaf = x509.load_der_x509_certificate(sc.chain[0])
+    rev = SerialRevocation()
+    v = ClientCertValidator(sc.trusted, revocation=rev)
+    first = v.validate(sc.chain, now=NOW)
+    assert first.verified and not first.revoked
+    assert v.validate(sc.chain, now=NOW) is first  # cached
+    rev.add(leaf.serial_number)
+    second = v.validate(sc.chain, now=NOW)
+    assert second.revoked and second.verified
+    rev.discard(leaf.serial_number)
+    assert not v.validate(sc.chain, now=NOW).revoked
+
+
+def test_serial_revocation_issuer_scope() -> None:
+    sc = profiles()["revoked"]
+    rev = SerialRevocation({0x01AB}, issuer=pki().other.cert.subject)
+    assert not ClientCertValidator(sc.trusted, revocation=rev).validate(sc.chain, now=NOW).revoked
+
+
+class Broken:
+    version = 3
+
+    def is_revoked(self, leaf, issuer):
+        raise RuntimeError("store down")
+
+
+def test_broken_source_answers_not_revoked() -> None:
+    sc = profiles()["valid"]
+    auth = ClientCertValidator(sc.trusted, revocation=Broken()).validate(sc.chain, now=NOW)
+    assert auth.verified and not auth.revoked
+
+
+# --- CRLs -------------------------------------------------------------------------------------
+
+
+def _crl_case():
+    p = pki()
+    ca = make_ca("CRL CA", label="crl-ca")
+    leaf = make_leaf("crl client", ca, serial=0xC0FFEE)
+    return p, ca, leaf
+
+
+def test_crl_revokes() -> None:
+    _, ca, leaf = _crl_case()
+    crl = make_crl(ca, [0xC0FFEE])
+    for form in (
+        crl,
+        crl.public_bytes(serialization.Encoding.DER),
+        crl.public_bytes(serialization.Encoding.PEM),
+    ):
+        auth = ClientCertValidator([ca.cert], crls=[form]).validate([leaf.der], now=NOW)
+        assert auth.verified and auth.revoked
+
+
+def test_crl_not_listing_serial() -> None:
+    _, ca, leaf = _crl_case()
+    auth = ClientCertValidator([ca.cert], crls=[make_crl(ca, [1, 2, 3])]).validate(
+        [leaf.der], now=NOW
+    )
+    assert auth.verified and not auth.revoked
+
+
+def test_stale_crl_is_ignored() -> None:
+    _, ca, leaf = _crl_case()
+    stale = make_crl(ca, [0xC0FFEE], last=NOW - 10 * DAY, next_=NOW - DAY)
+    auth = ClientCertValidator([ca.cert], crls=[stale]).validate([leaf.der], now=NOW)
+    assert auth.verified and not auth.revoked  # fail open, documented
+    assert CRLRevocation([stale]).problems([ca.cert], NOW) == ["CRL of CN=CRL CA: stale"]
+
+
+def test_future_crl_is_ignored() -> None:
+    _, ca, leaf = _crl_case()
+    future = make_crl(ca, [0xC0FFEE], last=NOW + DAY, next_=NOW + 9 * DAY)
+    auth = ClientCertValidator([ca.cert], crls=[future]).validate([leaf.der], now=NOW)
+    assert not auth.revoked
+
+
+def test_badly_signed_crl_is_ignored() -> None:
+    _, ca, leaf = _crl_case()
+    forged = make_crl(ca, [0xC0FFEE], signer=key("forger"))
+    auth = ClientCertValidator([ca.cert], crls=[forged]).validate([leaf.der], now=NOW)
+    assert auth.verified and not auth.revoked
+    assert CRLRevocation([forged]).problems([ca.cert], NOW) == ["CRL of CN=CRL CA: bad signature"]
+
+
+def test_crl_of_another_ca_is_ignored() -> None:
+    p, ca, leaf = _crl_case()
+    other = make_crl(p.other, [0xC0FFEE])
+    auth = ClientCertValidator([ca.cert, p.other.cert], crls=[other]).validate([leaf.der], now=NOW)
+    assert not auth.revoked
+
+
+def test_crl_staleness_expires_cached_result() -> None:
+    _, ca, leaf = _crl_case()
+    crl = make_crl(ca, [0xC0FFEE], next_=NOW + DAY)
+    v = ClientCertValidator([ca.cert], crls=[crl])
+    assert v.validate([leaf.der], now=NOW).revoked
+    later = v.validate([leaf.der], now=NOW + 2 * DAY)
+    assert later.verified and not later.revoked
+
+
+def test_crl_for_intermediate_issuer() -> None:
+    p = pki()
+    leaf = make_leaf("crl via intermediate", p.intermediate, serial=0xBEEF)
+    crl = make_crl(p.intermediate, [0xBEEF])
+    auth = ClientCertValidator([p.root.cert], crls=[crl]).validate(
+        [leaf.der, p.intermediate.der], now=NOW
+    )
+    assert auth.verified and auth.revoked
+
+
+# --- cache ---------------------------------------------------------------------------------------
+
+
+def test_cache_hit_returns_same_object() -> None:
+    sc = profiles()["via_intermediate"]
+    v = ClientCertValidator(sc.trusted)
+    a = v.validate(sc.chain, now=NOW)
+    b = v.validate(list(sc.chain), now=NOW + dt.timedelta(hours=1))
+    assert a is b
+    assert v.cache.hits == 1 and v.cache.misses == 1
+
+
+def test_cache_expires_at_not_after() -> None:
+    p = pki()
+    leaf = make_leaf("short lived", p.root, not_before=NOW - DAY, not_after=NOW + DAY)
+    v = ClientCertValidator([p.root.cert])
+    assert v.validate([leaf.der], now=NOW).verified
+    assert v.validate([leaf.der], now=NOW + DAY).verified  # not_after itself is still valid
+    after = v.validate([leaf.der], now=NOW + DAY + dt.timedelta(seconds=1))
+    assert not after.verified and after.failure_reason == "certificate has expired"
+
+
+def test_cache_window_for_failures() -> None:
+    p = pki()
+    leaf = make_leaf("soon valid", p.root, not_before=NOW + DAY, not_after=NOW + 10 * DAY)
+    v = ClientCertValidator([p.root.cert])
+    assert v.validate([leaf.der], now=NOW).failure_reason == "certificate is not yet valid"
+    assert v.validate([leaf.der], now=NOW + 2 * DAY).verified
+
+
+def test_cache_before_not_before() -> None:
+    sc = profiles()["valid"]
+    v = ClientCertValidator(sc.trusted)
+    assert v.validate(sc.chain, now=NOW).verified
+    assert (
+        v.validate(sc.chain, now=NOW - 365 * DAY).failure_reason == "certificate is not yet valid"
+    )
+
+
+def test_cache_is_bounded_lru() -> None:
+    p = pki()
+    v = ClientCertValidator([p.root.cert], cache_size=3)
+    leaves = [make_leaf(f"lru {i}", p.root).der for i in range(5)]
+    for der in leaves:
+        v.validate([der], now=NOW)
+    assert len(v.cache) == 3
+    v.validate([leaves[4]], now=NOW)
+    assert v.cache.hits == 1
+    v.validate([leaves[0]], now=NOW)  # evicted
+    assert v.cache.misses == 6
+
+
+def test_cache_disabled_and_trust_version() -> None:
+    sc = profiles()["valid"]
+    v = ClientCertValidator(sc.trusted, cache_size=0)
+    assert v.validate(sc.chain, now=NOW) is not v.validate(sc.chain, now=NOW)
+    assert len(v.cache) == 0
+    v2 = ClientCertValidator(sc.trusted, trust_version=7)
+    assert v2.validate(sc.chain, now=NOW).verified and v2.trust_version == 7
+
+
+def test_cache_byte_budget() -> None:
+    from edgerules.tls.cache import ResultCache
+
+    c: ResultCache[str] = ResultCache(maxsize=100, maxbytes=1000)
+    for i in range(5):
+        c.put(i, str(i), None, None, 400)
+    assert len(c) == 2 and c.bytes == 800
+    assert c.get(4, NOW) == "4" and c.get(0, NOW) is None
+    c.put("huge", "x", None, None, 5000)  # larger than the budget: not cached
+    assert c.get("huge", NOW) is None
+    c.clear()
+    assert len(c) == 0 and c.bytes == 0
+
+
+def test_concurrent_validations_share_one_result() -> None:
+    import threading
+
+    sc = profiles()["via_intermediate"]
+    v = ClientCertValidator(sc.trusted, cache_size=8)
+    results: list[object] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(50):
+                auth = v.validate(sc.chain, now=NOW)
+                assert auth.verified and auth.subject_dn == "CN=via intermediate"
+                results.append(auth)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 300
+    assert len(v.cache) == 1
