@@ -1,0 +1,107 @@
+"""ASGI middleware: enforce an edgerules ruleset (with client certificates) in any ASGI app.
+
+>>> from edgerules import Ruleset
+>>> from edgerules.asgi import EdgeRulesMiddleware
+>>> app = EdgeRulesMiddleware(app, Ruleset.load("rules/mtls-required.json"),
+...                           store=open_store("edgerules.db"),
+...                           trusted_proxies=["10.0.0.0/8"], cert_header="client-cert")  # doctest: +SKIP
+
+Owns the ASGI plumbing; the logic (certificate source, trusted proxies, header
+stripping, fields, decision, block page) lives in ``edgerules.proxy.gate``.
+
+* The certificate comes from the ASGI TLS extension
+  (``scope["extensions"]["tls"]["client_cert_chain"]``, PEM strings) when the server
+  provides it, else from ``cert_header`` (RFC 9440 ``client-cert`` by default; nginx
+  ``$ssl_client_escaped_cert`` under any other name; Envoy ``x-forwarded-client-cert``)
+  **only** when ``scope["client"]`` is inside ``trusted_proxies``. From any other peer
+  those headers are removed from the scope the application sees.
+* Blocked requests are answered here (the rule's custom response or the default 403
+  page); allowed ones reach the app with ``scope["edgerules.decision"]`` (the ruleset's
+  ``Decision``), ``scope["edgerules.verdict"]`` and ``scope["edgerules.client_auth"]``.
+* ``websocket`` scopes are checked too (a block closes with code 1008 before accept);
+  other scopes (``lifespan``) pass through untouched.
+* Which hostname selects the store's validator: the ``Host`` header (an ASGI server
+  does not expose the SNI) [U].
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from edgerules.proxy.gate import Gate
+
+__all__ = ["EdgeRulesMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class EdgeRulesMiddleware:
+    def __init__(
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        ruleset: Any,
+        *,
+        validator: Any = None,
+        store: Any = None,
+        trusted_proxies: Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+        cert_header: str = "client-cert",
+    ) -> None:
+        self.app = app
+        self.gate = Gate(
+            ruleset,
+            validator=validator,
+            store=store,
+            trusted_proxies=trusted_proxies,
+            cert_header=cert_header,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope.get("type")
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        tls = (scope.get("extensions") or {}).get("tls") or {}
+        raw_path = scope.get("raw_path") or scope.get("path", "/").encode("utf-8")
+        query = scope.get("query_string") or b""
+        target = raw_path + (b"?" + query if query else b"")
+        client = scope.get("client")
+        scheme = scope.get("scheme") or ("https" if kind == "http" else "wss")
+        scheme = {"wss": "https", "ws": "http"}.get(scheme, scheme)
+        result = self.gate.process(
+            method=scope.get("method", "GET").encode("ascii") if kind == "http" else b"GET",
+            target=target,
+            http_version=str(scope.get("http_version", "1.1")).encode("ascii"),
+            headers=list(scope.get("headers") or ()),
+            peer=client[0] if client else None,
+            server=tuple(scope["server"]) if scope.get("server") else None,
+            scheme=scheme,
+            tls_chain_pem=tls.get("client_cert_chain") or None,
+            tls_version=tls.get("tls_version"),
+        )
+        if result.blocked:
+            if kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": result.status,
+                    "headers": [
+                        (b"content-type", result.content_type),
+                        (b"content-length", str(len(result.body)).encode()),
+                        (b"cache-control", b"no-store"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": result.body})
+            return
+        inner = dict(scope)
+        inner["headers"] = result.headers
+        inner["edgerules.decision"] = result.verdict.decision
+        inner["edgerules.verdict"] = result.verdict
+        inner["edgerules.client_auth"] = result.client_auth
+        await self.app(inner, receive, send)

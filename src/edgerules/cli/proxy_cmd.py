@@ -1,0 +1,186 @@
+"""``edgerules proxy``: run the mTLS-terminating reverse proxy.
+
+Owns: argument parsing and wiring (ruleset, store, config, access log) into
+``edgerules.proxy.server.run_proxy``. Prints one ready line to stderr
+(``edgerules proxy listening on https://HOST:PORT -> UPSTREAM``) once the socket is
+bound, so scripts can wait for it (and read the port when ``--listen`` used port 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from edgerules.errors import ConfigError
+
+__all__ = ["build_server", "register"]
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "proxy",
+        help="run the mTLS-terminating reverse proxy",
+        description=(
+            "Terminate TLS (asking for a client certificate on mTLS-enabled hostnames), "
+            "evaluate the ruleset on every request and forward allowed requests to the upstream."
+        ),
+    )
+    p.add_argument(
+        "--listen", default="127.0.0.1:8443", metavar="HOST:PORT", help="default %(default)s"
+    )
+    p.add_argument(
+        "--upstream", required=True, metavar="URL", help="origin, e.g. http://127.0.0.1:8080"
+    )
+    p.add_argument(
+        "--rules", metavar="FILE", help="ruleset JSON (without it every request is allowed)"
+    )
+    p.add_argument(
+        "--store",
+        metavar="PATH",
+        help="store with the CAs and mTLS hostnames (default $EDGERULES_STORE)",
+    )
+    p.add_argument(
+        "--cert",
+        metavar="PEM",
+        help="server certificate chain (default: self-signed dev certificate)",
+    )
+    p.add_argument("--key", metavar="PEM", help="server private key")
+    p.add_argument(
+        "--list",
+        dest="lists",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="named-list file or directory used by the ruleset (repeatable)",
+    )
+    p.add_argument(
+        "--access-log",
+        default="-",
+        metavar="PATH",
+        help="JSON lines; '-' = stdout (default), 'off' = none",
+    )
+    p.add_argument(
+        "--forward",
+        default="rfc9440",
+        metavar="STYLES",
+        help="certificate headers to the origin: comma list of rfc9440, cf-client-cert, cf-cert, none (default %(default)s)",
+    )
+    p.add_argument(
+        "--forward-host",
+        action="append",
+        default=[],
+        metavar="HOST=STYLES",
+        help="per-hostname override of --forward (repeatable)",
+    )
+    p.add_argument(
+        "--cf-client-cert-every-request",
+        action="store_true",
+        help="send Cf-Client-Cert-* on every request (default: only a connection's first, "
+        "as Cloudflare's forwarding page says; per-request is needed to rate-limit by certificate)",
+    )
+    p.add_argument(
+        "--rewrite-host",
+        action="store_true",
+        help="send the upstream's Host instead of the client's",
+    )
+    p.add_argument("--max-connections", type=int, default=1024)
+    p.add_argument("--max-header-bytes", type=int, default=32 * 1024)
+    p.add_argument("--max-headers", type=int, default=100)
+    p.add_argument("--handshake-timeout", type=float, default=10.0)
+    p.add_argument("--header-timeout", type=float, default=10.0)
+    p.add_argument("--idle-timeout", type=float, default=30.0)
+    p.add_argument("--body-timeout", type=float, default=30.0)
+    p.add_argument("--connect-timeout", type=float, default=5.0)
+    p.add_argument("--upstream-timeout", type=float, default=30.0)
+    p.add_argument("--shutdown-grace", type=float, default=10.0)
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=_run)
+
+
+def build_server(args: argparse.Namespace) -> Any:
+    from edgerules.proxy.accesslog import AccessLog
+    from edgerules.proxy.config import ForwardingPolicy, Limits, ProxyConfig, parse_hostport
+    from edgerules.proxy.decision import AllowAll, RulesetDecider
+    from edgerules.proxy.server import ProxyServer
+
+    host, port = parse_hostport(args.listen)
+    limits = Limits(
+        max_connections=args.max_connections,
+        handshake_timeout=args.handshake_timeout,
+        header_timeout=args.header_timeout,
+        idle_timeout=args.idle_timeout,
+        body_timeout=args.body_timeout,
+        max_header_bytes=args.max_header_bytes,
+        max_header_count=args.max_headers,
+        connect_timeout=args.connect_timeout,
+        upstream_timeout=args.upstream_timeout,
+        shutdown_grace=args.shutdown_grace,
+    )
+    every = args.cf_client_cert_every_request
+    by_host = {}
+    for item in args.forward_host:
+        name, sep, styles = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--forward-host expects HOST=STYLES, got {item!r}")
+        by_host[name] = ForwardingPolicy.from_styles(styles.split(","), every_request=every)
+    config = ProxyConfig(
+        upstream=args.upstream,
+        listen_host=host,
+        listen_port=port,
+        cert_file=args.cert,
+        key_file=args.key,
+        limits=limits,
+        forwarding=ForwardingPolicy.from_styles(args.forward.split(","), every_request=every),
+        forwarding_by_host=by_host,
+        preserve_host=not args.rewrite_host,
+    )
+    decider: Any = AllowAll()
+    if args.rules:
+        from edgerules.ruleset import Ruleset
+
+        lists = None
+        if args.lists:
+            from edgerules.lists import NamedLists
+
+            lists = NamedLists.load(*args.lists)
+        decider = RulesetDecider(Ruleset.load(args.rules, lists=lists))
+    else:
+        print("edgerules proxy: no --rules given, every request is allowed", file=sys.stderr)
+    store = None
+    store_path = args.store or os.environ.get("EDGERULES_STORE")
+    if store_path:
+        from edgerules.store import open_store
+
+        store = open_store(store_path)
+    else:
+        print("edgerules proxy: no --store given, no hostname has mTLS enabled", file=sys.stderr)
+    if store is not None and not args.cert:
+        # the dev certificate also names every mTLS host, so clients can verify it
+        names = ("localhost", "*.localhost", *sorted(store.mtls_hostnames()))
+        config.dev_cert_hostnames = tuple(dict.fromkeys(names))
+    access_log = AccessLog(None) if args.access_log == "off" else AccessLog(path=args.access_log)
+    return ProxyServer(config, decider, store=store, access_log=access_log)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edgerules.proxy.server import run_proxy
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    server = build_server(args)
+
+    def ready(port: int) -> None:
+        host = server.config.listen_host
+        shown = f"[{host}]" if ":" in host else host
+        print(
+            f"edgerules proxy listening on https://{shown}:{port} -> {server.config.upstream}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        return run_proxy(server, on_ready=ready)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {args.listen}: {exc}") from None

@@ -1,0 +1,158 @@
+"""Configuration of the mTLS-terminating proxy: limits, timeouts and forwarding policy.
+
+Owns: ``ProxyConfig`` (everything the server needs besides the decision hook),
+``Limits`` (robustness defaults) and ``ForwardingPolicy`` (which certificate headers go
+to the origin, per hostname). Invariants: every value is validated here, once, and a
+wrong value raises ``ConfigError``; the rest of the proxy trusts these objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from edgerules.errors import ConfigError
+
+__all__ = [
+    "FORWARDING_STYLES",
+    "ForwardingPolicy",
+    "Limits",
+    "ProxyConfig",
+    "parse_hostport",
+    "parse_upstream",
+]
+
+# Style names accepted by --forward / ForwardingPolicy.from_styles.
+FORWARDING_STYLES = ("rfc9440", "cf-client-cert", "cf-cert", "none")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Robustness limits. Defaults are conservative values for an internet-facing proxy."""
+
+    max_connections: int = 1024  # concurrent client connections; extra ones are closed at once
+    handshake_timeout: float = 10.0  # whole TLS handshake
+    header_timeout: float = 10.0  # whole request head (line + headers) once its first byte came
+    idle_timeout: float = 30.0  # keep-alive wait for the next request (and for the first one)
+    body_timeout: float = 30.0  # max silence while reading a request body
+    max_header_bytes: int = 32 * 1024  # request line + headers; over → 431
+    max_header_count: int = 100  # header fields; over → 431
+    connect_timeout: float = 5.0  # upstream TCP connect; over → 504
+    upstream_timeout: float = 30.0  # upstream silence (response head, body chunks); over → 504
+    upstream_max_idle: int = 32  # pooled idle keep-alive connections to the upstream
+    upstream_idle_ttl: float = 20.0  # drop pooled connections idle for longer than this
+    shutdown_grace: float = 10.0  # SIGTERM: time left to in-flight requests
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"limit {f.name} must be a positive number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ForwardingPolicy:
+    """Which certificate data is forwarded to the origin for one hostname.
+
+    Client-sent copies of *every* certificate header are removed whatever the policy
+    says (``forwarding.CERT_HEADER_NAMES`` / ``cf-cert-*``).
+    """
+
+    rfc9440: bool = True  # Client-Cert / Client-Cert-Chain (verified, not revoked, not too large)
+    cf_client_cert: bool = False  # Cf-Client-Cert-Der-Base64 / Cf-Client-Cert-Sha256
+    # [X]/[U] spec §8.1: first request of a connection only (the forwarding page), as the
+    # spec recommends as default; True sends them on every request (the learning path).
+    cf_client_cert_every_request: bool = False
+    cf_cert: bool = False  # the 17 cf-cert-* headers of the managed transform
+
+    @classmethod
+    def from_styles(cls, styles: Iterable[str], *, every_request: bool = False) -> ForwardingPolicy:
+        names = [s.strip().lower() for s in styles if s.strip()]
+        for name in names:
+            if name not in FORWARDING_STYLES:
+                raise ConfigError(
+                    f"unknown forwarding style {name!r}; expected one of {', '.join(FORWARDING_STYLES)}"
+                )
+        return cls(
+            rfc9440="rfc9440" in names,
+            cf_client_cert="cf-client-cert" in names,
+            cf_client_cert_every_request=every_request,
+            cf_cert="cf-cert" in names,
+        )
+
+
+def parse_hostport(text: str, *, default_port: int | None = None) -> tuple[str, int]:
+    """``HOST:PORT`` / ``[v6]:PORT`` / ``:PORT`` → (host, port)."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        if default_port is None:
+            raise ConfigError(f"expected HOST:PORT, got {text!r}")
+        host, port_text = text, str(default_port)
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"bad port in {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port out of range in {text!r}")
+    return host, port
+
+
+@dataclass(frozen=True)
+class Upstream:
+    scheme: str  # "http" | "https"
+    host: str
+    port: int
+    base_path: str  # prefix prepended to every request path ("" for none)
+
+    @property
+    def netloc(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def parse_upstream(url: str) -> Upstream:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"upstream must be an http:// or https:// URL, got {url!r}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ConfigError(f"bad port in upstream URL {url!r}") from None
+    return Upstream(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+
+@dataclass
+class ProxyConfig:
+    """Everything the proxy server needs except the decision hook and the store."""
+
+    upstream: str
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8443
+    cert_file: str | None = None  # PEM certificate (chain) for the server; None → dev cert
+    key_file: str | None = None
+    dev_cert_hostnames: tuple[str, ...] = ("localhost", "*.localhost")
+    limits: Limits = field(default_factory=Limits)
+    forwarding: ForwardingPolicy = field(default_factory=ForwardingPolicy)
+    forwarding_by_host: Mapping[str, ForwardingPolicy] = field(default_factory=dict)
+    preserve_host: bool = True  # send the client's Host to the origin (X-Forwarded-Host always set)
+    server_name: str = "edgerules"
+    mtls_cache_ttl: float = 2.0  # seconds an SNI → validator lookup in the store is reused
+
+    def __post_init__(self) -> None:
+        self.upstream_parsed = parse_upstream(self.upstream)
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ConfigError("--cert and --key must be given together")
+        self.forwarding_by_host = {
+            k.lower().rstrip("."): v for k, v in self.forwarding_by_host.items()
+        }
+
+    def forwarding_for(self, host: str | None) -> ForwardingPolicy:
+        if host:
+            policy = self.forwarding_by_host.get(host.lower().rstrip("."))
+            if policy is not None:
+                return policy
+        return self.forwarding

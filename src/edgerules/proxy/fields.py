@@ -1,0 +1,263 @@
+"""Rule fields computed from one HTTP request (shared by the proxy, ASGI and WSGI).
+
+Owns: ``RequestInfo`` (the transport-neutral facts about a request) and
+``request_fields(needed, info, client_auth)``, which returns a plain dict holding
+**only** the fields in ``needed`` (normally ``ruleset.fields``) — nothing else is ever
+computed, so a ruleset that reads only ``cf.tls_client_auth.cert_verified`` costs no
+header or cookie parsing. Values are runtime values (bytes, int, bool, IP, tuple,
+dict[bytes, tuple[bytes, ...]]), ready for ``Context`` coercion.
+
+Choices for unspecified points [U] (documented in docs/proxy.md):
+* ``http.host`` is the Host header (or SNI when absent) lowercased, without ``:port``;
+  ``full_uri`` keeps the Host header exactly as sent.
+* ``raw.*`` fields equal their non-raw twins (the proxy performs no URL rewriting).
+* Fields the proxy cannot know (geolocation, bot scores, bodies) are left to their
+  defaults by not being set.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+__all__ = ["PROVIDED_FIELDS", "RequestInfo", "request_fields"]
+
+_AUTH_PREFIX = "cf.tls_client_auth."
+
+
+@dataclass
+class RequestInfo:
+    method: bytes
+    target: bytes  # request target as received (origin-form or absolute-form)
+    http_version: bytes = b"1.1"
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)  # original-case names
+    client_ip: str = "0.0.0.0"
+    server_ip: str | None = None
+    server_port: int = 443
+    scheme: str = "https"
+    tls_version: str = ""
+    tls_cipher: str = ""
+    sni: str | None = None
+    received: float = field(default_factory=time.time)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # -- derived pieces, each computed at most once ----------------------------------
+    def _memo(self, key: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return self._cache[key]
+        except KeyError:
+            value = self._cache[key] = fn()
+            return value
+
+    def header(self, name: bytes) -> bytes | None:
+        """Comma-joined value of a header (lowercase name), or None when absent."""
+        values = self.header_map().get(name)
+        if values is None:
+            return None
+        return b", ".join(values) if name != b"cookie" else b"; ".join(values)
+
+    def header_map(self) -> dict[bytes, tuple[bytes, ...]]:
+        def build() -> dict[bytes, tuple[bytes, ...]]:
+            out: dict[bytes, list[bytes]] = {}
+            for name, value in self.headers:
+                out.setdefault(name.lower(), []).append(value)
+            return {k: tuple(v) for k, v in out.items()}
+
+        return self._memo("headers", build)
+
+    def origin_target(self) -> bytes:
+        """Path + query, converting an absolute-form target to origin-form."""
+
+        def build() -> bytes:
+            t = self.target
+            if t.startswith(b"/"):
+                return t
+            if b"://" in t:
+                rest = t.split(b"://", 1)[1]
+                slash = rest.find(b"/")
+                question = rest.find(b"?")
+                if slash < 0 and question < 0:
+                    return b"/"
+                cut = min(i for i in (slash, question) if i >= 0)
+                rest = rest[cut:]
+                return rest if rest.startswith(b"/") else b"/" + rest
+            return t  # "*" (OPTIONS) or garbage: keep as is
+
+        return self._memo("target", build)
+
+    def path_query(self) -> tuple[bytes, bytes]:
+        def build() -> tuple[bytes, bytes]:
+            t = self.origin_target().split(b"#", 1)[0]
+            path, _, query = t.partition(b"?")
+            return path, query
+
+        return self._memo("pq", build)
+
+    def host_header(self) -> bytes:
+        host = self.header(b"host")
+        if host is None:
+            return (self.sni or self.server_ip or "").encode("ascii", "replace")
+        return host.split(b",")[0].strip()
+
+    def hostname(self) -> bytes:
+        def build() -> bytes:
+            host = self.host_header().lower()
+            if host.startswith(b"["):
+                return host.split(b"]", 1)[0] + b"]"
+            return host.rsplit(b":", 1)[0] if host.count(b":") == 1 else host
+
+        return self._memo("hostname", build)
+
+    def args(self) -> tuple[list[bytes], list[bytes]]:
+        def build() -> tuple[list[bytes], list[bytes]]:
+            names: list[bytes] = []
+            values: list[bytes] = []
+            for part in self.path_query()[1].split(b"&"):
+                if not part:
+                    continue
+                name, _, value = part.partition(b"=")
+                names.append(name)
+                values.append(value)
+            return names, values
+
+        return self._memo("args", build)
+
+
+def _ip(text: str | None) -> Any:
+    if not text:
+        return ipaddress.IPv4Address(0)
+    try:
+        addr = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return ipaddress.IPv4Address(0)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def _extension(path: bytes) -> bytes:
+    segment = path.rsplit(b"/", 1)[-1]
+    dot = segment.rfind(b".")
+    if dot <= 0:  # no dot, or the segment starts with its only dot
+        return b""
+    return segment[dot + 1 :].lower()
+
+
+def _args_map(info: RequestInfo) -> dict[bytes, tuple[bytes, ...]]:
+    out: dict[bytes, list[bytes]] = {}
+    for name, value in zip(*info.args(), strict=True):
+        out.setdefault(name, []).append(value)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _cookies(info: RequestInfo) -> dict[bytes, tuple[bytes, ...]]:
+    out: dict[bytes, list[bytes]] = {}
+    for header in info.header_map().get(b"cookie", ()):
+        for part in header.split(b";"):
+            part = part.strip()
+            if not part:
+                continue
+            name, _, value = part.partition(b"=")
+            out.setdefault(unquote_to_bytes(name.strip()), []).append(value.strip())
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _accepted_languages(info: RequestInfo) -> tuple[bytes, ...]:
+    header = info.header(b"accept-language")
+    if not header:
+        return ()
+    tags: list[tuple[float, int, bytes]] = []
+    for index, item in enumerate(header.split(b",")):
+        tag, *params = (p.strip() for p in item.split(b";"))
+        if not tag or tag == b"*":
+            continue
+        q = 1.0
+        for p in params:
+            if p.startswith(b"q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        tags.append((-q, index, tag))
+    return tuple(tag for _, _, tag in sorted(tags))
+
+
+def _full_uri(info: RequestInfo) -> bytes:
+    return (
+        info.scheme.encode() + b"://" + info.host_header() + info.origin_target().split(b"#", 1)[0]
+    )
+
+
+def _http_version(info: RequestInfo) -> bytes:
+    return b"HTTP/" + info.http_version
+
+
+_GETTERS: dict[str, Callable[[RequestInfo], Any]] = {
+    "ssl": lambda r: r.scheme == "https",
+    "cf.tls_version": lambda r: r.tls_version.encode(),
+    "cf.tls_cipher": lambda r: r.tls_cipher.encode(),
+    "cf.edge.server_port": lambda r: int(r.server_port),
+    "cf.edge.server_ip": lambda r: _ip(r.server_ip),
+    "cf.edge.client_tcp": lambda r: True,
+    "ip.src": lambda r: _ip(r.client_ip),
+    "http.host": lambda r: r.hostname(),
+    "http.request.method": lambda r: r.method.upper(),
+    "http.request.version": _http_version,
+    "http.request.full_uri": _full_uri,
+    "http.request.uri": lambda r: r.origin_target().split(b"#", 1)[0],
+    "http.request.uri.path": lambda r: r.path_query()[0],
+    "http.request.uri.path.extension": lambda r: _extension(r.path_query()[0]),
+    "http.request.uri.query": lambda r: r.path_query()[1],
+    "http.request.uri.args": _args_map,
+    "http.request.uri.args.names": lambda r: tuple(r.args()[0]),
+    "http.request.uri.args.values": lambda r: tuple(r.args()[1]),
+    "http.request.headers": lambda r: dict(r.header_map()),
+    "http.request.headers.names": lambda r: tuple(n for n, _ in r.headers),
+    "http.request.headers.values": lambda r: tuple(v for _, v in r.headers),
+    "http.request.headers.truncated": lambda r: False,
+    "http.request.accepted_languages": _accepted_languages,
+    "http.request.cookies": _cookies,
+    "http.cookie": lambda r: r.header(b"cookie") or b"",
+    "http.user_agent": lambda r: r.header(b"user-agent") or b"",
+    "http.referer": lambda r: r.header(b"referer") or b"",
+    "http.x_forwarded_for": lambda r: r.header(b"x-forwarded-for") or b"",
+    "http.request.timestamp.sec": lambda r: int(r.received),
+    "http.request.timestamp.msec": lambda r: int((r.received % 1) * 1000),
+}
+for _name in (
+    "http.request.full_uri",
+    "http.request.uri",
+    "http.request.uri.path",
+    "http.request.uri.path.extension",
+    "http.request.uri.query",
+    "http.request.uri.args",
+    "http.request.uri.args.names",
+    "http.request.uri.args.values",
+):
+    _GETTERS["raw." + _name] = _GETTERS[_name]
+
+PROVIDED_FIELDS = frozenset(_GETTERS)
+
+
+def request_fields(
+    needed: Iterable[str], info: RequestInfo, client_auth: Any = None
+) -> dict[str, Any]:
+    """The values of ``needed`` fields that this request provides (others are omitted)."""
+    out: dict[str, Any] = {}
+    auth_fields: Mapping[str, Any] | None = None
+    for name in needed:
+        getter = _GETTERS.get(name)
+        if getter is not None:
+            out[name] = getter(info)
+        elif name.startswith(_AUTH_PREFIX) and client_auth is not None:
+            if auth_fields is None:
+                auth_fields = client_auth.fields()
+            try:
+                out[name] = auth_fields[name]
+            except KeyError:
+                pass
+    return out

@@ -1,0 +1,760 @@
+"""The proxy server: accepts TCP, terminates TLS, speaks HTTP/1.1 (h11), decides, forwards.
+
+Owns: connection lifecycle (limit, handshake, keep-alive loop, timeouts), the per
+connection client-certificate verdict (validator runs **once** per connection, after
+the handshake), the per request decision and forwarding, error responses, graceful
+shutdown and the access log records.
+
+Invariants:
+* Whatever happens on one connection (bad TLS record, malformed HTTP, slow client,
+  exception in our code) only that connection is closed; the server keeps serving.
+* A request is answered at most once; when a response cannot be completed (origin dies
+  mid-body) the client connection is closed so the truncation is visible.
+* Client-sent certificate headers never reach the origin (``forwarding``).
+* During shutdown no new connection is accepted, idle keep-alive connections are
+  closed, in-flight requests finish (with ``Connection: close``) within the grace time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+import h11
+
+from edgerules.proxy.accesslog import AccessLog
+from edgerules.proxy.config import ProxyConfig
+from edgerules.proxy.decision import AllowAll, Decider, Verdict, block_page
+from edgerules.proxy.fields import RequestInfo
+from edgerules.proxy.forwarding import (
+    certificate_headers,
+    client_response_headers,
+    origin_request_headers,
+)
+from edgerules.proxy.tls import ServerTLS, TLSError, TLSInfo, TLSStream, close_transport
+from edgerules.proxy.upstream import UpstreamConnection, UpstreamError, UpstreamPool
+
+__all__ = ["ProxyServer", "ServerThread", "run_proxy"]
+
+log = logging.getLogger("edgerules.proxy")
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+class _ClientGone(Exception):
+    """The client went away, timed out or broke the protocol; close its connection."""
+
+    def __init__(self, status: int | None = None, message: str = "") -> None:
+        super().__init__(message)
+        self.status = status  # a status still worth sending (400/408/431), or None
+
+
+@dataclass(frozen=True)
+class _NotRequestedAuth:
+    """Stand-in for ``edgerules.tls.NOT_REQUESTED`` when the validator is not installed."""
+
+    presented: bool = False
+    verified: bool = False
+    revoked: bool = False
+    failure_reason: str = ""
+    leaf: Any = None
+    chain_der: tuple[bytes, ...] = ()
+
+    def fields(self) -> dict[str, Any]:
+        return {}
+
+
+def _not_requested() -> Any:
+    try:
+        from edgerules.tls import NOT_REQUESTED
+
+        return NOT_REQUESTED
+    except ImportError:
+        return _NotRequestedAuth()
+
+
+def _cert_serial(client_auth: Any) -> str | None:
+    if client_auth is None or not getattr(client_auth, "presented", False):
+        return None
+    try:
+        value = client_auth.fields().get("cf.tls_client_auth.cert_serial", b"")
+    except Exception:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return value or None
+
+
+def _cert_status(client_auth: Any) -> str:
+    """Workers' ``certVerified`` wording: SUCCESS, NONE, FAILED:<reason> (+ revoked)."""
+    if client_auth is None or not getattr(client_auth, "presented", False):
+        return "NONE"
+    if getattr(client_auth, "verified", False):
+        return "SUCCESS, REVOKED" if getattr(client_auth, "revoked", False) else "SUCCESS"
+    reason = getattr(client_auth, "failure_reason", "")
+    return f"FAILED:{reason}" if reason else "FAILED"
+
+
+class ProxyServer:
+    """One listening proxy. Use ``await start()`` then ``await shutdown()``."""
+
+    def __init__(
+        self,
+        config: ProxyConfig,
+        decider: Decider | None = None,
+        *,
+        store: Any = None,
+        mtls_lookup: Callable[[str | None], Any] | None = None,
+        access_log: AccessLog | None = None,
+    ) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.decider: Decider = decider if decider is not None else AllowAll()
+        self.store = store
+        self._mtls_lookup = mtls_lookup
+        self._mtls_cache: dict[str, tuple[float, Any]] = {}
+        self.access_log = access_log if access_log is not None else AccessLog(None)
+        self.tls = ServerTLS(
+            cert_file=config.cert_file,
+            key_file=config.key_file,
+            dev_cert_hostnames=config.dev_cert_hostnames,
+            mtls_lookup=self.validator_for,
+        )
+        up = config.upstream_parsed
+        self.pool = UpstreamPool(
+            up,
+            connect_timeout=self.limits.connect_timeout,
+            max_idle=self.limits.upstream_max_idle,
+            idle_ttl=self.limits.upstream_idle_ttl,
+        )
+        self.not_requested = _not_requested()
+        self._server: asyncio.AbstractServer | None = None
+        self._conns: dict[asyncio.Task[Any], _ClientConnection] = {}
+        self.draining = False
+        self.port: int | None = None
+        self.stats = {"connections": 0, "rejected": 0, "tls_failures": 0, "requests": 0}
+        self._stopped: asyncio.Event | None = None  # created in start(), on the loop
+
+    # -- mTLS lookup ---------------------------------------------------------------
+    def validator_for(self, sni: str | None) -> Any:
+        """The hostname's validator (mTLS enabled) or None; cached for a short TTL."""
+        if not sni:
+            return None
+        now = time.monotonic()
+        hit = self._mtls_cache.get(sni)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        if self._mtls_lookup is not None:
+            validator = self._mtls_lookup(sni)
+        elif self.store is not None:
+            validator = self.store.validator_for_hostname(sni)
+        else:
+            validator = None
+        if len(self._mtls_cache) > 10000:
+            self._mtls_cache.clear()
+        self._mtls_cache[sni] = (now + self.config.mtls_cache_ttl, validator)
+        return validator
+
+    def client_auth_for(self, info: TLSInfo) -> Any:
+        if not info.cert_requested or info.validator is None:
+            return self.not_requested
+        return info.validator.validate(list(info.chain_der), hostname=info.sni)
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def start(self) -> int:
+        self._stopped = asyncio.Event()
+        self._server = await asyncio.start_server(
+            self._on_client,
+            self.config.listen_host,
+            self.config.listen_port,
+            backlog=min(self.limits.max_connections, 1024),
+            reuse_address=True,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def wait_stopped(self) -> None:
+        assert self._stopped is not None
+        await self._stopped.wait()
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Stop accepting, close idle connections, let in-flight requests finish."""
+        if self.draining:
+            if self._stopped is not None:
+                await self._stopped.wait()
+            return
+        self.draining = True
+        grace = self.limits.shutdown_grace if grace is None else grace
+        if self._server is not None:
+            self._server.close()
+        for task, conn in list(self._conns.items()):
+            if conn.idle:
+                task.cancel()
+        tasks = list(self._conns)
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        self.pool.close()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+        self.access_log.close()
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.draining or len(self._conns) >= self.limits.max_connections:
+            self.stats["rejected"] += 1
+            close_transport(writer)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        conn = _ClientConnection(self, reader, writer)
+        self._conns[task] = conn
+        try:
+            await conn.run()
+        except asyncio.CancelledError:
+            pass  # shutdown or idle close: the transport is closed below
+        except Exception:
+            log.exception("unexpected error on a client connection")
+        finally:
+            close_transport(writer)
+            self._conns.pop(task, None)
+
+
+class _ClientConnection:
+    def __init__(
+        self, server: ProxyServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.server = server
+        self.limits = server.limits
+        self.reader = reader
+        self.writer = writer
+        self.idle = True  # True while no request is being handled (shutdown may cancel)
+        peer = writer.get_extra_info("peername") or ("0.0.0.0", 0)
+        sock = writer.get_extra_info("sockname") or ("0.0.0.0", 0)
+        self.client_ip = str(peer[0])
+        self.server_ip = str(sock[0])
+        self.server_port = int(sock[1])
+        self.requests = 0
+        server.stats["connections"] += 1
+        self.id = server.stats["connections"]  # for the access log: requests sharing a connection
+        self.stream: TLSStream | None = None
+        self.h: h11.Connection | None = None
+        self.client_auth: Any = None
+        self.tls_info: TLSInfo | None = None
+        self._out: list[bytes] = []  # serialized client output not yet written
+
+    # -- connection ----------------------------------------------------------------
+    async def run(self) -> None:
+        ssl_conn, info = self.server.tls.new_connection()
+        stream = TLSStream(
+            ssl_conn, info, self.reader, self.writer, write_timeout=self.limits.body_timeout
+        )
+        self.stream = stream
+        try:
+            await asyncio.wait_for(stream.handshake(), self.limits.handshake_timeout)
+        except (TLSError, OSError, TimeoutError) as exc:
+            self.server.stats["tls_failures"] += 1
+            log.info("TLS handshake with %s failed: %s", self.client_ip, exc or type(exc).__name__)
+            return
+        except Exception as exc:  # e.g. the store lookup raised inside the SNI callback
+            self.server.stats["tls_failures"] += 1
+            log.warning("TLS handshake with %s aborted: %s", self.client_ip, exc)
+            return
+        self.tls_info = info
+        try:
+            self.client_auth = self.server.client_auth_for(info)
+        except Exception:
+            log.exception("client certificate validation failed unexpectedly; closing")
+            await stream.close()
+            return
+        self.h = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        try:
+            while not self.server.draining:
+                request = await self._read_request()
+                if request is None:
+                    break
+                self.idle = False
+                keep_alive = await self._handle(request)
+                self.requests += 1
+                self.server.stats["requests"] += 1
+                self.idle = True
+                if not keep_alive or self.server.draining:
+                    break
+                h = self.h
+                if h.our_state is h11.DONE and h.their_state is h11.DONE:
+                    h.start_next_cycle()
+                else:
+                    break
+        except _ClientGone:
+            pass
+        except (TLSError, OSError, TimeoutError) as exc:
+            log.debug("connection from %s ended: %s", self.client_ip, exc)
+        await stream.close()
+
+    # -- reading from the client ---------------------------------------------------
+    async def _recv(self, timeout: float) -> bytes:
+        assert self.stream is not None
+        return await asyncio.wait_for(self.stream.recv(), timeout)
+
+    def _next_event(self) -> Any:
+        assert self.h is not None
+        try:
+            return self.h.next_event()
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint if exc.error_status_hint in (400, 431) else 400
+            raise _ClientGone(status, str(exc)) from None
+
+    async def _read_request(self) -> h11.Request | None:
+        """The next request head, or None when the connection should just close."""
+        try:
+            event = self._next_event()
+            if event is h11.NEED_DATA:
+                # Waiting for a (next) request: the idle timeout applies, silently.
+                try:
+                    data = await self._recv(self.limits.idle_timeout)
+                except TimeoutError:
+                    return None
+                if not data:
+                    return None
+                self.idle = False
+                self.h.receive_data(data)  # type: ignore[union-attr]
+                # Once a request started, its whole head must arrive in header_timeout:
+                # a slowloris client trickling bytes cannot hold the connection.
+                async with asyncio.timeout(self.limits.header_timeout):
+                    while True:
+                        event = self._next_event()
+                        if event is not h11.NEED_DATA:
+                            break
+                        data = await self.stream.recv()  # type: ignore[union-attr]
+                        self.h.receive_data(data)  # type: ignore[union-attr]
+        except TimeoutError:
+            await self._send_error(408, "request head not received in time", close=True)
+            return None
+        except _ClientGone as gone:
+            if gone.status is not None:
+                await self._send_error(gone.status, gone.args[0] if gone.args else "", close=True)
+            return None
+        if isinstance(event, h11.Request):
+            # h11 bounds only a head that arrives in pieces; one that arrived whole in a
+            # single read is measured here (request line + header lines).
+            size = len(event.method) + len(event.target) + 12
+            size += sum(len(n) + len(v) + 4 for n, v in event.headers.raw_items())
+            if size > self.limits.max_header_bytes:
+                await self._send_error(431, "request header fields too large", close=True)
+                return None
+            if len(event.headers) > self.limits.max_header_count:
+                await self._send_error(431, "too many header fields", close=True)
+                return None
+            return event
+        return None  # ConnectionClosed or similar
+
+    async def _client_body_event(self) -> Any:
+        while True:
+            event = self._next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                data = await self._recv(self.limits.body_timeout)
+            except TimeoutError:
+                raise _ClientGone(408, "request body not received in time") from None
+            self.h.receive_data(data)  # type: ignore[union-attr]
+
+    # -- writing to the client -----------------------------------------------------
+    def _queue(self, event: Any) -> None:
+        """Serialize an event for the client without writing it yet."""
+        assert self.h is not None
+        try:
+            data = self.h.send(event)
+        except h11.LocalProtocolError as exc:
+            raise _ClientGone(None, f"cannot send to client: {exc}") from None
+        if data:
+            self._out.append(data)
+
+    async def _flush(self) -> None:
+        """Write everything queued as one TLS write (one syscall for small responses)."""
+        if not self._out:
+            return
+        assert self.stream is not None
+        data = b"".join(self._out)
+        self._out.clear()
+        try:
+            await self.stream.send(data)
+        except (TLSError, OSError, TimeoutError) as exc:
+            raise _ClientGone(None, f"client write failed: {exc}") from None
+
+    async def _send(self, event: Any) -> None:
+        self._queue(event)
+        await self._flush()
+
+    def _can_respond(self) -> bool:
+        return self.h is not None and self.h.our_state in (h11.IDLE, h11.SEND_RESPONSE)
+
+    async def _send_simple(
+        self, status: int, content_type: bytes, body: bytes, *, close: bool = False
+    ) -> bool:
+        if not self._can_respond():
+            return False
+        headers = [
+            (b"Content-Type", content_type),
+            (b"Content-Length", str(len(body)).encode()),
+            (b"Cache-Control", b"no-store"),
+        ]
+        if close or self.server.draining:
+            headers.append((b"Connection", b"close"))
+        try:
+            self._queue(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
+            self._queue(h11.Data(data=body))
+            self._queue(h11.EndOfMessage())
+            await self._flush()
+        except _ClientGone:
+            return False
+        return True
+
+    async def _send_error(self, status: int, detail: str, *, close: bool) -> None:
+        reasons = {
+            400: "Bad Request",
+            405: "Method Not Allowed",
+            408: "Request Timeout",
+            431: "Request Header Fields Too Large",
+            500: "Internal Server Error",
+            502: "Bad Gateway",
+            504: "Gateway Timeout",
+        }
+        body = f"{status} {reasons.get(status, 'Error')}\n{detail}\n".encode("utf-8", "replace")
+        sent = await self._send_simple(status, b"text/plain; charset=utf-8", body, close=close)
+        if sent and status in (400, 405, 408, 431):
+            # Protocol-level errors are requests too: keep the one-line-per-request log.
+            self._log(
+                None, None, status, len(body), time.monotonic(), decision="error", error=detail
+            )
+
+    # -- one request ---------------------------------------------------------------
+    async def _handle(self, request: h11.Request) -> bool:
+        """Answer one request; returns whether the connection may be kept alive."""
+        started = time.monotonic()
+        tls = self.tls_info
+        assert tls is not None
+        if request.method == b"CONNECT":
+            # A reverse proxy does not tunnel; h11 would also switch protocols on a 2xx.
+            await self._send_error(405, "CONNECT is not supported", close=True)
+            return False
+        info = RequestInfo(
+            method=request.method,
+            target=request.target,
+            http_version=request.http_version,
+            headers=list(request.headers.raw_items()),
+            client_ip=self.client_ip,
+            server_ip=self.server_ip,
+            server_port=self.server_port,
+            scheme="https",
+            tls_version=tls.version,
+            tls_cipher=tls.cipher,
+            sni=tls.sni,
+        )
+        try:
+            verdict = self.server.decider.decide(info, self.client_auth)
+        except Exception:
+            log.exception("rule evaluation failed; answering 500")
+            await self._send_error(500, "rule evaluation failed", close=True)
+            self._log(info, None, 500, 0, started, decision="error", error="rule evaluation failed")
+            return False
+        if verdict.outcome != "allow":
+            return await self._answer_blocked(info, verdict, started)
+        return await self._forward(info, verdict, started)
+
+    async def _request_body_done(self) -> bool:
+        """Consume an already-buffered empty body; True when the request is complete."""
+        while True:
+            event = self._next_event()
+            if isinstance(event, h11.EndOfMessage):
+                return True
+            if not isinstance(event, h11.Data):
+                return False  # NEED_DATA: body still on the wire
+
+    async def _answer_blocked(self, info: RequestInfo, verdict: Verdict, started: float) -> bool:
+        tls = self.tls_info
+        status, ctype, body = block_page(
+            verdict,
+            self.client_auth,
+            accept=info.header(b"accept") or b"",
+            cert_requested=bool(tls and tls.cert_requested),
+        )
+        try:
+            complete = await self._request_body_done()
+        except _ClientGone:
+            complete = False
+        # An unread request body would be parsed as the next request: close instead.
+        await self._send_simple(status, ctype, body, close=not complete)
+        self._log(info, verdict, status, len(body), started)
+        return complete
+
+    async def _forward(self, info: RequestInfo, verdict: Verdict, started: float) -> bool:
+        config = self.server.config
+        up = config.upstream_parsed
+        hostname = info.hostname().decode("ascii", "replace")
+        policy = config.forwarding_for(hostname)
+        headers = info.header_map()
+        chunked = b"transfer-encoding" in headers
+        has_body = chunked or any(
+            v.strip() not in (b"0", b"") for v in headers.get(b"content-length", ())
+        )
+        cert_headers = certificate_headers(
+            self.client_auth, policy, first_request=self.requests == 0
+        )
+        out_headers = origin_request_headers(
+            info.headers,
+            client_ip=self.client_ip,
+            original_host=info.host_header(),
+            upstream_netloc=up.netloc,
+            preserve_host=config.preserve_host,
+            cert_headers=cert_headers,
+            chunked_body=chunked,
+        )
+        target = (
+            (up.base_path.encode() + info.origin_target()) if up.base_path else info.origin_target()
+        )
+        upstream_request = h11.Request(method=info.method, target=target, headers=out_headers)
+        if not has_body:
+            try:
+                if not await self._request_body_done():
+                    has_body = True  # framing said empty but h11 disagrees: stream it
+            except _ClientGone as gone:
+                await self._send_error(gone.status or 400, str(gone), close=True)
+                return False
+        pool = self.server.pool
+        timeout = self.limits.upstream_timeout
+        conn: UpstreamConnection | None = None
+        response: h11.Response | None = None
+        for attempt in (0, 1):
+            try:
+                conn, reused = await pool.acquire(fresh=attempt > 0)
+            except UpstreamError as err:
+                return await self._upstream_failed(info, verdict, err, started)
+            try:
+                if has_body:
+                    await conn.send(upstream_request, timeout=timeout)
+                    await self._pump_request_body(conn)
+                else:
+                    await conn.send(upstream_request, h11.EndOfMessage(), timeout=timeout)
+                while True:
+                    event = await conn.next_event(timeout)
+                    if isinstance(event, h11.Response):
+                        response = event
+                        break
+                    if isinstance(event, h11.ConnectionClosed):
+                        raise UpstreamError(502, "upstream closed the connection")
+                    # InformationalResponse (1xx): not relayed
+                break
+            except UpstreamError as err:
+                conn.close()
+                if attempt == 0 and reused and not has_body and err.before_response:
+                    continue  # a stale pooled connection: retry once on a fresh one
+                return await self._upstream_failed(info, verdict, err, started)
+            except _ClientGone as gone:
+                conn.close()
+                if gone.status is not None:
+                    await self._send_error(gone.status, str(gone), close=True)
+                return False
+        assert conn is not None and response is not None
+        # -- relay the response ----------------------------------------------------
+        resp_headers = client_response_headers(response.headers.raw_items())
+        if self.server.draining:
+            resp_headers.append((b"Connection", b"close"))
+        sent = 0
+        try:
+            # Head and body are queued and written together: a small response leaves in
+            # one TLS write; a streamed one is flushed whenever the origin makes us wait.
+            self._queue(
+                h11.Response(
+                    status_code=response.status_code,
+                    headers=resp_headers,
+                    reason=response.reason or _reason(response.status_code),
+                )
+            )
+            while True:
+                event = await conn.next_event(timeout, before_wait=self._flush)
+                if isinstance(event, h11.Data):
+                    sent += len(event.data)
+                    self._queue(h11.Data(data=event.data))
+                elif isinstance(event, h11.EndOfMessage):
+                    self._queue(h11.EndOfMessage())
+                    await self._flush()
+                    break
+                else:
+                    raise UpstreamError(502, "upstream response ended early", before_response=False)
+        except UpstreamError as err:
+            # Headers already went out: the only honest signal left is closing.
+            conn.close()
+            self._log(info, verdict, response.status_code, sent, started, error=err.message)
+            return False
+        except _ClientGone:
+            conn.close()
+            self._log(info, verdict, response.status_code, sent, started, error="client went away")
+            return False
+        pool.release(conn)
+        self._log(info, verdict, response.status_code, sent, started)
+        return True
+
+    async def _pump_request_body(self, conn: UpstreamConnection) -> None:
+        assert self.h is not None
+        timeout = self.limits.upstream_timeout
+        if self.h.client_is_waiting_for_100_continue:
+            await self._send(h11.InformationalResponse(status_code=100, headers=[]))
+        while True:
+            event = await self._client_body_event()
+            if isinstance(event, h11.Data):
+                await conn.send(h11.Data(data=event.data), timeout=timeout)
+            elif isinstance(event, h11.EndOfMessage):
+                await conn.send(h11.EndOfMessage(), timeout=timeout)
+                return
+            else:
+                raise _ClientGone(None, "client closed during the request body")
+
+    async def _upstream_failed(
+        self, info: RequestInfo, verdict: Verdict, err: UpstreamError, started: float
+    ) -> bool:
+        log.warning(
+            "upstream error for %s %s: %s",
+            info.method.decode(),
+            info.origin_target().decode("ascii", "replace"),
+            err.message,
+        )
+        if err.status == 504:
+            body = b"504 Gateway Timeout\nThe origin server did not answer in time.\n"
+        else:
+            body = b"502 Bad Gateway\nThe origin server could not be reached or answered badly.\n"
+        complete = self.h is not None and self.h.their_state is h11.DONE
+        await self._send_simple(err.status, b"text/plain; charset=utf-8", body, close=not complete)
+        self._log(info, verdict, err.status, len(body), started, error=err.message)
+        return complete
+
+    # -- access log ----------------------------------------------------------------
+    def _log(
+        self,
+        info: RequestInfo | None,
+        verdict: Verdict | None,
+        status: int,
+        nbytes: int,
+        started: float,
+        *,
+        decision: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        auth = self.client_auth
+        tls = self.tls_info
+        record: dict[str, Any] = {
+            "client": self.client_ip,
+            "conn": self.id,
+            "sni": tls.sni if tls else None,
+            "host": info.hostname().decode("ascii", "replace") if info else None,
+            "method": info.method.decode("ascii", "replace") if info else None,
+            "path": info.path_query()[0].decode("ascii", "replace") if info else None,
+            "decision": decision or (verdict.outcome if verdict else None),
+            "rule": verdict.rule_ref if verdict else None,
+            "cert_presented": bool(getattr(auth, "presented", False)),
+            "cert_verified": bool(getattr(auth, "verified", False)),
+            "cert_revoked": bool(getattr(auth, "revoked", False)),
+            "cert_serial": _cert_serial(auth),
+            "cert_status": _cert_status(auth),
+            "status": status,
+            "bytes": nbytes,
+            "duration_ms": round((time.monotonic() - started) * 1000, 3),
+            "tls_version": tls.version if tls else None,
+        }
+        if error:
+            record["upstream_error" if status in (502, 504) else "error"] = error
+        self.server.access_log.write(record)
+
+
+# -- running -------------------------------------------------------------------------
+class ServerThread:
+    """Runs a ``ProxyServer`` (or any ``start``/``shutdown`` server) on an event loop in a
+    background thread: for tests and the demo. ``stop()`` always joins the thread."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.port: int | None = None
+        self.thread = threading.Thread(target=self._run, name="edgerules-proxy", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.port = self.loop.run_until_complete(self.server.start())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            with contextlib.suppress(Exception):
+                pending = asyncio.all_tasks(self.loop)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.close()
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def call(self, coro: Any, timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self, grace: float = 5.0) -> None:
+        if not self.thread.is_alive():
+            return
+        try:
+            self.call(self.server.shutdown(grace), timeout=grace + 10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(15)
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def run_proxy(server: ProxyServer, *, on_ready: Callable[[int], None] | None = None) -> int:
+    """Run until SIGTERM/SIGINT, then shut down gracefully. Returns the exit status."""
+
+    async def main() -> int:
+        port = await server.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, lambda: asyncio.ensure_future(server.shutdown()))
+        if on_ready is not None:
+            on_ready(port)
+        await server.wait_stopped()
+        return 0
+
+    return asyncio.run(main())

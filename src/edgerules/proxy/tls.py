@@ -1,0 +1,311 @@
+"""TLS termination with pyOpenSSL driven from asyncio through memory BIOs.
+
+Owns: the server ``SSL.Context`` (certificate, protocol floor, session policy), the SNI
+callback that decides per connection whether to *request* a client certificate, and
+``TLSStream``, an async byte stream over one ``SSL.Connection`` whose ciphertext moves
+through asyncio's ``StreamReader``/``StreamWriter``.
+
+Why pyOpenSSL: Python's ``ssl`` module aborts the handshake when a requested client
+certificate does not verify; the spec (mtls.md §3.1) requires the handshake to complete
+whatever the client presents so that the *rules* decide. Here a hostname with mTLS gets
+``VERIFY_PEER`` (never ``FAIL_IF_NO_PEER_CERT``) with a verify callback that accepts
+everything; the chain is judged afterwards by ``edgerules.tls.ClientCertValidator``.
+
+Invariants:
+* The certificate request is decided by SNI alone (spec §2 [U]: SNI, not Host).
+* The leaf is taken from ``get_peer_certificate()``: on the server side OpenSSL's
+  ``get_peer_cert_chain()`` omits it. ``chain_der`` is leaf first, then the
+  intermediates in the order the client sent them.
+* Session resumption is disabled on every context (no session cache, no tickets): a
+  resumed session carries no peer chain, so an mTLS verdict would silently vanish. A
+  session id context is still set, as OpenSSL requires one whenever VERIFY_PEER is on.
+* Only ``TLSError`` (or ``EOFError``/``OSError``/``TimeoutError``) leaves this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL
+
+from edgerules.errors import ConfigError
+
+__all__ = ["ServerTLS", "TLSError", "TLSInfo", "TLSStream", "boringssl_cipher_name"]
+
+log = logging.getLogger("edgerules.proxy")
+
+_READ_SIZE = 65536
+_SESSION_ID_CONTEXT = b"edgerules-proxy"
+
+# OpenSSL names TLS 1.3 suites after the RFC; Cloudflare's cf.tls_cipher uses BoringSSL's
+# names ("AEAD-AES128-GCM-SHA256"). TLS 1.2 names are the same in both libraries.
+_TLS13_CIPHERS = {
+    "TLS_AES_128_GCM_SHA256": "AEAD-AES128-GCM-SHA256",
+    "TLS_AES_256_GCM_SHA384": "AEAD-AES256-GCM-SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256": "AEAD-CHACHA20-POLY1305-SHA256",
+}
+
+
+def boringssl_cipher_name(openssl_name: str) -> str:
+    return _TLS13_CIPHERS.get(openssl_name, openssl_name)
+
+
+class TLSError(Exception):
+    """A TLS failure on one connection (bad record, handshake failure, protocol error)."""
+
+
+def _accept_any_certificate(
+    conn: SSL.Connection, cert: Any, errnum: int, depth: int, ok: int
+) -> bool:
+    # Verification is the validator's job, after the handshake: accept everything here
+    # so that no presented certificate can make the handshake fail (spec §3.1).
+    return True
+
+
+@dataclass
+class TLSInfo:
+    """What the handshake established; filled in by the SNI callback and ``TLSStream``."""
+
+    sni: str | None = None
+    cert_requested: bool = False  # a CertificateRequest was sent (mTLS host)
+    validator: Any = None  # the hostname's ClientCertValidator when cert_requested
+    version: str = ""  # "TLSv1.2" | "TLSv1.3"
+    cipher: str = ""  # BoringSSL naming
+    chain_der: tuple[bytes, ...] = ()  # leaf first, then intermediates as sent
+    session_reused: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ServerTLS:
+    """The server-side TLS configuration shared by every connection.
+
+    ``mtls_lookup(sni) -> validator | None`` says whether a hostname has mTLS enabled
+    (and returns the validator to use). It is called inside the handshake, once per
+    connection, so it must be fast (the server caches store lookups).
+    """
+
+    def __init__(
+        self,
+        *,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        dev_cert_hostnames: tuple[str, ...] = ("localhost", "*.localhost"),
+        mtls_lookup: Callable[[str | None], Any] = lambda host: None,
+    ) -> None:
+        self.mtls_lookup = mtls_lookup
+        ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+        ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+        ctx.set_options(
+            SSL.OP_NO_COMPRESSION
+            | SSL.OP_NO_RENEGOTIATION
+            | SSL.OP_CIPHER_SERVER_PREFERENCE
+            | SSL.OP_NO_TICKET
+        )
+        # No resumption at all (see module docstring); the id context is still required.
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+        ctx.set_session_id(_SESSION_ID_CONTEXT)
+        try:
+            if cert_file is not None and key_file is not None:
+                ctx.use_certificate_chain_file(cert_file)
+                ctx.use_privatekey_file(key_file)
+                self.dev_certificate = None
+            else:
+                from edgerules.proxy.devcert import generate_dev_certificate
+
+                dev = generate_dev_certificate(dev_cert_hostnames)
+                ctx.use_certificate(dev.certificate)
+                ctx.use_privatekey(dev.private_key)
+                self.dev_certificate = dev
+            ctx.check_privatekey()
+        except (SSL.Error, OSError) as exc:
+            raise ConfigError(f"cannot load the server certificate/key: {exc}") from None
+        ctx.set_tlsext_servername_callback(self._on_servername)
+        self.context = ctx
+
+    def _on_servername(self, conn: SSL.Connection) -> None:
+        info: TLSInfo = conn.get_app_data()
+        raw = conn.get_servername()
+        sni = None
+        if raw:
+            try:
+                sni = raw.decode("ascii").lower().rstrip(".")
+            except UnicodeDecodeError:
+                sni = None
+        info.sni = sni
+        validator = self.mtls_lookup(sni) if sni else None
+        if validator is not None:
+            info.cert_requested = True
+            info.validator = validator
+            # Ask for a certificate but never require one, and never fail on what comes.
+            conn.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_CLIENT_ONCE, _accept_any_certificate)
+
+    def new_connection(self) -> tuple[SSL.Connection, TLSInfo]:
+        conn = SSL.Connection(self.context, None)  # None → memory BIOs
+        info = TLSInfo()
+        conn.set_app_data(info)
+        conn.set_accept_state()
+        return conn, info
+
+
+class TLSStream:
+    """Async plaintext stream over one server-side TLS connection."""
+
+    def __init__(
+        self,
+        conn: SSL.Connection,
+        info: TLSInfo,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        write_timeout: float = 30.0,
+    ) -> None:
+        self._conn = conn
+        self.info = info
+        self._reader = reader
+        self._writer = writer
+        self._write_timeout = write_timeout
+        self._eof = False
+
+    # -- ciphertext plumbing -------------------------------------------------------
+    def _pending_output(self) -> bytes:
+        chunks = []
+        while True:
+            try:
+                chunk = self._conn.bio_read(_READ_SIZE)
+            except SSL.WantReadError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _flush(self) -> None:
+        data = self._pending_output()
+        if data:
+            self._writer.write(data)
+            await asyncio.wait_for(self._writer.drain(), self._write_timeout)
+
+    async def _feed(self) -> bool:
+        """Read ciphertext from the socket into the TLS engine; False on EOF."""
+        data = await self._reader.read(_READ_SIZE)
+        if not data:
+            return False
+        self._conn.bio_write(data)
+        return True
+
+    # -- handshake -----------------------------------------------------------------
+    async def handshake(self) -> TLSInfo:
+        while True:
+            try:
+                self._conn.do_handshake()
+                break
+            except SSL.WantReadError:
+                await self._flush()
+                if not await self._feed():
+                    raise TLSError("connection closed during the TLS handshake") from None
+            except SSL.Error as exc:
+                # Send the alert OpenSSL queued, then give up on this connection only.
+                try:
+                    await self._flush()
+                except (OSError, TimeoutError):
+                    pass
+                raise TLSError(f"TLS handshake failed: {_describe(exc)}") from None
+        await self._flush()
+        info = self.info
+        info.version = self._conn.get_protocol_version_name()
+        info.cipher = boringssl_cipher_name(self._conn.get_cipher_name() or "")
+        info.session_reused = bool(self._conn.get_session() and _session_reused(self._conn))
+        if info.cert_requested:
+            info.chain_der = self._peer_chain_der()
+        return info
+
+    def _peer_chain_der(self) -> tuple[bytes, ...]:
+        leaf = self._conn.get_peer_certificate(as_cryptography=True)
+        if leaf is None:
+            return ()
+        leaf_der = leaf.public_bytes(Encoding.DER)
+        ders = [leaf_der]
+        # Server side: the chain excludes the leaf (OpenSSL documents this asymmetry);
+        # stay defensive in case a future version includes it.
+        for cert in self._conn.get_peer_cert_chain(as_cryptography=True) or ():
+            der = cert.public_bytes(Encoding.DER)
+            if der == leaf_der and len(ders) == 1:
+                continue
+            ders.append(der)
+        return tuple(ders)
+
+    # -- application data ----------------------------------------------------------
+    async def recv(self) -> bytes:
+        """Next plaintext bytes; ``b""`` at end of stream (close_notify or TCP EOF)."""
+        if self._eof:
+            return b""
+        while True:
+            try:
+                return self._conn.recv(_READ_SIZE)
+            except SSL.WantReadError:
+                await self._flush()  # e.g. TLS 1.3 post-handshake messages
+                if not await self._feed():
+                    self._eof = True
+                    return b""
+            except SSL.ZeroReturnError:
+                self._eof = True
+                return b""
+            except SSL.SysCallError:
+                self._eof = True
+                return b""
+            except SSL.Error as exc:
+                raise TLSError(f"TLS error: {_describe(exc)}") from None
+
+    async def send(self, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            view = memoryview(data)
+            while view:
+                sent = self._conn.send(view[:_READ_SIZE].tobytes())
+                view = view[sent:]
+        except SSL.Error as exc:
+            raise TLSError(f"TLS error while sending: {_describe(exc)}") from None
+        await self._flush()
+
+    async def close(self) -> None:
+        """Send close_notify when possible, then close the socket (never raises)."""
+        try:
+            if self._conn.get_shutdown() == 0 and self.info.version:
+                self._conn.shutdown()
+                await asyncio.wait_for(self._flush(), 1.0)
+        except Exception:  # the peer may be gone; closing must not fail
+            pass
+        close_transport(self._writer)
+
+
+def close_transport(writer: asyncio.StreamWriter) -> None:
+    try:
+        writer.close()
+    except Exception:
+        pass
+
+
+def _session_reused(conn: SSL.Connection) -> bool:
+    # pyOpenSSL has no wrapper for SSL_session_reused; use the raw binding.
+    try:
+        from OpenSSL._util import lib
+
+        return bool(lib.SSL_session_reused(conn._ssl))
+    except Exception:
+        return False
+
+
+def _describe(exc: SSL.Error) -> str:
+    try:
+        parts = [item[2] for item in exc.args[0] if len(item) > 2]
+        if parts:
+            return "; ".join(str(p) for p in parts)
+    except (IndexError, TypeError):
+        pass
+    return str(exc) or type(exc).__name__

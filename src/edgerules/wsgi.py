@@ -1,0 +1,107 @@
+"""WSGI middleware: the thin synchronous twin of ``edgerules.asgi``.
+
+>>> app.wsgi_app = EdgeRulesWSGIMiddleware(app.wsgi_app, ruleset, store=store,
+...                                        trusted_proxies=["127.0.0.1/32"],
+...                                        cert_header="x-ssl-client-cert")  # doctest: +SKIP
+
+The certificate comes from ``environ["SSL_CLIENT_CERT"]`` (+ ``SSL_CLIENT_CERT_CHAIN_n``,
+mod_ssl/mod_wsgi style PEM) when the server provides it, else from ``cert_header`` only
+when ``REMOTE_ADDR`` is a trusted proxy; from other peers the certificate headers are
+deleted from ``environ``. Allowed requests get ``environ["edgerules.decision"]``,
+``environ["edgerules.verdict"]`` and ``environ["edgerules.client_auth"]``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+
+from edgerules.proxy.gate import Gate
+
+__all__ = ["EdgeRulesWSGIMiddleware"]
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Blocked"
+
+
+def _environ_headers(environ: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    out = []
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            name = key[5:].replace("_", "-").lower()
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH") and value:
+            name = key.replace("_", "-").lower()
+        else:
+            continue
+        out.append((name.encode("latin-1"), str(value).encode("latin-1")))
+    return out
+
+
+class EdgeRulesWSGIMiddleware:
+    def __init__(
+        self,
+        app: Callable[..., Iterable[bytes]],
+        ruleset: Any,
+        *,
+        validator: Any = None,
+        store: Any = None,
+        trusted_proxies: Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+        cert_header: str = "client-cert",
+    ) -> None:
+        self.app = app
+        self.gate = Gate(
+            ruleset,
+            validator=validator,
+            store=store,
+            trusted_proxies=trusted_proxies,
+            cert_header=cert_header,
+        )
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "") or "/"
+        script = environ.get("SCRIPT_NAME", "")
+        raw = (script + path).encode("latin-1")
+        query = environ.get("QUERY_STRING", "")
+        target = raw + (b"?" + query.encode("latin-1") if query else b"")
+        chain = [environ["SSL_CLIENT_CERT"]] if environ.get("SSL_CLIENT_CERT") else []
+        i = 0
+        while environ.get(f"SSL_CLIENT_CERT_CHAIN_{i}"):
+            chain.append(environ[f"SSL_CLIENT_CERT_CHAIN_{i}"])
+            i += 1
+        protocol = environ.get("SERVER_PROTOCOL", "HTTP/1.1")
+        result = self.gate.process(
+            method=environ.get("REQUEST_METHOD", "GET").encode("latin-1"),
+            target=target,
+            http_version=protocol.split("/", 1)[-1].encode("latin-1"),
+            headers=_environ_headers(environ),
+            peer=environ.get("REMOTE_ADDR"),
+            server=(environ.get("SERVER_NAME", ""), int(environ.get("SERVER_PORT") or 0)),
+            scheme=environ.get("wsgi.url_scheme", "http"),
+            tls_chain_pem=chain or None,
+        )
+        if result.blocked:
+            start_response(
+                f"{result.status} {_phrase(result.status)}",
+                [
+                    ("Content-Type", result.content_type.decode("latin-1")),
+                    ("Content-Length", str(len(result.body))),
+                    ("Cache-Control", "no-store"),
+                ],
+            )
+            return [result.body]
+        kept = {name for name, _ in result.headers}
+        for key in [k for k in environ if k.startswith("HTTP_")]:
+            if key[5:].replace("_", "-").lower().encode("latin-1") not in kept:
+                del environ[key]
+        environ["edgerules.decision"] = result.verdict.decision
+        environ["edgerules.verdict"] = result.verdict
+        environ["edgerules.client_auth"] = result.client_auth
+        return self.app(environ, start_response)
