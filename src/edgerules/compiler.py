@@ -1,0 +1,757 @@
+"""Closure compiler: ``checker.Checked`` -> one Python closure per AST node.
+
+Owns ``compile_checked`` and ``Compiled``.
+
+Invariants:
+
+* Everything request-independent happens here, once: literals are captured as runtime
+  values, sets become ``frozenset``s or merged, sorted integer intervals searched with
+  ``bisect``, regexes and wildcards were compiled by the checker, function
+  implementations were bound by the checker. At run time a closure reads ``v[i]`` (the
+  context's slot list), calls its children and nothing else: no dispatch on node type,
+  no name lookups, no ``exec``, no tree walking.
+* Predicate closures return a real ``bool`` (element-wise predicates a ``tuple`` of
+  bools); value closures return a runtime value or ``MISSING``.
+* Missing values (spec §4.1 [D]): every comparison on ``MISSING`` is false (``ne`` and
+  ``in`` included); ``[*]`` over ``MISSING`` is empty. Guards are compiled in only where
+  the checker's ``Info.missing`` says a value can be missing (indexing, function results,
+  optional fields) — a plain field slot is never guarded.
+* Closures capture no mutable state, so a compiled filter may be shared by threads.
+* Recursion mirrors the AST (≤ 128 nesting levels, a few frames each).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from bisect import bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import reduce
+from operator import itemgetter
+from typing import Any
+
+from edgerules import ast
+from edgerules.checker import BOOL_ARRAY, Checked, Info
+from edgerules.scheme import Field
+from edgerules.types import BOOL, BYTES, INT, IP, MISSING, Array, Map
+
+__all__ = ["Compiled", "compile_checked"]
+
+Pred = Callable[[list], Any]
+Value = Callable[[list], Any]
+
+_IPV4 = ipaddress.IPv4Address
+_IPV6 = ipaddress.IPv6Address
+
+
+def _true(v: list) -> bool:
+    return True
+
+
+def _false(v: list) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """The top closure plus the closure of every predicate node (``id(node)`` ->
+    closure) for ``Filter.trace``."""
+
+    fn: Pred
+    closures: dict[int, Pred]
+    values: dict[int, Value]
+
+
+def compile_checked(checked: Checked, slot: Callable[[Field], int] | None = None) -> Compiled:
+    """Compile a checked expression. ``slot(field)`` gives the list index a closure reads
+    for ``field`` (default: ``field.index``, the scheme's slots)."""
+    c = _Compiler(checked, slot or (lambda f: f.index))
+    fn, _ = c.pred(checked.expr)
+    return Compiled(fn, c.closures, c.values)
+
+
+# --- scalar tests -----------------------------------------------------------------------
+
+
+def _merge(intervals: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """Sort and merge inclusive integer intervals; return (starts, ends)."""
+    starts: list[int] = []
+    ends: list[int] = []
+    for lo, hi in sorted(intervals):
+        if ends and lo <= ends[-1] + 1:
+            if hi > ends[-1]:
+                ends[-1] = hi
+        else:
+            starts.append(lo)
+            ends.append(hi)
+    return starts, ends
+
+
+def _interval_test(intervals: list[tuple[int, int]]) -> Callable[[int], bool] | None:
+    """``k -> bool``: is ``k`` inside one of the intervals? Linear for a handful, bisect
+    (O(log n)) beyond that; ``None`` when there are no intervals."""
+    starts, ends = _merge(intervals)
+    if not starts:
+        return None
+    if len(starts) == 1:
+        lo, hi = starts[0], ends[0]
+        return lambda k: lo <= k <= hi
+    if len(starts) <= 4:
+        pairs = tuple(zip(starts, ends, strict=True))
+
+        def linear(k: int) -> bool:
+            for lo, hi in pairs:  # noqa: SIM110 - a plain loop beats any()+genexpr
+                if lo <= k <= hi:
+                    return True
+            return False
+
+        return linear
+
+    def search(k: int) -> bool:
+        j = bisect_right(starts, k) - 1
+        return j >= 0 and k <= ends[j]
+
+    return search
+
+
+def _ip_member(items: tuple[Any, ...]) -> Callable[[Any], bool]:
+    """Membership in a set of IP addresses, CIDRs and ranges. Every item becomes an
+    inclusive integer interval of its family (IPv4 never matches IPv6 items, spec §3.6);
+    the value's integer is read from ``_ip`` (the attribute ``ipaddress`` stores it in;
+    ``int(addr)`` costs a Python-level ``__int__`` call)."""
+    v4: list[tuple[int, int]] = []
+    v6: list[tuple[int, int]] = []
+    for item in items:
+        if isinstance(item, ast.Literal):
+            lo = hi = item.value
+        elif isinstance(item, ast.CidrItem):
+            lo, hi = item.network.network_address, item.network.broadcast_address
+        else:
+            lo, hi = item.lo, item.hi
+        (v4 if lo.version == 4 else v6).append((int(lo), int(hi)))
+    t4 = _interval_test(v4)
+    t6 = _interval_test(v6)
+    if t6 is None and t4 is None:
+        return lambda x: False
+    if t6 is None:
+        return lambda x: type(x) is _IPV4 and t4(x._ip)  # type: ignore[misc]
+    if t4 is None:
+        return lambda x: type(x) is _IPV6 and t6(x._ip)
+
+    def both(x: Any) -> bool:
+        return t4(x._ip) if type(x) is _IPV4 else t6(x._ip)  # type: ignore[misc]
+
+    return both
+
+
+def _int_member(items: tuple[Any, ...]) -> tuple[frozenset[int], Callable[[int], bool] | None]:
+    singles = frozenset(i.value for i in items if isinstance(i, ast.Literal))
+    ranges = [(i.lo, i.hi) for i in items if isinstance(i, ast.IntRangeItem)]
+    return singles, _interval_test(ranges)
+
+
+def _fuse_leaves(op: str, a: tuple[str, int, Any], b: tuple[str, int, Any]) -> Pred:
+    """One closure for a two-item ``and``/``or`` of one-slot leaves (``f eq lit``, a bare
+    Boolean field, ``not`` of one): the common ``http.host eq "x" and not ssl`` shape
+    then costs a single call. Every branch returns a real bool."""
+    ka, i, x = a
+    kb, j, y = b
+    if op == "and":
+        if ka == "eq":
+            if kb == "eq":
+                return lambda v: v[i] == x and v[j] == y
+            if kb == "bool":
+                return lambda v: v[i] == x and v[j]
+            return lambda v: v[i] == x and not v[j]
+        if ka == "bool":
+            if kb == "eq":
+                return lambda v: v[i] and v[j] == y
+            if kb == "bool":
+                return lambda v: v[i] and v[j]
+            return lambda v: v[i] and not v[j]
+        if kb == "eq":
+            return lambda v: not v[i] and v[j] == y
+        if kb == "bool":
+            return lambda v: not v[i] and v[j]
+        return lambda v: not v[i] and not v[j]
+    if ka == "eq":
+        if kb == "eq":
+            return lambda v: v[i] == x or v[j] == y
+        if kb == "bool":
+            return lambda v: v[i] == x or v[j]
+        return lambda v: v[i] == x or not v[j]
+    if ka == "bool":
+        if kb == "eq":
+            return lambda v: v[i] or v[j] == y
+        if kb == "bool":
+            return lambda v: v[i] or v[j]
+        return lambda v: v[i] or not v[j]
+    if kb == "eq":
+        return lambda v: not v[i] or v[j] == y
+    if kb == "bool":
+        return lambda v: not v[i] or v[j]
+    return lambda v: not v[i] or not v[j]
+
+
+class _Compiler:
+    def __init__(self, checked: Checked, slot: Callable[[Field], int]) -> None:
+        self.ck = checked
+        self.info = checked.info
+        self.slot = slot
+        self.closures: dict[int, Pred] = {}
+        self.values: dict[int, Value] = {}
+        # id(unpacked comparison) -> (elements closure, per-element test, node) so that
+        # any()/all() can short-circuit instead of building a tuple.
+        self.elementwise: dict[int, tuple[Value, Callable[[Any], bool], Any]] = {}
+        # id(closure) -> ("eq", slot, literal) | ("bool", slot, None) | ("not", slot, None)
+        # for one-slot leaves, so that a two-item and/or can be one closure.
+        self.leaves: dict[int, tuple[str, int, Any]] = {}
+
+    def leaf(self, fn: Pred, kind: str, slot: int, lit: Any = None) -> Pred:
+        self.leaves[id(fn)] = (kind, slot, lit)
+        return fn
+
+    # -- predicates ----------------------------------------------------------------------
+
+    def pred(self, node: Any) -> tuple[Pred, bool | None]:
+        """Compile a predicate; returns (closure, constant value or None)."""
+        if isinstance(node, ast.Comparison):
+            fn, const = self.comparison(node)
+        elif isinstance(node, ast.Logical):
+            fn, const = self.logical(node)
+        elif isinstance(node, ast.Not):
+            fn, const = self.not_(node)
+        elif isinstance(node, ast.BoolValue):
+            fn, const = self.bool_value(node.value, self.info[id(node)]), None
+        elif isinstance(node, ast.Quantifier):
+            fn, const = self.quantifier(node), None
+        elif isinstance(node, ast.BoolConst):
+            fn, const = (_true if node.value else _false), bool(node.value)
+        else:  # a bare value the checker accepted as a condition
+            fn, const = self.bool_value(node, self.info[id(node)]), None
+        if const is not None:
+            fn = _true if const else _false
+        self.closures[id(node)] = fn
+        return fn, const
+
+    def not_(self, node: ast.Not) -> tuple[Pred, bool | None]:
+        inner, const = self.pred(node.operand)
+        if self.info[id(node)].type == BOOL_ARRAY:
+            return (lambda v: tuple([not a for a in inner(v)])), None
+        if const is not None:
+            return inner, not const
+        operand = node.operand
+        if isinstance(operand, ast.BoolValue) and isinstance(operand.value, ast.FieldRef):
+            field_info = self.info[id(operand.value)]
+            if not field_info.missing and field_info.type == BOOL:
+                i = self.slot(self.ck.fields[id(operand.value)])
+                return self.leaf(lambda v: not v[i], "not", i), None
+        return (lambda v: not inner(v)), None
+
+    def logical(self, node: ast.Logical) -> tuple[Pred, bool | None]:
+        compiled = [self.pred(item) for item in node.items]
+        if self.info[id(node)].type == BOOL_ARRAY:
+            return self.elementwise_logical(node.op, [fn for fn, _ in compiled]), None
+        op = node.op
+        if op == "xor":
+            parity = False
+            fns: list[Pred] = []
+            for fn, const in compiled:
+                if const is None:
+                    fns.append(fn)
+                else:
+                    parity ^= const
+            if not fns:
+                return _false, parity
+            if len(fns) == 1:
+                only = fns[0]
+                folded = (lambda v: not only(v)) if parity else only
+                return folded, None
+            if len(fns) == 2:
+                a, b = fns
+                out: Pred = lambda v: bool(a(v)) is not bool(b(v))  # noqa: E731
+            else:
+                items = tuple(fns)
+                out = lambda v: reduce(lambda acc, f: acc is not bool(f(v)), items, False)  # noqa: E731
+            if parity:
+                inner = out
+                return (lambda v: not inner(v)), None
+            return out, None
+        # and / or: drop neutral constants, stop at an absorbing one.
+        absorbing = op == "or"  # True absorbs "or", False absorbs "and"
+        fns = []
+        for fn, const in compiled:
+            if const is None:
+                fns.append(fn)
+            elif const is absorbing:
+                return (_true if absorbing else _false), absorbing
+        if not fns:
+            return (_false if absorbing else _true), not absorbing
+        if len(fns) == 1:
+            return fns[0], None
+        if len(fns) == 2:
+            leaves = [self.leaves.get(id(fn)) for fn in fns]
+            if leaves[0] is not None and leaves[1] is not None:
+                return _fuse_leaves(op, leaves[0], leaves[1]), None
+            a, b = fns
+            if op == "and":
+                return (lambda v: a(v) and b(v)), None
+            return (lambda v: a(v) or b(v)), None
+        # Unrolled closures for short chains: no loop overhead, still short-circuit.
+        if len(fns) == 3:
+            a, b, c = fns
+            if op == "and":
+                return (lambda v: a(v) and b(v) and c(v)), None
+            return (lambda v: a(v) or b(v) or c(v)), None
+        if len(fns) == 4:
+            a, b, c, d = fns
+            if op == "and":
+                return (lambda v: a(v) and b(v) and c(v) and d(v)), None
+            return (lambda v: a(v) or b(v) or c(v) or d(v)), None
+        if len(fns) == 5:
+            a, b, c, d, e = fns
+            if op == "and":
+                return (lambda v: a(v) and b(v) and c(v) and d(v) and e(v)), None
+            return (lambda v: a(v) or b(v) or c(v) or d(v) or e(v)), None
+        if len(fns) == 6:
+            a, b, c, d, e, g = fns
+            if op == "and":
+                return (lambda v: a(v) and b(v) and c(v) and d(v) and e(v) and g(v)), None
+            return (lambda v: a(v) or b(v) or c(v) or d(v) or e(v) or g(v)), None
+        if len(fns) == 7:
+            a, b, c, d, e, g, h = fns
+            if op == "and":
+                return (
+                    lambda v: a(v) and b(v) and c(v) and d(v) and e(v) and g(v) and h(v)
+                ), None
+            return (lambda v: a(v) or b(v) or c(v) or d(v) or e(v) or g(v) or h(v)), None
+        items = tuple(fns)
+        if op == "and":
+
+            def all_of(v: list) -> bool:
+                for f in items:  # noqa: SIM110 - a plain loop beats any()+genexpr
+                    if not f(v):
+                        return False
+                return True
+
+            return all_of, None
+
+        def any_of(v: list) -> bool:
+            for f in items:  # noqa: SIM110 - a plain loop beats any()+genexpr
+                if f(v):
+                    return True
+            return False
+
+        return any_of, None
+
+    @staticmethod
+    def elementwise_logical(op: str, fns: list[Pred]) -> Pred:
+        """Element-wise and/or/xor over tuples of bools, truncated to the shortest
+        (spec §4 [E])."""
+        items = tuple(fns)
+        if op == "and":
+            return lambda v: tuple([all(row) for row in zip(*[f(v) for f in items], strict=False)])
+        if op == "or":
+            return lambda v: tuple([any(row) for row in zip(*[f(v) for f in items], strict=False)])
+        return lambda v: tuple([sum(row) % 2 == 1 for row in zip(*[f(v) for f in items], strict=False)])
+
+    def quantifier(self, node: ast.Quantifier) -> Pred:
+        arg = node.arg
+        self.pred(arg)  # records the argument's closure (for traces)
+        special = self.elementwise.get(id(arg))
+        if special is not None:
+            elems, test, cmp = special
+            fast = self.fast_quantifier(node.kind, elems, cmp)
+            if fast is not None:
+                return fast
+            # any()/all() over map(): the iteration runs in C, only the test is Python.
+            if node.kind == "any":
+                return lambda v: any(map(test, elems(v)))
+            return lambda v: all(map(test, elems(v)))
+        fn = self.closures[id(arg)]
+        if node.kind == "any":
+            return lambda v: True in fn(v)
+        return lambda v: False not in fn(v)
+
+    def fast_quantifier(self, kind: str, elems: Value, cmp: ast.Comparison) -> Pred | None:
+        """Inline loops for the common element-wise comparisons (no per-element call)."""
+        info = self.info[id(cmp.lhs)]
+        op, rhs = cmp.op, cmp.rhs
+        if kind == "any":
+            lit = self._eq_literal(cmp)
+            if lit is not None:
+                # any(x[*] eq "a") is a plain membership test on the elements.
+                return lambda v: lit in elems(v)
+            if op == "in" and isinstance(rhs, ast.SetLiteral) and info.type == BYTES:
+                strings = frozenset(item.value for item in rhs.items)
+                return lambda v: not strings.isdisjoint(elems(v))
+        if op == "contains" and not info.missing:
+            lit = rhs.value
+            if kind == "any":
+                if lit == b"":
+                    return lambda v: len(elems(v)) > 0
+                sep = next((bytes([c]) for c in range(256) if c not in lit), None)
+                if sep is not None:
+                    # Join the elements with a byte the needle lacks (so no match can span
+                    # two elements) and search once, in C.
+                    join = sep.join
+                    return lambda v: join(elems(v)).find(lit) != -1
+
+                def any_contains(v: list) -> bool:
+                    for x in elems(v):  # noqa: SIM110 - a plain loop beats any()+genexpr
+                        if x.find(lit) != -1:
+                            return True
+                    return False
+
+                return any_contains
+
+            def all_contain(v: list) -> bool:
+                for x in elems(v):  # noqa: SIM110 - a plain loop beats all()+genexpr
+                    if x.find(lit) == -1:
+                        return False
+                return True
+
+            return all_contain
+        return None
+
+    def _eq_literal(self, cmp: Any) -> Any:
+        """The literal of an ``eq`` on String/Int elements that can never be MISSING
+        (then ``lit in elements`` is exact), else None."""
+        if not isinstance(cmp, ast.Comparison) or cmp.op != "eq":
+            return None
+        info = self.info[id(cmp.lhs)]
+        if info.missing or info.type not in (BYTES, INT):
+            return None
+        return cmp.rhs.value
+
+    def bool_value(self, value_node: Any, info: Info) -> Pred:
+        vinfo = self.info[id(value_node)]
+        if info.type == BOOL_ARRAY:
+            if vinfo.unpacked:
+                elems = self.elems(value_node)
+                return lambda v: tuple([x is True for x in elems(v)])
+            val = self.value(value_node)
+            return lambda v: () if (x := val(v)) is MISSING else tuple([y is True for y in x])
+        if isinstance(value_node, ast.FieldRef) and not vinfo.missing:
+            getter = self.value(value_node)  # itemgetter: the slot's bool itself
+            return self.leaf(getter, "bool", self.slot(self.ck.fields[id(value_node)]))
+        val = self.value(value_node)
+        return lambda v: val(v) is True
+
+    # -- comparisons ---------------------------------------------------------------------
+
+    def comparison(self, node: ast.Comparison) -> tuple[Pred, bool | None]:
+        lhs_info = self.info[id(node.lhs)]
+        test, const = self.test(node, lhs_info)
+        if lhs_info.unpacked:
+            elems = self.elems(node.lhs)
+            self.elementwise[id(node)] = (elems, test, node)
+            return (lambda v: tuple([test(x) for x in elems(v)])), None
+        if const is not None:
+            return (_true if const else _false), const
+        if isinstance(node.lhs, ast.FieldRef) and not lhs_info.missing:
+            i = self.slot(self.ck.fields[id(node.lhs)])
+            fast = self.field_comparison(node, i)
+            if fast is not None:
+                self.values[id(node.lhs)] = itemgetter(i)  # for traces only
+                return fast, None
+        val = self.value(node.lhs)
+        fused = self.fused_comparison(node, lhs_info, val)
+        if fused is not None:
+            return fused, None
+        return (lambda v: test(val(v))), None
+
+    @staticmethod
+    def fused_comparison(node: ast.Comparison, info: Info, val: Value) -> Pred | None:
+        """One closure for ``<value expression> op literal`` (function results, indexed
+        values): the value call and the operation, with the MISSING guard inline."""
+        op, rhs = node.op, node.rhs
+        if op == "in" and isinstance(rhs, ast.SetLiteral) and info.type == BYTES and rhs.items:
+            strings = frozenset(item.value for item in rhs.items)
+            return lambda v: val(v) in strings  # MISSING is never in the set
+        if not isinstance(rhs, ast.Literal) or info.type == IP:
+            return None
+        lit = rhs.value
+        if op == "eq":
+            return lambda v: val(v) == lit  # MISSING == lit is False
+        if not info.missing:
+            return None  # (not reached for function results; keep the generic path)
+        if op == "ne":
+            return lambda v: (x := val(v)) is not MISSING and x != lit
+        if op == "contains":
+            return lambda v: (x := val(v)) is not MISSING and x.find(lit) != -1
+        if op == "lt":
+            return lambda v: (x := val(v)) is not MISSING and x < lit
+        if op == "le":
+            return lambda v: (x := val(v)) is not MISSING and x <= lit
+        if op == "gt":
+            return lambda v: (x := val(v)) is not MISSING and x > lit
+        if op == "ge":
+            return lambda v: (x := val(v)) is not MISSING and x >= lit
+        return None
+
+    def field_comparison(self, node: ast.Comparison, i: int) -> Pred | None:
+        """Specialised closures for ``<plain field> op literal`` (the common case): one
+        closure, one slot read, one operation."""
+        op = node.op
+        rhs = node.rhs
+        lhs_type = self.info[id(node.lhs)].type
+        if isinstance(rhs, ast.Literal) and lhs_type != IP:
+            lit = rhs.value
+            if op == "eq":
+                return self.leaf(lambda v: v[i] == lit, "eq", i, lit)
+            if op == "ne":
+                return lambda v: v[i] != lit
+            if op == "contains":
+                return lambda v: v[i].find(lit) != -1
+            if op == "lt":
+                return lambda v: v[i] < lit
+            if op == "le":
+                return lambda v: v[i] <= lit
+            if op == "gt":
+                return lambda v: v[i] > lit
+            if op == "ge":
+                return lambda v: v[i] >= lit
+            if op == "bitwise_and":
+                return lambda v: v[i] & lit != 0
+        if isinstance(rhs, ast.Literal) and lhs_type == IP and op in ("eq", "ne"):
+            k = int(rhs.value)
+            family = type(rhs.value)
+            if op == "eq":
+                return lambda v: type(x := v[i]) is family and x._ip == k
+            return lambda v: not (type(x := v[i]) is family and x._ip == k)
+        if op == "matches":
+            search = self.ck.patterns[id(rhs)].search
+            return lambda v: search(v[i])
+        if op in ("wildcard", "strict_wildcard"):
+            match = self.ck.patterns[id(rhs)]
+            return lambda v: match(v[i])
+        if op == "in" and isinstance(rhs, ast.SetLiteral):
+            if lhs_type == BYTES:
+                strings = frozenset(item.value for item in rhs.items)
+                return lambda v: v[i] in strings
+            if lhs_type == INT:
+                singles, ranges = _int_member(rhs.items)
+                if ranges is None:
+                    return lambda v: v[i] in singles
+                if not singles:
+                    return lambda v: ranges(v[i])
+                return lambda v: (x := v[i]) in singles or ranges(x)
+            member = _ip_member(rhs.items)
+            return lambda v: member(v[i])
+        return None
+
+    def test(self, node: ast.Comparison, info: Info) -> tuple[Callable[[Any], bool], bool | None]:
+        """The per-value test ``x -> bool`` of a comparison (with a MISSING guard when
+        ``info.missing``), and its constant result if it has one."""
+        op = node.op
+        rhs = node.rhs
+        guard = info.missing
+        t = info.type
+        base: Callable[[Any], bool]
+        if op == "in":
+            if isinstance(rhs, ast.ListRef):
+                base = self.ck.lists[id(rhs)].contains
+            elif not rhs.items:
+                return _false, (None if info.unpacked else False)
+            elif t == BYTES:
+                strings = frozenset(item.value for item in rhs.items)
+                return (lambda x: x in strings), None  # MISSING is never in the set
+            elif t == INT:
+                singles, ranges = _int_member(rhs.items)
+                if ranges is None:
+                    return (lambda x: x in singles), None
+                base = lambda x: x in singles or ranges(x)  # noqa: E731
+            else:
+                base = _ip_member(rhs.items)
+        elif op == "matches":
+            base = self.ck.patterns[id(rhs)].search
+        elif op in ("wildcard", "strict_wildcard"):
+            base = self.ck.patterns[id(rhs)]
+        else:
+            lit = rhs.value
+            if op == "eq":
+                # MISSING == lit is False: no guard needed.
+                return (lambda x: x == lit), None
+            if op == "ne":
+                base = lambda x: x != lit  # noqa: E731
+            elif op == "contains":
+                if lit == b"" and not guard:
+                    return (lambda x: True), (None if info.unpacked else True)
+                base = lambda x: x.find(lit) != -1  # noqa: E731
+            elif op == "lt":
+                base = lambda x: x < lit  # noqa: E731
+            elif op == "le":
+                base = lambda x: x <= lit  # noqa: E731
+            elif op == "gt":
+                base = lambda x: x > lit  # noqa: E731
+            elif op == "ge":
+                base = lambda x: x >= lit  # noqa: E731
+            elif op == "bitwise_and":
+                base = lambda x: x & lit != 0  # noqa: E731
+            else:  # pragma: no cover - the checker rejects every other operator
+                raise AssertionError(op)
+        if not guard:
+            return base, None
+        inner = base
+        return (lambda x: x is not MISSING and inner(x)), None
+
+    # -- values --------------------------------------------------------------------------
+
+    def value(self, node: Any) -> Value:
+        """Closure computing a (non-unpacked) value expression."""
+        fn = self._value(node)
+        self.values[id(node)] = fn
+        return fn
+
+    def _value(self, node: Any) -> Value:
+        if isinstance(node, ast.BoolValue):
+            return self.value(node.value)
+        if isinstance(node, ast.FieldRef):
+            return itemgetter(self.slot(self.ck.fields[id(node)]))
+        if isinstance(node, ast.FunctionCall):
+            return self.call(node)
+        if isinstance(node, ast.Index):
+            chain: list[ast.Index] = []
+            cur: Any = node
+            while isinstance(cur, ast.Index):
+                chain.append(cur)
+                cur = cur.base
+            fn = self.value(cur)
+            for idx in reversed(chain):
+                fn = self.index_value(idx, fn)
+                self.values[id(idx)] = fn
+            return fn
+        raise AssertionError(f"not a value: {node!r}")  # pragma: no cover
+
+    def index_value(self, node: ast.Index, base: Value) -> Value:
+        base_info = self.info[id(node.base)]
+        key = node.index
+        if isinstance(key, bytes):
+            if base_info.missing:
+                return lambda v: MISSING if (m := base(v)) is MISSING else m.get(key, MISSING)
+            if isinstance(base, itemgetter):
+                i = self.slot(self.ck.fields[id(node.base)])
+                return lambda v: v[i].get(key, MISSING)
+            return lambda v: base(v).get(key, MISSING)
+        k = key
+        if base_info.missing:
+            return lambda v: a[k] if (a := base(v)) is not MISSING and len(a) > k else MISSING
+        return lambda v: a[k] if len(a := base(v)) > k else MISSING
+
+    def elems(self, node: Any) -> Value:
+        """Closure returning an iterable of the elements of an unpacked expression."""
+        if isinstance(node, ast.BoolValue):
+            return self.elems(node.value)
+        chain: list[ast.Index] = []
+        cur: Any = node
+        while isinstance(cur, ast.Index):
+            chain.append(cur)
+            cur = cur.base
+        fn = self.value(cur)
+        unpacked = False
+        for idx in reversed(chain):
+            base_info = self.info[id(idx.base)]
+            key = idx.index
+            if not unpacked:
+                if isinstance(key, ast.Star):
+                    fn = self.star(fn, base_info)
+                    unpacked = True
+                else:
+                    fn = self.index_value(idx, fn)
+                    self.values[id(idx)] = fn
+                continue
+            fn = self.index_each(fn, key, base_info)
+        return fn
+
+    @staticmethod
+    def star(base: Value, info: Info) -> Value:
+        is_map = isinstance(info.type, Map)
+        if info.missing:
+            if is_map:
+                return lambda v: () if (m := base(v)) is MISSING else m.values()
+            return lambda v: () if (a := base(v)) is MISSING else a
+        if is_map:
+            return lambda v: base(v).values()
+        return base
+
+    @staticmethod
+    def index_each(elems: Value, key: Any, info: Info) -> Value:
+        """Apply an index to every element of an unpacked value (``x[*][0]``,
+        ``x[*]["k"]``, nested ``x[*][*]`` flattens)."""
+        guard = info.missing
+        if isinstance(key, ast.Star):
+            if isinstance(info.type, Map):
+                return lambda v: [y for x in elems(v) if x is not MISSING for y in x.values()]
+            return lambda v: [y for x in elems(v) if x is not MISSING for y in x]
+        if isinstance(key, bytes):
+            if guard:
+                return lambda v: [
+                    MISSING if x is MISSING else x.get(key, MISSING) for x in elems(v)
+                ]
+            return lambda v: [x.get(key, MISSING) for x in elems(v)]
+        k = key
+        if guard:
+            return lambda v: [
+                x[k] if x is not MISSING and len(x) > k else MISSING for x in elems(v)
+            ]
+        return lambda v: [x[k] if len(x) > k else MISSING for x in elems(v)]
+
+    def call(self, node: ast.FunctionCall) -> Value:
+        _fdef, arg_infos, impl = self.ck.calls[id(node)]
+        getters: list[tuple[bool, Any]] = []  # (is_constant, constant or closure)
+        for pos, (arg, ai) in enumerate(zip(node.args, arg_infos, strict=True)):
+            if pos == 0 and ai.unpacked:
+                getters.append((False, None))  # placeholder; handled below
+            elif ai.is_literal:
+                getters.append((True, ai.value))
+            elif isinstance(arg, (ast.FieldRef, ast.Index, ast.FunctionCall, ast.BoolValue)):
+                getters.append((False, self.value(arg)))
+            else:
+                getters.append((False, self.pred(arg)[0]))
+        if arg_infos and arg_infos[0].unpacked:
+            elems = self.elems(node.args[0])
+            rest = getters[1:]
+            if not rest:
+                return lambda v: tuple(map(impl, elems(v)))
+            if all(is_const for is_const, _ in rest):
+                consts = tuple(c for _, c in rest)
+                return lambda v: tuple([impl(x, *consts) for x in elems(v)])
+            rest_t = tuple(rest)
+
+            def mapped(v: list) -> tuple:
+                extra = [g if is_const else g(v) for is_const, g in rest_t]
+                return tuple([impl(x, *extra) for x in elems(v)])
+
+            return mapped
+        n = len(getters)
+        if n == 0:
+            return lambda v: impl()
+        if all(is_const for is_const, _ in getters[1:]):
+            first_const, first = getters[0]
+            consts = tuple(c for _, c in getters[1:])
+            if first_const:
+                value = first
+                return lambda v: impl(value, *consts)
+            arg0 = node.args[0]
+            if isinstance(arg0, ast.BoolValue):
+                arg0 = arg0.value
+            if isinstance(arg0, ast.FieldRef):
+                i = self.slot(self.ck.fields[id(arg0)])
+                if n == 1:
+                    return lambda v: impl(v[i])
+                if n == 2:
+                    c1 = consts[0]
+                    return lambda v: impl(v[i], c1)
+            if n == 1:
+                return lambda v: impl(first(v))
+            if n == 2:
+                c1 = consts[0]
+                return lambda v: impl(first(v), c1)
+            return lambda v: impl(first(v), *consts)
+        all_getters = tuple(getters)
+        return lambda v: impl(*[g if is_const else g(v) for is_const, g in all_getters])
+
+
+# Keep names used only in annotations/imports referenced for linters.
+_ = (Array, BOOL, INT)

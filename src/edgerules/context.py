@@ -1,0 +1,253 @@
+"""Per-request field values: ``Context`` and the boundary coercions.
+
+Owns ``Context`` and ``make_coercer``.
+
+Invariants:
+
+* ``Context.values`` is a plain ``list`` with one slot per scheme field, pre-filled with
+  the fields' defaults; compiled filters read ``values[field.index]``. It is a plain list
+  (not a subclass) because CPython specialises indexing of exact lists.
+* Every value stored through ``set``/``update``/``__setitem__`` has been coerced to the
+  runtime representation of ``types.py`` (str -> UTF-8 bytes, str -> IP address,
+  list -> tuple, str map keys -> bytes). After that, evaluation never meets a value of
+  the wrong type, which is why filters never raise for data.
+* Wrong types and unknown names raise ``ContextError`` naming the field.
+* ``update(mapping, only=names)`` reads only those keys from the mapping, one
+  ``__getitem__`` each, so lazily computed mappings (``ClientAuth.fields()``) compute only
+  what a filter reads.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from edgerules.errors import ContextError
+from edgerules.types import (
+    BOOL,
+    BYTES,
+    INT,
+    INT64_MAX,
+    INT64_MIN,
+    IP,
+    MISSING,
+    Array,
+    Map,
+    Type,
+)
+
+if TYPE_CHECKING:
+    from edgerules.scheme import Scheme
+
+__all__ = ["Context", "make_coercer"]
+
+_IPV4 = ipaddress.IPv4Address
+_IPV6 = ipaddress.IPv6Address
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def make_coercer(name: str, t: Type, optional: bool = False) -> Callable[[object], object]:
+    """Return ``coerce(value) -> runtime value`` for a field ``name`` of type ``t``.
+
+    The coercer raises ``ContextError`` naming the field for values of the wrong type.
+    Optional fields also accept ``None``/``MISSING`` (stored as ``MISSING``).
+    """
+    inner = _coercer(name, t)
+    if not optional:
+        return inner
+
+    def coerce_optional(value: object) -> object:
+        if value is None or value is MISSING:
+            return MISSING
+        return inner(value)
+
+    return coerce_optional
+
+
+def _coercer(name: str, t: Type) -> Callable[[object], object]:
+    def fail(value: object, expected: str) -> ContextError:
+        return ContextError(f'field "{name}": expected {expected}, got {_describe(value)}')
+
+    if t == BYTES:
+
+        def coerce_bytes(value: object) -> object:
+            # Exact type checks first: they are the common, cheap cases.
+            if type(value) is bytes:
+                return value
+            if type(value) is str or isinstance(value, str):
+                try:
+                    return value.encode("utf-8")  # type: ignore[union-attr]
+                except UnicodeEncodeError:
+                    raise fail(value, "a UTF-8 encodable string") from None
+            if isinstance(value, (bytes, bytearray, memoryview)):
+                return bytes(value)
+            raise fail(value, "String (str or bytes)")
+
+        return coerce_bytes
+
+    if t == INT:
+
+        def coerce_int(value: object) -> object:
+            if type(value) is int:
+                if INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+                    return value
+                raise fail(value, "Int in the signed 64-bit range")
+            if isinstance(value, int) and not isinstance(value, bool):
+                return coerce_int(int(value))
+            raise fail(value, "Int")
+
+        return coerce_int
+
+    if t == BOOL:
+
+        def coerce_bool(value: object) -> object:
+            if value is True or value is False:
+                return value
+            raise fail(value, "Bool (True or False)")
+
+        return coerce_bool
+
+    if t == IP:
+
+        def coerce_ip(value: object) -> object:
+            tv = type(value)
+            if tv is _IPV4 or tv is _IPV6:
+                return value
+            if isinstance(value, (str, bytes)):
+                text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+                try:
+                    return ipaddress.ip_address(text)
+                except ValueError:
+                    raise fail(value, "an IP address") from None
+            # Subclasses become the exact class: compiled filters test ``type(x) is``.
+            if isinstance(value, _IPV4):
+                return _IPV4(int(value))
+            if isinstance(value, _IPV6):
+                return _IPV6(int(value))
+            raise fail(value, "IP (str or ipaddress object)")
+
+        return coerce_ip
+
+    if isinstance(t, Array):
+        elem = _coercer(f"{name}[]", t.element)
+
+        fast = str.encode if t.element == BYTES else None
+
+        def coerce_array(value: object) -> object:
+            if isinstance(value, (list, tuple)):
+                if fast is not None:
+                    # The common case, a list of str: encode in C; anything else (bytes,
+                    # wrong types, unencodable text) takes the checked path below.
+                    try:
+                        return tuple(map(fast, value))
+                    except (TypeError, UnicodeEncodeError):
+                        pass
+                return tuple([elem(x) for x in value])
+            raise fail(value, f"{t} (list or tuple)")
+
+        return coerce_array
+
+    if isinstance(t, Map):
+        elem = _coercer(f"{name}[]", t.value)
+
+        def coerce_map(value: object) -> object:
+            if not isinstance(value, Mapping):
+                raise fail(value, f"{t} (dict)")
+            out: dict[bytes, object] = {}
+            for key, item in value.items():
+                if type(key) is str:
+                    bkey = key.encode("utf-8")
+                elif type(key) is bytes:
+                    bkey = key
+                else:
+                    raise fail(key, "str or bytes map keys")
+                out[bkey] = elem(item)
+            return out
+
+        return coerce_map
+
+    raise ContextError(f'field "{name}": unsupported type {t}')
+
+
+class Context:
+    """The values of one request for one scheme (a flat slot list, filled once).
+
+    >>> from edgerules.scheme import Scheme
+    >>> from edgerules.types import BYTES, BOOL
+    >>> ctx = Scheme([("http.host", BYTES), ("ssl", BOOL)]).context({"http.host": "a.com"})
+    >>> ctx["http.host"], ctx["ssl"]
+    (b'a.com', False)
+    """
+
+    __slots__ = ("scheme", "values")
+
+    def __init__(
+        self,
+        scheme: Scheme,
+        values: Mapping[str, object] | None = None,
+        *,
+        only: Iterable[str] | None = None,
+    ) -> None:
+        self.scheme = scheme
+        self.values: list[object] = list(scheme._defaults)
+        if values:
+            self.update(values, only=only)
+
+    def set(self, name: str, value: object) -> None:
+        """Coerce and store ``value`` for field ``name`` (canonical name or alias).
+
+        Raises:
+            ContextError: unknown field or a value of the wrong type.
+        """
+        fld = self.scheme._by_name.get(name)
+        if fld is None:
+            self.scheme.field(name)  # raises ContextError with a suggestion
+            raise AssertionError  # pragma: no cover
+        self.values[fld.index] = self.scheme._coercers[fld.index](value)
+
+    __setitem__ = set
+
+    def __getitem__(self, name: str) -> object:
+        return self.values[self.scheme.field(name).index]
+
+    def get(self, name: str, default: object = None) -> object:
+        fld = self.scheme.get(name)
+        return default if fld is None else self.values[fld.index]
+
+    def update(self, mapping: Mapping[str, object], *, only: Iterable[str] | None = None) -> None:
+        """Set every field of ``mapping`` — or, with ``only``, just those names that the
+        mapping has (each read with one ``mapping[name]``; absent names keep defaults)."""
+        if only is None:
+            for name, value in mapping.items():
+                self.set(name, value)
+            return
+        for name in only:
+            try:
+                value = mapping[name]
+            except KeyError:
+                continue
+            self.set(name, value)
+
+    def reset(self, name: str) -> None:
+        """Give field ``name`` its default again."""
+        fld = self.scheme.field(name)
+        self.values[fld.index] = fld.default
+
+    def as_dict(self) -> dict[str, object]:
+        """``{canonical name: value}`` of every field (for debugging and traces)."""
+        return {f.name: self.values[f.index] for f in self.scheme.fields}
+
+    def __repr__(self) -> str:
+        changed = {
+            f.name: self.values[f.index]
+            for f in self.scheme.fields
+            if self.values[f.index] is not f.default and self.values[f.index] != f.default
+        }
+        return f"Context({changed!r})"

@@ -1,0 +1,385 @@
+"""The public engine API: ``parse``, ``compile``, ``format``, ``Filter``, ``TraceNode``.
+
+Data flow: text -> ``parser.parse_expression`` (AST with spans) -> ``checker.check``
+(names, types, patterns) -> ``compiler.compile_checked`` (closures) -> ``Filter``.
+
+Invariants:
+
+* A ``Filter`` is immutable and holds no per-request state, so one filter may be shared
+  by threads and tasks. (The closures for the ``matches(dict)`` path are built on first
+  use and cached on the filter; building them twice is harmless.)
+* ``Filter.execute(ctx)`` checks once that the context belongs to the filter's scheme and
+  then never raises for data: values were coerced by the Context, types were checked,
+  patterns were compiled.
+* ``compile`` keeps a small ``functools.lru_cache`` keyed by (text, scheme, name) for
+  calls without named lists; a cached ``Filter`` is immutable, so sharing it is safe.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from edgerules import ast
+from edgerules.checker import Checked, check
+from edgerules.compiler import Compiled, compile_checked
+from edgerules.context import Context
+from edgerules.errors import ContextError
+from edgerules.scheme import Field, Scheme, default_scheme
+from edgerules.source import Source, Span
+from edgerules.types import BOOL, BYTES, MISSING
+
+__all__ = ["Filter", "TraceNode", "compile", "format", "parse"]
+
+_ABSENT = object()
+_STR, _BOOL, _OTHER = 0, 1, 2
+
+
+def _single_field_matches(
+    reader: tuple[str, int, int, Any], default: object, fn: Callable[[list], bool]
+) -> Callable[[Mapping[str, object]], bool]:
+    """``matches`` for a filter reading one field (no loop; the absent-field result is
+    computed once, since filters are pure)."""
+    name, _i, kind, coerce = reader
+    absent = fn([default])
+    if kind == _STR:
+
+        def matches_str(fields: Mapping[str, object]) -> bool:
+            x = fields.get(name, _ABSENT)
+            if x is _ABSENT:
+                return absent
+            if type(x) is str:
+                try:
+                    return fn([x.encode()])
+                except UnicodeEncodeError:
+                    pass
+            return fn([coerce(x)])
+
+        return matches_str
+
+    def matches_one(fields: Mapping[str, object]) -> bool:
+        x = fields.get(name, _ABSENT)
+        if x is _ABSENT:
+            return absent
+        return fn([coerce(x)])
+
+    return matches_one
+
+
+def parse(text: str, *, name: str | None = None) -> ast.Expr:
+    """Parse rule text into an AST (no names resolved, nothing typed).
+
+    Raises:
+        ParseError: syntax errors, malformed literals, exceeded limits.
+    """
+    from edgerules.parser import parse_expression
+
+    return parse_expression(text, name)
+
+
+def compile(
+    text: str,
+    scheme: Scheme | None = None,
+    *,
+    lists: Mapping[str, Any] | None = None,
+    name: str | None = None,
+) -> Filter:
+    """Parse, check and compile ``text`` into a ``Filter``.
+
+    Args:
+        text: the rule expression.
+        scheme: the fields and functions available (default: Cloudflare's).
+        lists: named lists ``{name: NamedList}`` for ``in $name`` (default: none).
+        name: a name for error messages (``rule "block-ua"``).
+
+    Raises:
+        ParseError: syntax errors and patterns the regex/wildcard engine cannot take.
+        RuleTypeError: unknown names, type errors, argument mistakes.
+
+    >>> f = compile('http.host eq "a.com" and not ssl')
+    >>> f.matches({"http.host": "a.com"}), f.matches({"http.host": "a.com", "ssl": True})
+    (True, False)
+    """
+    if scheme is None:
+        scheme = default_scheme()
+    if lists is None and type(text) is str and (name is None or type(name) is str):
+        return _compile_cached(text, scheme, name)
+    return _compile(text, scheme, lists, name)
+
+
+@functools.lru_cache(maxsize=512)
+def _compile_cached(text: str, scheme: Scheme, name: str | None) -> Filter:
+    return _compile(text, scheme, None, name)
+
+
+def _compile(
+    text: str, scheme: Scheme, lists: Mapping[str, Any] | None, name: str | None
+) -> Filter:
+    source = Source(text, name)
+    tree = parse(text, name=name)
+    checked = check(tree, scheme, source, lists=lists)
+    return Filter(checked, compile_checked(checked))
+
+
+def format(expr: str | ast.Expr | Filter) -> str:
+    """The canonical text of an expression (text is parsed first). The output parses back
+    to the same AST."""
+    from edgerules.formatter import format_expr
+
+    if isinstance(expr, Filter):
+        return format_expr(expr.ast)
+    if isinstance(expr, str):
+        return format_expr(parse(expr))
+    return format_expr(expr)
+
+
+@dataclass(frozen=True)
+class TraceNode:
+    """One evaluated sub-expression: its canonical ``text``, ``span`` in the rule, the
+    ``value`` it had (bool, a tuple of bools for element-wise conditions, or a field's
+    value) and its ``children``."""
+
+    text: str
+    span: Span
+    value: object
+    children: tuple[TraceNode, ...] = ()
+
+    def render(self, indent: int = 0) -> str:
+        """An indented, human-readable tree."""
+        lines = [f"{'  ' * indent}{_show(self.value)}  {self.text}"]
+        lines.extend(child.render(indent + 1) for child in self.children)
+        return "\n".join(lines)
+
+
+def _show(value: object) -> str:
+    if value is True:
+        return "true "
+    if value is False:
+        return "false"
+    if value is MISSING:
+        return "(missing)"
+    return repr(value)
+
+
+class Filter:
+    """A compiled rule expression.
+
+    Attributes:
+        source: the text and its name.
+        ast: the parsed expression.
+        scheme: the scheme it was checked against (contexts must come from it).
+        fields: canonical names of every field the filter reads.
+    """
+
+    __slots__ = (
+        "_checked",
+        "_compiled",
+        "_fn",
+        "ast",
+        "execute",
+        "fields",
+        "matches",
+        "scheme",
+        "source",
+    )
+
+    # ``execute`` and ``matches`` are per-instance closures rather than methods: a closure
+    # reads its captured cells instead of ``self.`` attributes, which measured ~40% less
+    # overhead per call on the fast path (71 vs 112 ns for a bare Boolean rule).
+    execute: Callable[[Context], bool]
+    matches: Callable[[Mapping[str, object]], bool]
+
+    def __init__(self, checked: Checked, compiled: Compiled) -> None:
+        self.source: Source = checked.source
+        self.ast: ast.Expr = checked.expr
+        self.scheme: Scheme = checked.scheme
+        self.fields: frozenset[str] = frozenset(checked.used)
+        self._checked = checked
+        self._compiled = compiled
+        self._fn = compiled.fn
+        self.execute = self._make_execute()
+        self.matches = self._make_lazy_matches()
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    def _make_execute(self) -> Callable[[Context], bool]:
+        fn = self._fn
+        scheme = self.scheme
+        other = self._execute_other
+
+        def execute(ctx: Context) -> bool:
+            """Evaluate against a ``Context`` of this filter's scheme (the fast path).
+
+            A plain mapping is accepted too (then this is ``matches``).
+
+            Raises:
+                ContextError: the context belongs to another scheme.
+            """
+            try:
+                if ctx.scheme is scheme:
+                    return fn(ctx.values)
+            except AttributeError:
+                if isinstance(ctx, Context):
+                    raise
+                return other(ctx)
+            raise ContextError("the context was built for another scheme than the filter's")
+
+        return execute
+
+    def _execute_other(self, ctx: object) -> bool:
+        if isinstance(ctx, Mapping):
+            return self.matches(ctx)
+        raise ContextError(f"expected a Context, got {type(ctx).__name__}")
+
+    def __call__(self, ctx: Context) -> bool:
+        return self.execute(ctx)
+
+    def _make_lazy_matches(self) -> Callable[[Mapping[str, object]], bool]:
+        def matches(fields: Mapping[str, object]) -> bool:
+            """Evaluate against a plain mapping ``{field name: value}``.
+
+            Only the fields the filter reads are looked up, once each (so a lazily
+            computed mapping computes only those); values are coerced as ``Context``
+            does (str -> bytes, str -> IP, …); absent fields take their defaults.
+
+            Raises:
+                ContextError: a value of the wrong type for a field the filter reads.
+            """
+            # First call: build the dense closures, then replace this bootstrap.
+            real = self._make_matches()
+            self.matches = real
+            return real(fields)
+
+        return matches
+
+    def _make_matches(self) -> Callable[[Mapping[str, object]], bool]:
+        """Compile a second closure tree that reads a dense list holding only this
+        filter's fields, and a reader that fills it from a mapping (aliases included),
+        with the common coercions (str -> bytes, bools) inline."""
+        scheme = self.scheme
+        used: list[Field] = sorted(self._checked.used.values(), key=lambda f: f.index)
+        local_index = {f.name: n for n, f in enumerate(used)}
+        fn = compile_checked(self._checked, lambda f: local_index[f.name]).fn
+        names: list[tuple[str, Field]] = [(f.name, f) for f in used]
+        names += [
+            (alias, scheme._by_name[canonical])
+            for alias, canonical in scheme.aliases.items()
+            if canonical in local_index
+        ]
+        readers: list[tuple[str, int, int, Any]] = []  # (name, slot, kind, coercer)
+        for name, f in names:
+            kind = _OTHER
+            if not f.optional:
+                kind = _STR if f.type == BYTES else _BOOL if f.type == BOOL else _OTHER
+            readers.append((name, local_index[f.name], kind, scheme._coercers[f.index]))
+        defaults = tuple(f.default for f in used)
+        if len(readers) == 1:
+            return _single_field_matches(readers[0], defaults[0], fn)
+        all_readers = tuple(readers)
+
+        def matches(fields: Mapping[str, object]) -> bool:
+            values = list(defaults)
+            get = fields.get  # one lookup per name: lazy mappings compute each value once
+            for name, i, kind, coerce in all_readers:
+                x = get(name, _ABSENT)
+                if x is _ABSENT:
+                    continue
+                # The common coercions inline (str -> UTF-8, bools as they are); the
+                # field's coercer handles the rest and reports wrong types.
+                if kind == _STR and type(x) is str:
+                    try:
+                        values[i] = x.encode()
+                        continue
+                    except UnicodeEncodeError:
+                        pass
+                elif kind == _BOOL and (x is True or x is False):
+                    values[i] = x
+                    continue
+                values[i] = coerce(x)
+            return fn(values)
+
+        return matches
+
+    def context(self, values: Mapping[str, object] | None = None) -> Context:
+        """A ``Context`` of this filter's scheme filled with only the fields it reads."""
+        return Context(self.scheme, values, only=self._readable_names() if values else None)
+
+    def _readable_names(self) -> tuple[str, ...]:
+        aliases = self.scheme.aliases
+        return (*self.fields, *(a for a, c in aliases.items() if c in self.fields))
+
+    # -- explanation ---------------------------------------------------------------------
+
+    def trace(self, ctx: Context | Mapping[str, object]) -> TraceNode:
+        """Evaluate every sub-expression separately and return the tree of values (for
+        the ruleset "trace" feature; not the hot path)."""
+        if isinstance(ctx, Context):
+            if ctx.scheme is not self.scheme:
+                raise ContextError("the context was built for another scheme than the filter's")
+            values = ctx.values
+        else:
+            values = Context(self.scheme, ctx, only=self._readable_names()).values
+        return self._trace(self.ast, values)
+
+    def _trace(self, node: Any, values: list) -> TraceNode:
+        fn = self._compiled.closures.get(id(node))
+        value = fn(values) if fn is not None else None
+        children: list[TraceNode] = []
+        if isinstance(node, ast.Logical):
+            children = [self._trace(item, values) for item in node.items]
+        elif isinstance(node, ast.Not):
+            children = [self._trace(node.operand, values)]
+        elif isinstance(node, ast.Quantifier):
+            children = [self._trace(node.arg, values)]
+        elif isinstance(node, ast.Comparison):
+            lhs = node.lhs
+            getter = self._compiled.values.get(id(lhs))
+            info = self._checked.info.get(id(lhs))
+            if getter is not None and info is not None and not info.unpacked:
+                children = [TraceNode(_format_value(lhs), lhs.span, getter(values))]
+        return TraceNode(_format_node(node), node.span, value, tuple(children))
+
+    # -- text ----------------------------------------------------------------------------
+
+    def __str__(self) -> str:
+        from edgerules.formatter import format_expr
+
+        return format_expr(self.ast)
+
+    def __repr__(self) -> str:
+        return f"<Filter {self.source.text!r}>"
+
+
+def _format_node(node: Any) -> str:
+    try:
+        from edgerules.formatter import format_expr
+
+        return format_expr(node)
+    except Exception:  # the formatter may not take every sub-node; fall back to ours
+        return _format_value(node)
+
+
+def _format_value(node: Any) -> str:
+    """A small formatter for value expressions (field, index, call) used in traces."""
+    if isinstance(node, ast.FieldRef):
+        return node.name
+    if isinstance(node, ast.Index):
+        key = node.index
+        if isinstance(key, ast.Star):
+            inner = "*"
+        elif isinstance(key, bytes):
+            inner = '"' + key.decode("latin-1").replace("\\", "\\\\").replace('"', '\\"') + '"'
+        else:
+            inner = str(key)
+        return f"{_format_value(node.base)}[{inner}]"
+    if isinstance(node, ast.FunctionCall):
+        return f"{node.name}({', '.join(_format_node(a) for a in node.args)})"
+    if isinstance(node, ast.BoolValue):
+        return _format_value(node.value)
+    if isinstance(node, ast.Literal):
+        if node.kind == "string":
+            return '"' + node.value.decode("latin-1").replace("\\", "\\\\").replace('"', '\\"') + '"'  # type: ignore[union-attr]
+        return str(node.value)
+    return type(node).__name__

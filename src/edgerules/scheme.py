@@ -1,0 +1,222 @@
+"""Schemes: the set of fields (and functions) an expression may use.
+
+Owns ``Field``, ``Scheme`` and ``default_scheme()``.
+
+Invariants:
+
+* A scheme is immutable once built. Each field gets a dense slot ``index`` (0..n-1), its
+  type's default (``types.default_value``) and a coercer used by ``Context`` at the
+  boundary. Compiled filters read ``values[index]`` and nothing else.
+* Aliases (``ip.geoip.country`` -> ``ip.src.country``) resolve to the *same* ``Field``
+  object, so an expression written with either name reads the same slot; ``Field.name``
+  is always the canonical name.
+* ``optional`` fields may hold ``MISSING`` (spec rules-language §4.1 "an absent optional
+  field"); every other field always holds a value of its type. The Cloudflare scheme has
+  no optional fields (fields.md §8: unset fields take defaults).
+* Functions default to ``edgerules.functions.FUNCTIONS``, imported lazily on first use so
+  a scheme can be built (and tested) without the function library.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edgerules.errors import ContextError, SchemeError
+from edgerules.types import MISSING, Type, default_value
+
+if TYPE_CHECKING:
+    from edgerules.context import Context
+    from edgerules.engine import Filter
+
+__all__ = ["Field", "Scheme", "default_scheme"]
+
+# Quantifiers are syntax, not library functions, but users call them like functions, so
+# suggestions consider them too.
+_SYNTAX_FUNCTIONS = ("any", "all")
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One field of a scheme: canonical ``name``, ``type``, dense slot ``index``, the value
+    an absent field takes (``default``) and whether it may be genuinely absent."""
+
+    name: str
+    type: Type
+    index: int
+    default: object = field(compare=False)
+    optional: bool = False
+
+
+class Scheme:
+    """An immutable catalogue of fields (with aliases) and functions.
+
+    Args:
+        fields: ``(name, type)`` pairs or a ``{name: type}`` mapping, in slot order.
+        aliases: ``{alias: canonical name}``; the alias reads the canonical field's slot.
+        functions: ``{name: FunctionDef}``; ``None`` means ``edgerules.functions.FUNCTIONS``.
+        optional: names of fields that may be absent (hold ``MISSING``) instead of taking
+            their default.
+
+    Raises:
+        SchemeError: duplicate or malformed names, aliases to unknown fields, bad types.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_by_name",
+        "_coercers",
+        "_defaults",
+        "_fields",
+        "_functions",
+        "_names",
+    )
+
+    def __init__(
+        self,
+        fields: Iterable[tuple[str, Type]] | Mapping[str, Type],
+        *,
+        aliases: Mapping[str, str] | None = None,
+        functions: Mapping[str, Any] | None = None,
+        optional: Iterable[str] = (),
+    ) -> None:
+        from edgerules.context import make_coercer
+
+        items = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
+        optional_set = set(optional)
+        by_name: dict[str, Field] = {}
+        out: list[Field] = []
+        for pos, item in enumerate(items):
+            try:
+                name, ftype = item
+            except (TypeError, ValueError):
+                raise SchemeError(f"field #{pos} must be a (name, type) pair, got {item!r}") from None
+            if not isinstance(name, str) or not name or not isinstance(ftype, Type):
+                raise SchemeError(f"bad field definition {item!r}")
+            if name in by_name:
+                raise SchemeError(f'duplicate field "{name}"')
+            try:
+                default = default_value(ftype)
+            except TypeError as exc:
+                raise SchemeError(f'field "{name}": {exc}') from None
+            if name in optional_set:
+                default = MISSING  # an absent optional field is missing, not defaulted
+            fld = Field(name, ftype, len(out), default, name in optional_set)
+            by_name[name] = fld
+            out.append(fld)
+        unknown_optional = optional_set - by_name.keys()
+        if unknown_optional:
+            raise SchemeError(f"optional names unknown fields: {sorted(unknown_optional)}")
+        for alias, target in (aliases or {}).items():
+            if alias in by_name:
+                raise SchemeError(f'alias "{alias}" collides with a field')
+            if target not in by_name:
+                raise SchemeError(f'alias "{alias}" points to unknown field "{target}"')
+            by_name[alias] = by_name[target]
+        self._fields: tuple[Field, ...] = tuple(out)
+        self._by_name: dict[str, Field] = by_name
+        self._names: tuple[str, ...] = tuple(by_name)
+        self._defaults: tuple[object, ...] = tuple(f.default for f in out)
+        self._coercers: tuple[Callable[[object], object], ...] = tuple(
+            make_coercer(f.name, f.type, f.optional) for f in out
+        )
+        self._functions = dict(functions) if functions is not None else None
+
+    # -- fields --------------------------------------------------------------------------
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        """Every field in slot order (aliases not repeated)."""
+        return self._fields
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        """``{alias: canonical name}``."""
+        return {n: f.name for n, f in self._by_name.items() if n != f.name}
+
+    def get(self, name: str) -> Field | None:
+        """The field called ``name`` (canonical or alias), or ``None``."""
+        return self._by_name.get(name)
+
+    def field(self, name: str) -> Field:
+        """The field called ``name``.
+
+        Raises:
+            ContextError: unknown name (with a did-you-mean suggestion). Expressions
+                never reach this: the checker reports unknown names as RuleTypeError.
+        """
+        fld = self._by_name.get(name)
+        if fld is None:
+            hint = self.suggest_field(name)
+            extra = f'; did you mean "{hint}"?' if hint else ""
+            raise ContextError(f'unknown field "{name}"{extra}')
+        return fld
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __iter__(self) -> Iterator[Field]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"<Scheme with {len(self._fields)} fields>"
+
+    def suggest_field(self, name: str) -> str | None:
+        """The closest known field name (difflib), or ``None``."""
+        return _closest(name, self._names)
+
+    # -- functions -----------------------------------------------------------------------
+
+    @property
+    def functions(self) -> Mapping[str, Any]:
+        """``{name: FunctionDef}`` (the library's ``FUNCTIONS`` unless given)."""
+        if self._functions is None:
+            from edgerules.functions import FUNCTIONS
+
+            # Resolved once; FUNCTIONS is an immutable module constant.
+            self._functions = dict(FUNCTIONS)
+        return self._functions
+
+    def function(self, name: str) -> Any | None:
+        """The function called ``name`` or ``None``."""
+        return self.functions.get(name)
+
+    def suggest_function(self, name: str) -> str | None:
+        """The closest known function name (difflib), or ``None``."""
+        return _closest(name, (*self.functions, *_SYNTAX_FUNCTIONS))
+
+    # -- conveniences --------------------------------------------------------------------
+
+    def context(
+        self, values: Mapping[str, object] | None = None, *, only: Iterable[str] | None = None
+    ) -> Context:
+        """A new ``Context`` of this scheme, filled from ``values`` (only the ``only`` keys
+        when given)."""
+        from edgerules.context import Context
+
+        return Context(self, values, only=only)
+
+    def compile(self, text: str, **kw: Any) -> Filter:
+        """``edgerules.compile(text, self, **kw)``."""
+        from edgerules.engine import compile as _compile
+
+        return _compile(text, self, **kw)
+
+
+def _closest(name: str, candidates: Iterable[str]) -> str | None:
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+@functools.cache
+def default_scheme() -> Scheme:
+    """Cloudflare's scheme (every field of fields.md with its aliases), built once."""
+    from edgerules.fields import CLOUDFLARE_FIELDS, FIELD_ALIASES
+
+    return Scheme(CLOUDFLARE_FIELDS, aliases=FIELD_ALIASES)
