@@ -48,9 +48,9 @@ __all__ = [
 ]
 
 
-def _nospan() -> Span:
-    """A span field that takes no part in equality or repr (default: empty span at 0)."""
-    return field(default=Span(0, 0), compare=False, repr=False)  # type: ignore[return-value]
+# Spans take no part in equality or repr (see the module invariants); the shared default
+# is safe because Span is frozen.
+_EMPTY_SPAN = Span(0, 0)
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -88,7 +88,7 @@ class Literal:
 
     kind: str
     value: bytes | int | IPAddress
-    span: Span = _nospan()
+    span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
     raw: bool = field(default=False, compare=False, repr=False)
 
 
@@ -98,7 +98,7 @@ class Regex:
     (spec §3.2 escaping already applied)."""
 
     pattern: str
-    span: Span = _nospan()
+    span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,14 +106,14 @@ class FieldRef:
     """A field name as written (``http.request.uri.path``)."""
 
     name: str
-    span: Span = _nospan()
+    span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Star:
     """The ``[*]`` index (unpack every element / map value)."""
 
-    span: Span = _nospan()
+    span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +122,7 @@ class Index:
 
     base: ValueExpr
     index: int | bytes | Star
-    span: Span = _nospan()
+    span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +131,8 @@ class FunctionCall:
 
     name: str
     args: tuple[Arg, ...]
-    span: Span = _nospan()
-    name_span: Span = _nospan()
+    span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
+    name_span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
 
 
 ValueExpr: TypeAlias = FieldRef | Index | FunctionCall
@@ -146,7 +146,7 @@ class IntRangeItem:
 
     lo: int
     hi: int
-    span: Span = _nospan()
+    span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +155,7 @@ class IpRangeItem:
 
     lo: IPAddress
     hi: IPAddress
-    span: Span = _nospan()
+    span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +163,7 @@ class CidrItem:
     """``192.0.2.0/24``: allowed only inside ``{ }``."""
 
     network: IPNetwork
-    span: Span = _nospan()
+    span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
 
 
 SetItem: TypeAlias = Literal | IntRangeItem | IpRangeItem | CidrItem
@@ -174,7 +174,7 @@ class SetLiteral:
     """``{ item item … }`` (whitespace-separated; may be empty)."""
 
     items: tuple[SetItem, ...]
-    span: Span = _nospan()
+    span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +182,7 @@ class ListRef:
     """``$name``: a named list supplied by the caller."""
 
     name: str
-    span: Span = _nospan()
+    span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
 
 
 # --- predicates -------------------------------------------------------------------------
@@ -195,8 +195,8 @@ class Comparison:
     lhs: ValueExpr
     op: ComparisonOp
     rhs: Literal | Regex | SetLiteral | ListRef
-    span: Span = _nospan()
-    op_span: Span = _nospan()
+    span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
+    op_span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,13 +205,13 @@ class BoolValue:
     function call (``starts_with(…)``) or an ``Array<Boolean>`` (element-wise logic)."""
 
     value: ValueExpr
-    span: Span = _nospan()
+    span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Not:
     operand: Expr
-    span: Span = _nospan()
+    span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +220,7 @@ class Logical:
 
     op: LogicalOp
     items: tuple[Expr, ...]
-    span: Span = _nospan()
+    span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +229,7 @@ class Quantifier:
 
     kind: TypingLiteral["any", "all"]
     arg: Expr
-    span: Span = _nospan()
+    span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +238,7 @@ class BoolConst:
     ``false``."""
 
     value: bool
-    span: Span = _nospan()
+    span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
 
 
 Expr: TypeAlias = Logical | Not | Comparison | BoolValue | Quantifier | BoolConst
