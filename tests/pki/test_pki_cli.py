@@ -176,7 +176,7 @@ def test_byoca_rejections_are_clean_errors(run, tmp_path):
     f = tmp_path / "ca6.pem"
     f.write_text(pem(make_cert(name("CA 6"), ec_key())))
     code, _, err = run("ca", "upload", str(f))
-    assert code == 1 and err.strip() == "Hit maximum CA cert allocation."
+    assert code == 1 and err.strip() == "error 1489: Hit maximum CA cert allocation."
     code, _, err = run("host", "enable", "*.example.com")
     assert code == 1 and "wildcard" in err
 
