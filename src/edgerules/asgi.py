@@ -26,11 +26,10 @@ stripping, fields, decision, block page) lives in ``edgerules.proxy.gate``.
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Unpack
 
-from edgerules.proxy.gate import Gate
+from edgerules.proxy.gate import Gate, GateOptions
 
 __all__ = ["EdgeRulesMiddleware"]
 
@@ -44,20 +43,12 @@ class EdgeRulesMiddleware:
         self,
         app: Callable[[Scope, Receive, Send], Awaitable[None]],
         ruleset: Any,
-        *,
-        validator: Any = None,
-        store: Any = None,
-        trusted_proxies: Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
-        cert_header: str = "client-cert",
+        **options: Unpack[GateOptions],
     ) -> None:
+        """``options``: ``validator``/``store``, ``trusted_proxies``, ``cert_header``
+        (see :class:`edgerules.proxy.gate.Gate`)."""
         self.app = app
-        self.gate = Gate(
-            ruleset,
-            validator=validator,
-            store=store,
-            trusted_proxies=trusted_proxies,
-            cert_header=cert_header,
-        )
+        self.gate = Gate(ruleset, **options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
@@ -90,18 +81,12 @@ class EdgeRulesMiddleware:
                 {
                     "type": "http.response.start",
                     "status": result.status,
-                    "headers": [
-                        (b"content-type", result.content_type),
-                        (b"content-length", str(len(result.body)).encode()),
-                        (b"cache-control", b"no-store"),
-                    ],
+                    "headers": result.block_headers(),
                 }
             )
             await send({"type": "http.response.body", "body": result.body})
             return
         inner = dict(scope)
         inner["headers"] = result.headers
-        inner["edgerules.decision"] = result.verdict.decision
-        inner["edgerules.verdict"] = result.verdict
-        inner["edgerules.client_auth"] = result.client_auth
+        inner.update(result.app_items())
         await self.app(inner, receive, send)

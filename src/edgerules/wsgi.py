@@ -13,12 +13,11 @@ deleted from ``environ``. Allowed requests get ``environ["edgerules.decision"]``
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Unpack
 
-from edgerules.proxy.gate import Gate
+from edgerules.proxy.gate import Gate, GateOptions
 
 __all__ = ["EdgeRulesWSGIMiddleware"]
 
@@ -48,20 +47,12 @@ class EdgeRulesWSGIMiddleware:
         self,
         app: Callable[..., Iterable[bytes]],
         ruleset: Any,
-        *,
-        validator: Any = None,
-        store: Any = None,
-        trusted_proxies: Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
-        cert_header: str = "client-cert",
+        **options: Unpack[GateOptions],
     ) -> None:
+        """``options``: ``validator``/``store``, ``trusted_proxies``, ``cert_header``
+        (see :class:`edgerules.proxy.gate.Gate`)."""
         self.app = app
-        self.gate = Gate(
-            ruleset,
-            validator=validator,
-            store=store,
-            trusted_proxies=trusted_proxies,
-            cert_header=cert_header,
-        )
+        self.gate = Gate(ruleset, **options)
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -91,9 +82,8 @@ class EdgeRulesWSGIMiddleware:
             start_response(
                 f"{result.status} {_phrase(result.status)}",
                 [
-                    ("Content-Type", result.content_type.decode("latin-1")),
-                    ("Content-Length", str(len(result.body))),
-                    ("Cache-Control", "no-store"),
+                    (n.decode("latin-1").title(), v.decode("latin-1"))
+                    for n, v in result.block_headers()
                 ],
             )
             return [result.body]
@@ -101,7 +91,5 @@ class EdgeRulesWSGIMiddleware:
         for key in [k for k in environ if k.startswith("HTTP_")]:
             if key[5:].replace("_", "-").lower().encode("latin-1") not in kept:
                 del environ[key]
-        environ["edgerules.decision"] = result.verdict.decision
-        environ["edgerules.verdict"] = result.verdict
-        environ["edgerules.client_auth"] = result.client_auth
+        environ.update(result.app_items())
         return self.app(environ, start_response)

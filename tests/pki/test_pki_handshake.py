@@ -131,18 +131,40 @@ def _check_server_got(store, issued, server) -> None:
     assert auth.verified and not auth.revoked
 
 
-def test_python_ssl_client(setup):
-    store, issued, server, tmp = setup
+def _client_context(server: MTLSServer, cert_file: Path, key_file: Path) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=server.server_ca_file)
-    ctx.load_cert_chain(tmp / "client.pem", tmp / "client.key")
+    ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
+def _request(ctx: ssl.SSLContext, port: int, request: bytes) -> bytes:
+    """Send ``request`` over TLS to 127.0.0.1 (SNI localhost); everything until close."""
     with (
-        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
         ctx.wrap_socket(raw, server_hostname="localhost") as tls,
     ):
-        tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        tls.sendall(request)
         response = b""
         while chunk := tls.recv(4096):
             response += chunk
+    return response
+
+
+def _needs(tool: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(shutil.which(tool) is None, reason=f"{tool} not installed")
+
+
+def _run_client(*command: str, stdin: str | None = None) -> str:
+    """Run a command-line TLS client; its standard output."""
+    out = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_python_ssl_client(setup):
+    store, issued, server, tmp = setup
+    ctx = _client_context(server, tmp / "client.pem", tmp / "client.key")
+    response = _request(ctx, server.port, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert response.endswith(b"ok")
     _check_server_got(store, issued, server)
 
@@ -157,82 +179,36 @@ def test_python_ssl_client_from_pkcs12_and_rsa(setup):
     )
     (tmp / "p12.pem").write_text(pem(cert))
     (tmp / "p12.key").write_text(pem(key))
-    ctx = ssl.create_default_context(cafile=server.server_ca_file)
-    ctx.load_cert_chain(tmp / "p12.pem", tmp / "p12.key")
-    with (
-        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
-        ctx.wrap_socket(raw, server_hostname="localhost") as tls,
-    ):
-        tls.sendall(b"GET / HTTP/1.1\r\n\r\n")
-        assert tls.recv(4096).startswith(b"HTTP/1.1 200")
+    ctx = _client_context(server, tmp / "p12.pem", tmp / "p12.key")
+    assert _request(ctx, server.port, b"GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200")
     _check_server_got(store, issued, server)
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+@_needs("curl")
 def test_curl_client(setup):
     store, issued, server, tmp = setup
-    out = subprocess.run(
-        [
-            "curl",
-            "-sS",
-            "--max-time",
-            "20",
-            "--cacert",
-            server.server_ca_file,
-            "--cert",
-            str(tmp / "client.pem"),
-            "--key",
-            str(tmp / "client.key"),
-            f"https://localhost:{server.port}/",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
+    stdout = _run_client(
+        "curl", "-sS", "--max-time", "20", f"https://localhost:{server.port}/",
+        "--cacert", server.server_ca_file,
+        "--cert", str(tmp / "client.pem"), "--key", str(tmp / "client.key"),
     )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout == "ok"
+    assert stdout == "ok"
     _check_server_got(store, issued, server)
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+@_needs("openssl")
 def test_openssl_s_client(setup):
     store, issued, server, tmp = setup
-    out = subprocess.run(
-        [
-            "openssl",
-            "s_client",
-            "-connect",
-            f"127.0.0.1:{server.port}",
-            "-servername",
-            "localhost",
-            "-CAfile",
-            server.server_ca_file,
-            "-cert",
-            str(tmp / "client.pem"),
-            "-key",
-            str(tmp / "client.key"),
-            "-verify_return_error",
-            "-ign_eof",
-        ],
-        input="GET / HTTP/1.0\r\n\r\n",
-        capture_output=True,
-        text=True,
-        timeout=30,
+    stdout = _run_client(
+        "openssl", "s_client", "-connect", f"127.0.0.1:{server.port}", "-servername", "localhost",
+        "-CAfile", server.server_ca_file,
+        "-cert", str(tmp / "client.pem"), "-key", str(tmp / "client.key"),
+        "-verify_return_error", "-ign_eof",
+        stdin="GET / HTTP/1.0\r\n\r\n",
     )
-    assert out.returncode == 0, out.stderr
-    assert "Verify return code: 0 (ok)" in out.stdout
-    assert out.stdout.rstrip().endswith("ok") or "200 OK" in out.stdout
+    assert "Verify return code: 0 (ok)" in stdout
+    assert stdout.rstrip().endswith("ok") or "200 OK" in stdout
     _check_server_got(store, issued, server)
-
-
-def _talk(ctx: ssl.SSLContext, port: int) -> None:
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-        ctx.wrap_socket(raw, server_hostname="localhost") as tls,
-    ):
-        tls.sendall(b"GET / HTTP/1.1\r\n\r\n")
-        if not tls.recv(4096):  # TLS 1.3: the rejection arrives after our Finished
-            raise ConnectionError("closed by the server")
 
 
 def test_certificate_from_another_ca_is_refused(setup):
@@ -250,9 +226,10 @@ def test_certificate_from_another_ca_is_refused(setup):
     )
     (tmp / "bad.pem").write_text(pem(leaf))
     (tmp / "bad.key").write_text(pem(key))
-    ctx = ssl.create_default_context(cafile=server.server_ca_file)
-    ctx.load_cert_chain(tmp / "bad.pem", tmp / "bad.key")
+    ctx = _client_context(server, tmp / "bad.pem", tmp / "bad.key")
     before = len(server.peers)
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-        _talk(ctx, server.port)
+        # TLS 1.3: the rejection arrives after our Finished, as a closed connection
+        if not _request(ctx, server.port, b"GET / HTTP/1.1\r\n\r\n"):
+            raise ConnectionError("closed by the server")
     assert len(server.peers) == before

@@ -155,6 +155,7 @@ def test_revocation_source_answers_for_managed_leaves_only(store, store_path):
     r = store.issue_certificate().record
     leaf = load(r.certificate)
     ca = load(store.managed_ca().certificate)
+    store.revocation_poll_interval = 0  # read the counter on every call
     source = store.revocation_source()
     assert source is store.revocation_source()
     v0 = source.version
@@ -169,6 +170,37 @@ def test_revocation_source_answers_for_managed_leaves_only(store, store_path):
     assert not source.is_revoked(leaf, foreign_ca)
     store.restore_certificate(r.id)
     assert not source.is_revoked(leaf, ca)
+
+
+def test_revocation_version_is_cached_but_local_writes_show_at_once(store, store_path):
+    r = store.issue_certificate().record
+    leaf = load(r.certificate)
+    ca = load(store.managed_ca().certificate)
+    source = store.revocation_source()
+    assert store.revocation_poll_interval == 0.25  # the default
+    v0 = source.version
+    reads = []
+    versions = store.versions
+    store.versions = lambda: reads.append(1) or versions()
+    for _ in range(100):  # the validator's cached path: no query per call
+        assert source.version == v0
+    assert reads == []
+    store.revoke_certificate(r.id)  # through this store: seen at once, still no query
+    assert source.version == v0 + 1 and source.is_revoked(leaf, ca)
+    assert reads == []
+    # another process: seen once the interval has passed
+    store.revocation_poll_interval = 0.05
+    with open_store(store_path) as other:
+        other.restore_certificate(r.id)
+    time.sleep(0.06)
+    assert source.version == v0 + 2 and not source.is_revoked(leaf, ca)
+    assert reads  # re-read from the file (at most once per interval)
+
+
+@pytest.mark.parametrize("bad", [-1, "1", None, True, float("nan")])
+def test_revocation_poll_interval_is_checked(store_path, bad):
+    with pytest.raises(StoreError, match="revocation_poll_interval"):
+        open_store(store_path, revocation_poll_interval=bad)
 
 
 # -- hostnames --------------------------------------------------------------------------

@@ -1,96 +1,37 @@
-"""Helpers for the proxy tests: a stand-in validator, proxies started in-process (asyncio
+"""Helpers for the proxy tests: a validator over the test CA, proxies started in-process (asyncio
 in a thread, port 0, always stopped) and a small HTTPS client with SNI control."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import http.client
 import json
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from proxy_certs import NOW, ProxyTestPKI
+from proxy_certs import ProxyTestPKI
 
 from edgerules.proxy.accesslog import AccessLog
 from edgerules.proxy.config import ForwardingPolicy, Limits, ProxyConfig
 from edgerules.proxy.decision import FunctionDecider, Verdict
 from edgerules.proxy.server import ProxyServer, ServerThread
+from edgerules.tls import ClientCertValidator
 
 MTLS_HOST = "api.localhost"
 PLAIN_HOST = "www.localhost"
 A = "cf.tls_client_auth."
 
 
-# -- a stand-in validator (used when edgerules.tls is not importable) -------------------
-@dataclass(frozen=True)
-class FakeClientAuth:
-    presented: bool = False
-    verified: bool = False
-    revoked: bool = False
-    failure_reason: str = ""
-    chain_der: tuple[bytes, ...] = ()
-    leaf: Any = None
-
-    def fields(self) -> dict[str, Any]:
-        out: dict[str, Any] = {A + "cert_presented": self.presented, A + "cert_verified": self.verified,
-                               A + "cert_revoked": self.revoked}
-        if self.chain_der:
-            leaf = x509.load_der_x509_certificate(self.chain_der[0])
-            out[A + "cert_serial"] = format(leaf.serial_number, "X").encode()
-            out[A + "cert_fingerprint_sha256"] = hashlib.sha256(self.chain_der[0]).hexdigest().encode()
-            out[A + "cert_rfc9440"] = b":" + base64.b64encode(self.chain_der[0]) + b":"
-            out[A + "cert_chain_rfc9440"] = b", ".join(
-                b":" + base64.b64encode(d) + b":" for d in self.chain_der[1:]
-            )
-        return out
-
-
-class FakeValidator:
-    def __init__(self, trusted, revoked_serials=()):
-        self.trusted = list(trusted)
-        self.revoked = set(revoked_serials)
-        self.calls = 0
-
-    def validate(self, chain, *, now=None, hostname=None):
-        self.calls += 1
-        if not chain:
-            return FakeClientAuth()
-        certs = [x509.load_der_x509_certificate(d) for d in chain]
-        leaf = certs[0]
-        if not (leaf.not_valid_before_utc <= NOW <= leaf.not_valid_after_utc):
-            return FakeClientAuth(True, False, False, "certificate has expired", tuple(chain), leaf)
-        pool = self.trusted + certs[1:]
-        cur = leaf
-        for _ in range(5):
-            issuer = next((c for c in pool if c.subject == cur.issuer and c is not cur), None)
-            if issuer is None:
-                reason = "self signed certificate" if cur.issuer == cur.subject else "unable to get local issuer certificate"
-                return FakeClientAuth(True, False, False, reason, tuple(chain), leaf)
-            try:
-                cur.verify_directly_issued_by(issuer)
-            except Exception:
-                return FakeClientAuth(True, False, False, "certificate signature failure", tuple(chain), leaf)
-            if issuer in self.trusted:
-                return FakeClientAuth(True, True, leaf.serial_number in self.revoked, "", tuple(chain), leaf)
-            cur = issuer
-        return FakeClientAuth(True, False, False, "FAILED", tuple(chain), leaf)
-
-
+# -- validators -------------------------------------------------------------------------
 def make_validator(pki: ProxyTestPKI, revoked=()):
-    """The real validator when the validator part is installed, else the stand-in."""
-    try:
-        from edgerules.tls import ClientCertValidator
-    except ImportError:
-        return FakeValidator([pki.ca], {c.cert.serial_number for c in revoked})
-
+    """The real validator over the test CA, with ``revoked`` certificates revoked."""
     serials = {c.cert.serial_number for c in revoked}
 
     class Revocation:
@@ -100,7 +41,6 @@ def make_validator(pki: ProxyTestPKI, revoked=()):
             return leaf.serial_number in serials
 
     return ClientCertValidator([pki.ca], revocation=Revocation())
-
 
 
 # -- proxies --------------------------------------------------------------------------
@@ -175,6 +115,32 @@ def running_proxy(
         yield Running(thread, server, log.records, seen)
     finally:
         thread.stop(3.0)
+
+
+@contextlib.contextmanager
+def cli_proxy(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """``python -m edgerules proxy --listen 127.0.0.1:0 ARGS`` in a subprocess: yields the
+    process and its port once it is listening; killed on exit if still running."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgerules", "proxy", "--listen", "127.0.0.1:0", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = None
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "listening on" in line:
+                port = int(line.split("https://127.0.0.1:")[1].split()[0])
+                break
+        assert port, "proxy did not start"
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 # -- client ----------------------------------------------------------------------------

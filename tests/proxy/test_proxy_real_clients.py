@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from proxy_helpers import cli_proxy
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules" / "mtls-required.json"
@@ -34,35 +34,16 @@ def deployment(tmp_path_factory, origin):
     store.enable_hostnames(["api.localhost"])
     store.close()
     log = tmp / "access.log"
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "edgerules", "proxy",
-            "--listen", "127.0.0.1:0",
-            "--upstream", f"http://127.0.0.1:{origin.port}",
-            "--rules", str(RULES),
-            "--store", str(tmp / "store.db"),
-            "--access-log", str(log),
-            "--forward", "rfc9440,cf-cert",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        port = None
-        for line in proc.stderr:
-            if "listening on" in line:
-                port = int(line.split("https://127.0.0.1:")[1].split()[0])
-                break
-        assert port, "proxy did not start"
+    with cli_proxy(
+        "--upstream", f"http://127.0.0.1:{origin.port}",
+        "--rules", str(RULES),
+        "--store", str(tmp / "store.db"),
+        "--access-log", str(log),
+        "--forward", "rfc9440,cf-cert",
+    ) as (proc, port):
         yield {"port": port, "files": files, "log": log, "tmp": tmp}
-    finally:
         proc.terminate()
-        try:
-            assert proc.wait(10) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.stderr.close()
+        assert proc.wait(10) == 0
 
 
 def curl(port, *args):

@@ -6,13 +6,18 @@ import os
 import signal
 import socket
 import ssl
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
-from proxy_helpers import MTLS_HOST, Client, client_context, make_validator, running_proxy
+from proxy_helpers import (
+    MTLS_HOST,
+    Client,
+    cli_proxy,
+    client_context,
+    make_validator,
+    running_proxy,
+)
 
 from edgerules.proxy.config import Limits
 from edgerules.proxy.decision import Verdict
@@ -40,6 +45,16 @@ def read_all(sock) -> bytes:
     except (ssl.SSLError, ConnectionError, TimeoutError):
         pass
     return b"".join(chunks)
+
+
+def exchange(port, cert, request: bytes) -> bytes:
+    """Send raw bytes over a new TLS connection; everything the proxy answers until close."""
+    s = tls_socket(port, cert=cert)
+    try:
+        s.sendall(request)
+        return read_all(s)
+    finally:
+        s.close()
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +102,9 @@ def test_too_many_headers_431(proxy, pki):
 
 
 def test_malformed_request_400(proxy, pki):
-    s = tls_socket(proxy.port, cert=pki.valid)
-    s.sendall(b"GET / HTTP/1.1\r\nHost: api.localhost\r\nBad Header Without Colon\r\n\r\n")
-    data = read_all(s)
-    s.close()
+    data = exchange(
+        proxy.port, pki.valid, b"GET / HTTP/1.1\r\nHost: api.localhost\r\nBad Header Without Colon\r\n\r\n"
+    )
     assert data.startswith(b"HTTP/1.1 400 ")
     assert b"connection: close" in data.lower()
     with Client(proxy.port, cert=pki.valid) as c:
@@ -98,10 +112,7 @@ def test_malformed_request_400(proxy, pki):
 
 
 def test_connect_method_refused(proxy, pki):
-    s = tls_socket(proxy.port, cert=pki.valid)
-    s.sendall(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
-    data = read_all(s)
-    s.close()
+    data = exchange(proxy.port, pki.valid, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 405 ")
 
 
@@ -164,10 +175,9 @@ def test_idle_keepalive_closed(proxy, pki):
 
 
 def test_slow_request_body_408(proxy, pki):
-    s = tls_socket(proxy.port, cert=pki.valid)
-    s.sendall(b"POST / HTTP/1.1\r\nHost: api.localhost\r\nContent-Length: 100\r\n\r\nabc")
-    data = read_all(s)
-    s.close()
+    data = exchange(
+        proxy.port, pki.valid, b"POST / HTTP/1.1\r\nHost: api.localhost\r\nContent-Length: 100\r\n\r\nabc"
+    )
     assert data.startswith(b"HTTP/1.1 408 ")
 
 
@@ -249,23 +259,10 @@ def test_rule_exception_is_500_and_server_survives(pki, origin):
 def test_sigterm_graceful_shutdown(origin, tmp_path):
     """A SIGTERM while a request is in flight: the request completes, the process exits 0
     and the port stops accepting."""
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "edgerules", "proxy",
-            "--listen", "127.0.0.1:0",
-            "--upstream", f"http://127.0.0.1:{origin.port}",
-            "--access-log", str(tmp_path / "access.log"),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        port = None
-        for line in proc.stderr:
-            if "listening on" in line:
-                port = int(line.split("https://127.0.0.1:")[1].split()[0])
-                break
-        assert port, "proxy did not start"
+    with cli_proxy(
+        "--upstream", f"http://127.0.0.1:{origin.port}",
+        "--access-log", str(tmp_path / "access.log"),
+    ) as (proc, port):
         result = {}
 
         def slow_request():
@@ -289,8 +286,3 @@ def test_sigterm_graceful_shutdown(origin, tmp_path):
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
         assert '"status":200' in (tmp_path / "access.log").read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        proc.stderr.close()

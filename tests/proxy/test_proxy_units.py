@@ -182,3 +182,19 @@ def test_cli_bad_arguments(capsys):
     assert "upstream must be" in capsys.readouterr().err
     assert main(["proxy", "--upstream", "http://x", "--cert", "/nonexistent.pem", "--key", "/nonexistent.key"]) == 1
     assert "cannot load the server certificate" in capsys.readouterr().err
+
+
+def test_middlewares_need_no_proxy_extra():
+    """``edgerules.asgi``/``wsgi`` (and the gate, forwarding rules) import without
+    pyOpenSSL or h11: the core does not need the ``proxy`` extra."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['OpenSSL'] = sys.modules['h11'] = None\n"
+        "import edgerules.asgi, edgerules.wsgi, edgerules.proxy.forwarding\n"
+        "assert not any(m.startswith(('OpenSSL', 'h11')) and sys.modules[m] for m in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr

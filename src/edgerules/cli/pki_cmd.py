@@ -371,24 +371,28 @@ def _ca_label(ref: str | None) -> str:
     return "the managed CA" if ref in (None, "managed") else f"CA {ref}"
 
 
-def _host_enable(args: argparse.Namespace) -> int:
+def _host_assign(args: argparse.Namespace, *, replace: bool) -> int:
+    """``host enable`` (add to the CA's list) and ``host set`` (PUT: exactly this list)."""
     with _open(args) as store:
-        hosts = store.enable_hostnames(args.hostnames, args.ca)
+        if replace:
+            hosts = store.set_hostname_associations(args.hostnames, args.ca)
+        else:
+            hosts = store.enable_hostnames(args.hostnames, args.ca)
     if args.json:
         _print_json({"mtls_certificate_id": args.ca, "hostnames": hosts})
+    elif replace:
+        print(f"Hostnames of {_ca_label(args.ca)}: {', '.join(hosts) or '(none)'}")
     else:
         print(f"mTLS enabled with {_ca_label(args.ca)} on: {', '.join(hosts)}")
     return 0
 
 
+def _host_enable(args: argparse.Namespace) -> int:
+    return _host_assign(args, replace=False)
+
+
 def _host_set(args: argparse.Namespace) -> int:
-    with _open(args) as store:
-        hosts = store.set_hostname_associations(args.hostnames, args.ca)
-    if args.json:
-        _print_json({"mtls_certificate_id": args.ca, "hostnames": hosts})
-    else:
-        print(f"Hostnames of {_ca_label(args.ca)}: {', '.join(hosts) or '(none)'}")
-    return 0
+    return _host_assign(args, replace=True)
 
 
 def _host_disable(args: argparse.Namespace) -> int:
@@ -431,6 +435,10 @@ def _host_list(args: argparse.Namespace) -> int:
 # -- registration ------------------------------------------------------------------------
 
 
+def _key_type_option(parser: Any, help_text: str) -> None:
+    parser.add_argument("--key-type", choices=("ecdsa", "rsa"), default=None, help=help_text)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     common = _common()
 
@@ -440,12 +448,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "show", parents=[common], help="show the managed CA (created on first use)"
     )
     p.add_argument("--pem", action="store_true", help="print only the CA certificate PEM")
-    p.add_argument(
-        "--key-type",
-        choices=("ecdsa", "rsa"),
-        default=None,
-        help="key type if the CA is created now (default ecdsa P-256)",
-    )
+    _key_type_option(p, "key type if the CA is created now (default ecdsa P-256)")
     p.set_defaults(func=_ca_show)
     p = ca_sub.add_parser("upload", parents=[common], help="upload a CA certificate (BYOCA)")
     p.add_argument("file", metavar="FILE", help="PEM file with one CA certificate ('-' = stdin)")
@@ -462,12 +465,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = cert_sub.add_parser("issue", parents=[common], help="issue a client certificate")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--csr", metavar="FILE", help="sign this PEM CSR (its subject is kept)")
-    source.add_argument(
-        "--key-type",
-        choices=("ecdsa", "rsa"),
-        default=None,
-        help="generate a key: ecdsa (P-256, default) or rsa (2048)",
-    )
+    _key_type_option(source, "generate a key: ecdsa (P-256, default) or rsa (2048)")
     p.add_argument("--validity-days", type=_positive_int, default=3650, metavar="N")
     name = p.add_mutually_exclusive_group()
     name.add_argument(

@@ -10,10 +10,19 @@ hostname that the client actually connects to").
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from edgerules.errors import PKIError
 
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+
+
+def normalize_hostnames(hostnames: Iterable[str] | str) -> list[str]:
+    """The canonical forms of ``hostnames`` (one string counts as one name), sorted and
+    without repeats; :class:`PKIError` for the first malformed one."""
+    if isinstance(hostnames, str):
+        hostnames = [hostnames]
+    return sorted({normalize_hostname(h) for h in hostnames})
 
 
 def normalize_hostname(hostname: str) -> str:

@@ -1,8 +1,11 @@
 """Read the record fields of spec mtls.md §5.3/§6 out of an X.509 certificate.
 
-Pure functions over ``cryptography`` objects; no I/O. Formats (spec §5.3): decimal serial,
-lower-case hex SKI and SHA-256 fingerprint, Cloudflare-style signature names
-(``SHA256WithRSA``, ``ECDSAWithSHA256``), RFC 3339 UTC timestamps with a ``Z``.
+Owns: turning stored PEM back into certificates (:func:`load_certificate`) and
+certificates into the store's records (:func:`managed_ca_record`,
+:func:`client_certificate_record`, :func:`uploaded_ca_record`), so the store never reads
+X.509 itself. Pure functions over ``cryptography`` objects; no I/O. Formats (spec §5.3):
+decimal serial, lower-case hex SKI and SHA-256 fingerprint, Cloudflare-style signature
+names (``SHA256WithRSA``, ``ECDSAWithSHA256``), RFC 3339 UTC timestamps with a ``Z``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
+
+from edgerules.errors import PKIError
+from edgerules.pki.records import ClientCertificate, ManagedCA, UploadedCA
 
 # Cloudflare's names for the signature algorithms it accepts for BYOCA (spec §6); the
 # same names label issued certificates' ``signature``.
@@ -84,3 +90,76 @@ def cert_pem(cert: x509.Certificate) -> str:
 
 def csr_pem(csr: x509.CertificateSigningRequest) -> str:
     return csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def load_certificate(pem: str | bytes) -> x509.Certificate:
+    """One PEM certificate (as the store keeps them); :class:`PKIError` if undecodable."""
+    data = pem.encode("ascii") if isinstance(pem, str) else pem
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError as exc:
+        raise PKIError(f"malformed stored certificate: {exc}") from None
+
+
+def _common_fields(cert: x509.Certificate) -> dict[str, str]:
+    """The fields every record (managed CA, client certificate, uploaded CA) shows."""
+    return {
+        "subject": cert.subject.rfc4514_string(),
+        "serial_number": str(cert.serial_number),
+        "ski": ski_hex(cert),
+        "fingerprint_sha256": fingerprint_sha256(cert),
+        "signature": signature_name(cert),
+        "expires_on": rfc3339(cert.not_valid_after_utc),
+    }
+
+
+def managed_ca_record(
+    cert: x509.Certificate,
+    *,
+    ca_id: str,
+    account_id: str,
+    name: str,
+    pem: str,
+    key_type: str,
+    key_encrypted: bool,
+) -> ManagedCA:
+    return ManagedCA(
+        id=ca_id,
+        account_id=account_id,
+        name=name,
+        certificate=pem,
+        key_type=key_type,
+        issued_on=rfc3339(cert.not_valid_before_utc),
+        key_encrypted=key_encrypted,
+        **_common_fields(cert),
+    )
+
+
+def client_certificate_record(
+    cert_id: str, cert: x509.Certificate, csr_pem: str, ca: ManagedCA, days: int, status: str
+) -> ClientCertificate:
+    return ClientCertificate(
+        id=cert_id,
+        certificate=cert_pem(cert),
+        csr=csr_pem,
+        ca_id=ca.id,
+        ca_name=ca.name,
+        **subject_fields(cert.subject),
+        issued_on=rfc3339(cert.not_valid_before_utc),
+        validity_days=days,
+        status=status,
+        **_common_fields(cert),
+    )
+
+
+def uploaded_ca_record(
+    cert: x509.Certificate, *, ca_id: str, name: str | None, uploaded_on: str
+) -> UploadedCA:
+    return UploadedCA(
+        id=ca_id,
+        name=name,
+        certificates=cert_pem(cert),
+        issuer=cert.issuer.rfc4514_string(),
+        uploaded_on=uploaded_on,
+        **_common_fields(cert),
+    )

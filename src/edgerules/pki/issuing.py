@@ -18,6 +18,7 @@ anti-pattern 11):
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
@@ -31,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edgerules.errors import PKIError
+from edgerules.pki import inspect, keys
 
 DEFAULT_VALIDITY_DAYS = 3650  # spec §5.1: 10 years by default
 MIN_VALIDITY_DAYS = 1
@@ -63,6 +65,21 @@ def random_serial() -> int:
 
 def _hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm:
     return hashes.SHA256()
+
+
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    """CA: ``keyCertSign, cRLSign``; client certificate: ``digitalSignature``."""
+    return x509.KeyUsage(
+        digital_signature=not ca,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def managed_ca_name(account_id: str) -> str:
@@ -98,20 +115,7 @@ def create_managed_ca(
         .not_valid_before(now - timedelta(hours=1))
         .not_valid_after(now + timedelta(days=validity_days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(ca=True), critical=True)
         .add_extension(ski, critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
@@ -222,20 +226,7 @@ def issue_client_certificate(
         .not_valid_before(now)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(ca=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(
@@ -243,3 +234,56 @@ def issue_client_certificate(
         )
     )
     return builder.sign(ca_key, _hash_for(ca_key))
+
+
+def with_common_name(name: x509.Name, common_name: str) -> x509.Name:
+    """``name`` with its CN replaced by (or extended with) ``common_name``."""
+    if not common_name or len(common_name) > 64:
+        raise PKIError("common name must be 1 to 64 characters")
+    attrs = [a for a in name if a.oid != NameOID.COMMON_NAME]
+    try:
+        return x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    except ValueError as exc:
+        raise PKIError(f"invalid common name {common_name!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ClientRequest:
+    """What a client certificate is issued for: a checked CSR, or a generated key."""
+
+    csr_pem: str  # the CSR as submitted, or the one built for the generated key
+    public_key: CertificatePublicKeyTypes
+    subject: x509.Name
+    private_key_pem: str | None  # the generated key (PKCS#8 PEM), None with a CSR
+
+
+def client_request(
+    *,
+    csr: str | bytes | None = None,
+    key_type: str = "ecdsa",
+    subject: str | x509.Name | None = None,
+    common_name: str | None = None,
+) -> ClientRequest:
+    """Check ``csr``, or generate a ``key_type`` key for ``subject`` (default
+    ``CN=Cloudflare,C=US``, spec §5.1) with its CN optionally set to ``common_name``."""
+    if csr is not None:
+        if subject is not None or common_name is not None:
+            raise PKIError(
+                "a subject or common name cannot be combined with a CSR: the CSR's subject "
+                "becomes the certificate's"
+            )
+        request = load_csr(csr)
+        csr_pem = csr.decode("utf-8", "replace") if isinstance(csr, bytes) else csr
+        return ClientRequest(csr_pem, request.public_key(), request.subject, None)
+    if subject is None:
+        name = DEFAULT_CLIENT_SUBJECT
+    elif isinstance(subject, x509.Name):
+        name = subject
+    else:
+        name = parse_subject(subject)
+    if common_name is not None:
+        name = with_common_name(name, common_name)
+    key = keys.generate_key(key_type)
+    return ClientRequest(
+        inspect.csr_pem(build_csr(key, name)), key.public_key(), name, keys.key_to_pem(key)
+    )

@@ -8,7 +8,7 @@ keys: a generated key travels only in :class:`IssuedCertificate`, once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 #: Client-certificate statuses (spec §5.2/§5.3). Transitions are synchronous here:
@@ -22,13 +22,27 @@ STATUSES = ("active", "pending_revocation", "revoked", "pending_reactivation")
 REVOKED_STATUSES = frozenset({"revoked", "pending_revocation"})
 
 
+def _api_dict(
+    record: Any, *, after: str, insert: dict[str, Any], omit: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The record as the API's JSON: its fields in declaration order (the API's order),
+    without ``omit``, with ``insert`` placed right after field ``after``."""
+    out: dict[str, Any] = {}
+    for f in fields(record):
+        if f.name not in omit:
+            out[f.name] = getattr(record, f.name)
+        if f.name == after:
+            out.update(insert)
+    return out
+
+
 @dataclass(frozen=True)
 class ManagedCA:
     """The account's managed CA (the private key stays in the store)."""
 
     id: str
-    account_id: str
     name: str
+    account_id: str
     certificate: str  # PEM
     key_type: str  # "ecdsa" | "rsa"
     subject: str  # RFC 4514
@@ -41,22 +55,7 @@ class ManagedCA:
     key_encrypted: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "type": "managed",
-            "account_id": self.account_id,
-            "certificate": self.certificate,
-            "key_type": self.key_type,
-            "subject": self.subject,
-            "serial_number": self.serial_number,
-            "ski": self.ski,
-            "fingerprint_sha256": self.fingerprint_sha256,
-            "signature": self.signature,
-            "issued_on": self.issued_on,
-            "expires_on": self.expires_on,
-            "key_encrypted": self.key_encrypted,
-        }
+        return _api_dict(self, after="name", insert={"type": "managed"})
 
 
 @dataclass(frozen=True)
@@ -93,26 +92,12 @@ class ClientCertificate:
         return "0" + digits if len(digits) % 2 else digits
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "certificate": self.certificate,
-            "csr": self.csr,
-            "certificate_authority": {"id": self.ca_id, "name": self.ca_name},
-            "common_name": self.common_name,
-            "organization": self.organization,
-            "organizational_unit": self.organizational_unit,
-            "country": self.country,
-            "state": self.state,
-            "location": self.location,
-            "serial_number": self.serial_number,
-            "ski": self.ski,
-            "fingerprint_sha256": self.fingerprint_sha256,
-            "signature": self.signature,
-            "issued_on": self.issued_on,
-            "expires_on": self.expires_on,
-            "validity_days": self.validity_days,
-            "status": self.status,
-        }
+        return _api_dict(
+            self,
+            after="csr",
+            insert={"certificate_authority": {"id": self.ca_id, "name": self.ca_name}},
+            omit=("ca_id", "ca_name", "subject"),
+        )
 
 
 @dataclass(frozen=True)
@@ -150,21 +135,7 @@ class UploadedCA:
     type: str = "custom"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "ca": True,
-            "certificates": self.certificates,
-            "issuer": self.issuer,
-            "subject": self.subject,
-            "serial_number": self.serial_number,
-            "signature": self.signature,
-            "ski": self.ski,
-            "fingerprint_sha256": self.fingerprint_sha256,
-            "expires_on": self.expires_on,
-            "uploaded_on": self.uploaded_on,
-            "type": self.type,
-        }
+        return _api_dict(self, after="name", insert={"ca": True})
 
 
 @dataclass(frozen=True)

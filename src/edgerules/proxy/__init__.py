@@ -4,7 +4,8 @@ Modules: ``config`` (limits, forwarding policy), ``tls`` (pyOpenSSL over asyncio
 BIOs, SNI-driven certificate requests), ``server`` (connections, h11, decisions,
 forwarding, shutdown), ``upstream`` (pooled h11 client), ``forwarding`` (header rules),
 ``fields`` (rule fields from a request, shared with ASGI/WSGI), ``decision`` (the hook
-and block pages), ``accesslog``, ``devcert``.
+and block pages), ``gate``/``certheaders`` (the ASGI/WSGI core), ``accesslog``; the
+development certificate comes from ``edgerules.pki.devcert``.
 
 Nothing is imported eagerly: ``edgerules.asgi`` uses ``fields``/``decision`` without
 pulling in pyOpenSSL or h11.

@@ -21,15 +21,16 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from edgerules.errors import ConfigError
 from edgerules.proxy.certheaders import der_chain_from_header, pem_to_der
 from edgerules.proxy.decision import RulesetDecider, Verdict, block_page
 from edgerules.proxy.fields import RequestInfo
 from edgerules.proxy.forwarding import is_cert_header
+from edgerules.tls import NOT_REQUESTED
 
-__all__ = ["Gate", "GateResult"]
+__all__ = ["Gate", "GateOptions", "GateResult"]
 
 _ALWAYS_CERT_HEADERS = frozenset(
     {b"x-forwarded-client-cert", b"x-ssl-client-cert", b"ssl-client-cert"}
@@ -47,11 +48,31 @@ class GateResult:
     content_type: bytes = b""
     body: bytes = b""
 
+    def block_headers(self) -> list[tuple[bytes, bytes]]:
+        """Response headers of a blocked request (lower-case names)."""
+        return [
+            (b"content-type", self.content_type),
+            (b"content-length", str(len(self.body)).encode("ascii")),
+            (b"cache-control", b"no-store"),
+        ]
 
-def _not_requested() -> Any:
-    from edgerules.tls import NOT_REQUESTED
+    def app_items(self) -> dict[str, Any]:
+        """What an allowed request carries to the application (ASGI scope / WSGI environ
+        keys): the ruleset's ``Decision``, the ``Verdict`` and the ``ClientAuth``."""
+        return {
+            "edgerules.decision": self.verdict.decision,
+            "edgerules.verdict": self.verdict,
+            "edgerules.client_auth": self.client_auth,
+        }
 
-    return NOT_REQUESTED
+
+class GateOptions(TypedDict, total=False):
+    """The keyword options of :class:`Gate`, which the ASGI/WSGI middlewares pass on."""
+
+    validator: Any
+    store: Any
+    trusted_proxies: Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network]
+    cert_header: str
 
 
 class Gate:
@@ -155,7 +176,7 @@ class Gate:
         host = info.hostname().decode("latin-1")
         validator = self._validator_for(host)
         if validator is None:
-            client_auth = _not_requested()
+            client_auth = NOT_REQUESTED
         else:
             client_auth = validator.validate(chain or [], hostname=host or None)
         # 3. decide

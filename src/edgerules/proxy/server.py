@@ -24,7 +24,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -41,6 +40,7 @@ from edgerules.proxy.forwarding import (
 )
 from edgerules.proxy.tls import ServerTLS, TLSError, TLSInfo, TLSStream, close_transport
 from edgerules.proxy.upstream import UpstreamConnection, UpstreamError, UpstreamPool
+from edgerules.tls import NOT_REQUESTED
 
 __all__ = ["ProxyServer", "ServerThread", "run_proxy"]
 
@@ -60,30 +60,6 @@ class _ClientGone(Exception):
     def __init__(self, status: int | None = None, message: str = "") -> None:
         super().__init__(message)
         self.status = status  # a status still worth sending (400/408/431), or None
-
-
-@dataclass(frozen=True)
-class _NotRequestedAuth:
-    """Stand-in for ``edgerules.tls.NOT_REQUESTED`` when the validator is not installed."""
-
-    presented: bool = False
-    verified: bool = False
-    revoked: bool = False
-    failure_reason: str = ""
-    leaf: Any = None
-    chain_der: tuple[bytes, ...] = ()
-
-    def fields(self) -> dict[str, Any]:
-        return {}
-
-
-def _not_requested() -> Any:
-    try:
-        from edgerules.tls import NOT_REQUESTED
-
-        return NOT_REQUESTED
-    except ImportError:
-        return _NotRequestedAuth()
 
 
 def _cert_serial(client_auth: Any) -> str | None:
@@ -140,7 +116,7 @@ class ProxyServer:
             max_idle=self.limits.upstream_max_idle,
             idle_ttl=self.limits.upstream_idle_ttl,
         )
-        self.not_requested = _not_requested()
+        self.not_requested = NOT_REQUESTED
         self._server: asyncio.AbstractServer | None = None
         self._conns: dict[asyncio.Task[Any], _ClientConnection] = {}
         self.draining = False

@@ -20,6 +20,12 @@ Invariants:
   resumed session carries no peer chain, so an mTLS verdict would silently vanish. A
   session id context is still set, as OpenSSL requires one whenever VERIFY_PEER is on.
 * Only ``TLSError`` (or ``EOFError``/``OSError``/``TimeoutError``) leaves this module.
+* No cryptography X.509 calls here (the validator and ``pki`` own those): the peer's
+  certificates stay pyOpenSSL ``X509`` objects and leave as DER through
+  ``crypto.dump_certificate(FILETYPE_ASN1, …)`` — cheaper than ``as_cryptography=True``,
+  which would parse each certificate once more only to re-encode it. The development
+  certificate is built by :mod:`edgerules.pki.devcert`; its objects are handed to
+  pyOpenSSL as they are.
 """
 
 from __future__ import annotations
@@ -30,8 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives.serialization import Encoding
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 
 from edgerules.errors import ConfigError
 
@@ -115,7 +120,7 @@ class ServerTLS:
                 ctx.use_privatekey_file(key_file)
                 self.dev_certificate = None
             else:
-                from edgerules.proxy.devcert import generate_dev_certificate
+                from edgerules.pki.devcert import generate_dev_certificate
 
                 dev = generate_dev_certificate(dev_cert_hostnames)
                 ctx.use_certificate(dev.certificate)
@@ -225,15 +230,15 @@ class TLSStream:
         return info
 
     def _peer_chain_der(self) -> tuple[bytes, ...]:
-        leaf = self._conn.get_peer_certificate(as_cryptography=True)
+        leaf = self._conn.get_peer_certificate()
         if leaf is None:
             return ()
-        leaf_der = leaf.public_bytes(Encoding.DER)
+        leaf_der = _der(leaf)
         ders = [leaf_der]
         # Server side: the chain excludes the leaf (OpenSSL documents this asymmetry);
         # stay defensive in case a future version includes it.
-        for cert in self._conn.get_peer_cert_chain(as_cryptography=True) or ():
-            der = cert.public_bytes(Encoding.DER)
+        for cert in self._conn.get_peer_cert_chain() or ():
+            der = _der(cert)
             if der == leaf_der and len(ders) == 1:
                 continue
             ders.append(der)
@@ -289,6 +294,10 @@ def close_transport(writer: asyncio.StreamWriter) -> None:
         writer.close()
     except Exception:
         pass
+
+
+def _der(cert: crypto.X509) -> bytes:
+    return crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
 
 
 def _session_reused(conn: SSL.Connection) -> bool:

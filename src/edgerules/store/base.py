@@ -11,7 +11,15 @@ shared behaviour lives here:
 * :class:`StoreRevocationSource` — the validator's ``RevocationSource`` (CONTRACTS §5):
   ``version`` is the store's ``revocation`` counter (bumped in the same transaction as a
   revoke/restore), ``is_revoked`` answers only for leaves issued by the managed CA
-  (spec mtls.md §3.2 step 5: no revocation for uploaded CAs).
+  (spec mtls.md §3.2 step 5: no revocation for uploaded CAs);
+* :meth:`Store.revocation_version` — that counter as the validators read it on every
+  ``validate()`` (it is part of their cache key), without a query each time: a
+  revoke/restore made through this store object updates it at once; one made by another
+  process (or store object) is seen when the counter is next read from storage, at most
+  ``revocation_poll_interval`` seconds (default 0.25; 0 = read on every call) later;
+* :meth:`Store.issue_certificate`, :meth:`Store.export_pkcs12` and the hostname methods
+  (normalisation, "what was removed") — the certificate and hostname work
+  (``edgerules.pki``), around the backend's primitives.
 
 A store is bound to one account (``account_id``, default ``"default"``).
 """
@@ -19,14 +27,16 @@ A store is bound to one account (``account_id``, default ``"default"``).
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-
-from edgerules.errors import RuleError
-from edgerules.pki.hostnames import lookup_key
+from edgerules.errors import PKIError, RuleError, StoreError
+from edgerules.pki import inspect, issuing, keys
+from edgerules.pki.bundle import export_pkcs12
+from edgerules.pki.hostnames import lookup_key, normalize_hostnames
 from edgerules.pki.records import (
     CertificatePage,
     ClientCertificate,
@@ -35,11 +45,16 @@ from edgerules.pki.records import (
     UploadedCA,
 )
 
-if TYPE_CHECKING:  # the validator is another part; import it only when building one
+if TYPE_CHECKING:  # types only: certificates are read by edgerules.pki; the validator is
+    # another part, imported only when building one
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+
     from edgerules.tls import ClientCertValidator
 
 DEFAULT_ACCOUNT = "default"
 DEFAULT_MAX_UPLOADED_CAS = 5  # spec §6: 5 CAs per account
+DEFAULT_REVOCATION_POLL_S = 0.25  # staleness bound for revocations by other processes
 
 
 class Store(ABC):
@@ -51,12 +66,30 @@ class Store(ABC):
     """
 
     account_id: str
+    max_validity_days: int = issuing.MAX_VALIDITY_DAYS
 
-    def __init__(self, account_id: str = DEFAULT_ACCOUNT) -> None:
+    def __init__(
+        self,
+        account_id: str = DEFAULT_ACCOUNT,
+        *,
+        revocation_poll_interval: float = DEFAULT_REVOCATION_POLL_S,
+    ) -> None:
+        if (
+            isinstance(revocation_poll_interval, bool)
+            or not isinstance(revocation_poll_interval, int | float)
+            or not revocation_poll_interval >= 0
+        ):
+            raise StoreError(
+                f"revocation_poll_interval must be >= 0 seconds, got {revocation_poll_interval!r}"
+            )
         self.account_id = account_id
+        self.revocation_poll_interval = float(revocation_poll_interval)
         self._validators: dict[str, tuple[int, ClientCertValidator]] = {}
         self._validators_lock = threading.Lock()
         self._revocation: StoreRevocationSource | None = None
+        # (revocation counter, time.monotonic() of the read); -1: never read
+        self._revocation_seen: tuple[int, float] = (-1, 0.0)
+        self._revocation_seen_lock = threading.Lock()
 
     # -- managed CA -------------------------------------------------------------------
 
@@ -67,7 +100,6 @@ class Store(ABC):
 
     # -- client certificates ----------------------------------------------------------
 
-    @abstractmethod
     def issue_certificate(
         self,
         *,
@@ -75,9 +107,34 @@ class Store(ABC):
         key_type: str = "ecdsa",
         subject: str | x509.Name | None = None,
         common_name: str | None = None,
-        validity_days: int = 3650,
+        validity_days: int = issuing.DEFAULT_VALIDITY_DAYS,
+        now: datetime | None = None,
     ) -> IssuedCertificate:
-        """Sign ``csr`` (its subject is kept) or a freshly generated key (returned once)."""
+        """Sign ``csr`` (its subject is kept) or a freshly generated key (returned once).
+
+        The key and signature work happens before the backend's write transaction."""
+        days = issuing.check_validity_days(validity_days, self.max_validity_days)
+        request = issuing.client_request(
+            csr=csr, key_type=key_type, subject=subject, common_name=common_name
+        )
+        ca, ca_cert, ca_key = self._signing_ca()
+        for _attempt in range(8):
+            cert = issuing.issue_client_certificate(
+                ca_cert,
+                ca_key,
+                request.public_key,
+                request.subject,
+                validity_days=days,
+                serial=issuing.random_serial(),
+                now=now,
+            )
+            record = inspect.client_certificate_record(
+                self._new_certificate_id(), cert, request.csr_pem, ca, days, "active"
+            )
+            # A duplicate serial: 2**-159 per pair, practically never, but never silent.
+            if self._insert_certificate(record):
+                return IssuedCertificate(record, request.private_key_pem)
+        raise PKIError("could not allocate a unique serial number")  # pragma: no cover
 
     @abstractmethod
     def get_certificate(self, cert_id: str) -> ClientCertificate: ...
@@ -93,7 +150,6 @@ class Store(ABC):
     @abstractmethod
     def restore_certificate(self, cert_id: str) -> ClientCertificate: ...
 
-    @abstractmethod
     def export_pkcs12(
         self,
         cert_id: str,
@@ -101,7 +157,20 @@ class Store(ABC):
         private_key: str | bytes | None = None,
         password: bytes | None = None,
         legacy: bool = False,
-    ) -> bytes: ...
+    ) -> bytes:
+        """The certificate (+ the managed CA, + ``private_key`` when given) as PKCS#12."""
+        record = self.get_certificate(cert_id)
+        ca = self.managed_ca(create=False)
+        assert ca is not None  # a certificate exists, so its CA does
+        key = keys.key_from_pem(private_key) if private_key is not None else None
+        return export_pkcs12(
+            inspect.load_certificate(record.certificate),
+            inspect.load_certificate(ca.certificate),
+            key,
+            password=password,
+            friendly_name=record.common_name or record.id,
+            legacy=legacy,
+        )
 
     # -- uploaded CAs (BYOCA) ---------------------------------------------------------
 
@@ -121,23 +190,24 @@ class Store(ABC):
 
     # -- hostname associations --------------------------------------------------------
 
-    @abstractmethod
     def set_hostname_associations(
         self, hostnames: Iterable[str], mtls_certificate_id: str | None = None
     ) -> list[str]:
         """PUT semantics: the CA's hostname list becomes exactly ``hostnames``
         (``None``/``"managed"`` = the managed CA); returns the normalised list."""
+        return self._change_hostnames(
+            "replace", normalize_hostnames(hostnames), mtls_certificate_id
+        )
 
     @abstractmethod
     def get_hostname_associations(self, mtls_certificate_id: str | None = None) -> list[str]: ...
 
-    @abstractmethod
     def enable_hostnames(
         self, hostnames: Iterable[str], mtls_certificate_id: str | None = None
     ) -> list[str]:
         """Add ``hostnames`` to the CA's list; returns the whole new list."""
+        return self._change_hostnames("add", normalize_hostnames(hostnames), mtls_certificate_id)
 
-    @abstractmethod
     def disable_hostnames(
         self,
         hostnames: Iterable[str],
@@ -147,6 +217,12 @@ class Store(ABC):
     ) -> list[str]:
         """Remove ``hostnames`` from one CA's list, or from every CA with ``all_cas``;
         returns the hostnames that were actually removed."""
+        names = normalize_hostnames(hostnames)
+        if all_cas:
+            return self._remove_hostnames_everywhere(names)
+        before = set(self.get_hostname_associations(mtls_certificate_id))
+        after = set(self._change_hostnames("remove", names, mtls_certificate_id))
+        return sorted(before - after)
 
     @abstractmethod
     def hostname_table(self) -> list[tuple[str, str, str, str | None]]:
@@ -172,6 +248,29 @@ class Store(ABC):
         snapshot."""
 
     @abstractmethod
+    def _signing_ca(self) -> tuple[ManagedCA, x509.Certificate, CertificateIssuerPrivateKeyTypes]:
+        """The managed CA (created on first use), its certificate and private key."""
+
+    @abstractmethod
+    def _new_certificate_id(self) -> str: ...
+
+    @abstractmethod
+    def _insert_certificate(self, record: ClientCertificate) -> bool:
+        """Store a newly issued certificate; ``False`` (nothing stored) when its serial or
+        id is already taken."""
+
+    @abstractmethod
+    def _change_hostnames(
+        self, mode: str, names: list[str], mtls_certificate_id: str | None
+    ) -> list[str]:
+        """One transaction on one CA's hostname list (``mode``: ``replace``, ``add`` or
+        ``remove`` the normalised ``names``); returns the list afterwards."""
+
+    @abstractmethod
+    def _remove_hostnames_everywhere(self, names: list[str]) -> list[str]:
+        """Remove the normalised ``names`` from every CA; returns those removed, sorted."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     def __enter__(self) -> Store:
@@ -190,6 +289,25 @@ class Store(ABC):
 
     def trust_version(self) -> int:
         return self.versions()[0]
+
+    def revocation_version(self) -> int:
+        """The ``revocation`` counter, read from storage at most every
+        ``revocation_poll_interval`` seconds (see the module docstring)."""
+        version, read_at = self._revocation_seen
+        if version >= 0 and time.monotonic() - read_at < self.revocation_poll_interval:
+            return version
+        with self._revocation_seen_lock:
+            version = self.versions()[1]
+            self._revocation_seen = (max(version, self._revocation_seen[0]), time.monotonic())
+            return self._revocation_seen[0]
+
+    def _revocation_moved(self, version: int) -> None:
+        """Record a counter value seen by a write or a snapshot (the counter only grows),
+        so that this store's validators see the change at once."""
+        with self._revocation_seen_lock:
+            seen, read_at = self._revocation_seen
+            if version > seen:
+                self._revocation_seen = (version, read_at)
 
     def validator_for_hostname(self, hostname: str | bytes | None) -> ClientCertValidator | None:
         """The validator for connections to ``hostname`` (the TLS SNI), or ``None`` when
@@ -231,9 +349,10 @@ class Store(ABC):
 class StoreRevocationSource:
     """Revocation state of managed-CA certificates, read from the store.
 
-    ``version`` reads the store's ``revocation`` counter every time it is asked, so a
-    revoke done by another process is visible at the next validation. The set of revoked
-    serials is reloaded only when that counter moves.
+    ``version`` is :meth:`Store.revocation_version`: a revoke through the same store is
+    visible at the next validation, one by another process within the store's
+    ``revocation_poll_interval``. The set of revoked serials is reloaded only when that
+    counter moves.
     """
 
     def __init__(self, store: Store) -> None:
@@ -248,7 +367,7 @@ class StoreRevocationSource:
         # Never raise into the validator (tls/revocation.py: a broken source answers "not
         # revoked"); if the store is unreadable for a moment, keep the last version seen.
         try:
-            return self._store.versions()[1]
+            return self._store.revocation_version()
         except RuleError:
             return self._loaded_version
 
@@ -257,6 +376,7 @@ class StoreRevocationSource:
         with self._lock:
             if version != self._loaded_version or self._ca is None:
                 self._loaded_version, self._ca, self._revoked = self._store.revoked_serials()
+                self._store._revocation_moved(self._loaded_version)
             return self._ca, self._revoked
 
     def is_revoked(self, leaf: x509.Certificate, issuer: x509.Certificate) -> bool:

@@ -10,8 +10,10 @@ Invariants:
 * Crypto work (key generation, signing) happens *outside* write transactions, so a slow
   RSA key never holds the write lock; only the insert is inside.
 * No sqlite3 or cryptography exception escapes: they become ``StoreError``/``PKIError``.
+  X.509 parsing and reading happen in :mod:`edgerules.pki` (``inspect``, ``issuing``).
 * One connection per store object, shared by threads under a lock (queries take
-  microseconds; the proxy's hot path reads two counters per connection).
+  microseconds; the proxy reads the trust counter per connection, while the revocation
+  counter is cached by :meth:`Store.revocation_version`).
 """
 
 from __future__ import annotations
@@ -20,30 +22,32 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from typing import TYPE_CHECKING, Any
 
 from edgerules.errors import PKIError, StoreError
 from edgerules.pki import inspect, issuing, keys
-from edgerules.pki.bundle import export_pkcs12
 from edgerules.pki.byoca import parse_ca_upload
-from edgerules.pki.hostnames import normalize_hostname
 from edgerules.pki.records import (
     REVOKED_STATUSES,
     STATUSES,
     CertificatePage,
     ClientCertificate,
-    IssuedCertificate,
     ManagedCA,
     UploadedCA,
 )
-from edgerules.store.base import DEFAULT_ACCOUNT, DEFAULT_MAX_UPLOADED_CAS, Store
+from edgerules.store.base import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_MAX_UPLOADED_CAS,
+    DEFAULT_REVOCATION_POLL_S,
+    Store,
+)
 from edgerules.store.schema import CURRENT_VERSION, MIGRATIONS, SCHEMA_VERSION_TABLE
+
+if TYPE_CHECKING:  # certificates are parsed and read by edgerules.pki only
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 DEFAULT_PATH = "edgerules.db"
 BUSY_TIMEOUT_S = 10.0
@@ -85,8 +89,9 @@ class SQLiteStore(Store):
         max_uploaded_cas: int = DEFAULT_MAX_UPLOADED_CAS,
         max_validity_days: int = issuing.MAX_VALIDITY_DAYS,
         busy_timeout: float = BUSY_TIMEOUT_S,
+        revocation_poll_interval: float = DEFAULT_REVOCATION_POLL_S,
     ) -> None:
-        super().__init__(account_id)
+        super().__init__(account_id, revocation_poll_interval=revocation_poll_interval)
         if not account_id or not isinstance(account_id, str):
             raise StoreError("account id must be a non-empty string")
         self.path = os.fspath(path)
@@ -206,12 +211,14 @@ class SQLiteStore(Store):
                 except sqlite3.Error:
                     pass
 
-    def _bump(self, c: sqlite3.Connection, name: str) -> None:
-        c.execute(
+    def _bump(self, c: sqlite3.Connection, name: str) -> int:
+        """Increment counter ``name``; returns its new value."""
+        (value,) = c.execute(
             "INSERT INTO counters (account_id, name, value) VALUES (?, ?, 1) "
-            "ON CONFLICT (account_id, name) DO UPDATE SET value = value + 1",
+            "ON CONFLICT (account_id, name) DO UPDATE SET value = value + 1 RETURNING value",
             (self.account_id, name),
-        )
+        ).fetchone()
+        return int(value)
 
     def close(self) -> None:
         with self._lock:
@@ -287,26 +294,19 @@ class SQLiteStore(Store):
 
     def _managed_from_row(self, row: tuple[Any, ...]) -> ManagedCA:
         ca_id, name, pem, key_type, encrypted = row
-        cert = self._managed_cert(ca_id, pem)
-        return ManagedCA(
-            id=ca_id,
+        return inspect.managed_ca_record(
+            self._managed_cert(ca_id, pem),
+            ca_id=ca_id,
             account_id=self.account_id,
             name=name,
-            certificate=pem,
+            pem=pem,
             key_type=key_type,
-            subject=cert.subject.rfc4514_string(),
-            serial_number=str(cert.serial_number),
-            ski=inspect.ski_hex(cert),
-            fingerprint_sha256=inspect.fingerprint_sha256(cert),
-            signature=inspect.signature_name(cert),
-            issued_on=inspect.rfc3339(cert.not_valid_before_utc),
-            expires_on=inspect.rfc3339(cert.not_valid_after_utc),
             key_encrypted=bool(encrypted),
         )
 
     def _managed_cert(self, ca_id: str, pem: str) -> x509.Certificate:
         if self._ca_cert is None or self._ca_cert[0] != ca_id:
-            self._ca_cert = (ca_id, x509.load_pem_x509_certificate(pem.encode("ascii")))
+            self._ca_cert = (ca_id, inspect.load_certificate(pem))
         return self._ca_cert[1]
 
     def _signing_ca(self) -> tuple[ManagedCA, x509.Certificate, CertificateIssuerPrivateKeyTypes]:
@@ -324,61 +324,10 @@ class SQLiteStore(Store):
 
     # -- client certificates ----------------------------------------------------------
 
-    def issue_certificate(
-        self,
-        *,
-        csr: str | bytes | None = None,
-        key_type: str = "ecdsa",
-        subject: str | x509.Name | None = None,
-        common_name: str | None = None,
-        validity_days: int = issuing.DEFAULT_VALIDITY_DAYS,
-        now: datetime | None = None,
-    ) -> IssuedCertificate:
-        days = issuing.check_validity_days(validity_days, self.max_validity_days)
-        private_pem: str | None = None
-        if csr is not None:
-            if subject is not None or common_name is not None:
-                raise PKIError(
-                    "a subject or common name cannot be combined with a CSR: the CSR's subject "
-                    "becomes the certificate's"
-                )
-            request = issuing.load_csr(csr)
-            csr_pem = csr.decode("utf-8", "replace") if isinstance(csr, bytes) else csr
-            public_key = request.public_key()
-            name = request.subject
-        else:
-            if subject is None:
-                name = issuing.DEFAULT_CLIENT_SUBJECT
-            elif isinstance(subject, x509.Name):
-                name = subject
-            else:
-                name = issuing.parse_subject(subject)
-            if common_name is not None:
-                name = _with_common_name(name, common_name)
-            key = keys.generate_key(key_type)
-            csr_pem = inspect.csr_pem(issuing.build_csr(key, name))
-            public_key = key.public_key()
-            private_pem = keys.key_to_pem(key)
-        ca, ca_cert, ca_key = self._signing_ca()
-        for _attempt in range(8):
-            cert = issuing.issue_client_certificate(
-                ca_cert,
-                ca_key,
-                public_key,
-                name,
-                validity_days=days,
-                serial=issuing.random_serial(),
-                now=now,
-            )
-            record = _record(_new_id(), cert, csr_pem, ca, days, "active")
-            try:
-                self._insert_certificate(record)
-            except _DuplicateSerial:
-                continue  # 2**-159 per pair: practically never, but never a silent collision
-            return IssuedCertificate(record, private_pem)
-        raise PKIError("could not allocate a unique serial number")  # pragma: no cover
+    def _new_certificate_id(self) -> str:
+        return _new_id()
 
-    def _insert_certificate(self, r: ClientCertificate) -> None:
+    def _insert_certificate(self, r: ClientCertificate) -> bool:
         now = inspect.rfc3339(issuing.utcnow())
         with self._write() as c:
             # Checked inside the write transaction (nobody can insert meanwhile) rather
@@ -388,7 +337,7 @@ class SQLiteStore(Store):
                 "OR id = ?",
                 (r.ca_id, r.serial_number, r.id),
             ).fetchone():
-                raise _DuplicateSerial
+                return False
             c.execute(
                 f"INSERT INTO client_certificates ({_CERT_COLUMNS}, account_id, "
                 "status_changed_on) VALUES (" + ", ".join("?" * 21) + ")",
@@ -421,6 +370,7 @@ class SQLiteStore(Store):
                 "VALUES (?, 'issued', ?, ?)",
                 (r.id, r.status, now),
             )
+        return True
 
     def _cert_from_row(self, row: tuple[Any, ...], ca_names: dict[str, str]) -> ClientCertificate:
         (
@@ -539,8 +489,10 @@ class SQLiteStore(Store):
                 "VALUES (?, ?, ?, ?)",
                 (ident, event, target, now),
             )
-            self._bump(c, "revocation")
-            return self._fetch_cert(c, ident)
+            version = self._bump(c, "revocation")
+            record = self._fetch_cert(c, ident)
+        self._revocation_moved(version)  # committed: this store's validators see it now
+        return record
 
     def revoke_certificate(self, cert_id: str) -> ClientCertificate:
         """[X] Synchronous: ``active`` → ``revoked`` at once (Cloudflare passes through
@@ -564,29 +516,6 @@ class SQLiteStore(Store):
                 )
             ]
 
-    def export_pkcs12(
-        self,
-        cert_id: str,
-        *,
-        private_key: str | bytes | None = None,
-        password: bytes | None = None,
-        legacy: bool = False,
-    ) -> bytes:
-        record = self.get_certificate(cert_id)
-        ca = self.managed_ca(create=False)
-        assert ca is not None  # a certificate exists, so its CA does
-        cert = x509.load_pem_x509_certificate(record.certificate.encode("ascii"))
-        ca_cert = self._managed_cert(ca.id, ca.certificate)
-        key = keys.key_from_pem(private_key) if private_key is not None else None
-        return export_pkcs12(
-            cert,
-            ca_cert,
-            key,
-            password=password,
-            friendly_name=record.common_name or record.id,
-            legacy=legacy,
-        )
-
     # -- uploaded CAs -----------------------------------------------------------------
 
     def upload_ca(self, pem: str | bytes, *, name: str | None = None) -> UploadedCA:
@@ -595,18 +524,8 @@ class SQLiteStore(Store):
             name = name.strip()
             if not name or len(name) > 255:
                 raise PKIError("CA name must be 1 to 255 characters")
-        record = UploadedCA(
-            id=_new_id(),
-            name=name,
-            certificates=inspect.cert_pem(cert),
-            issuer=cert.issuer.rfc4514_string(),
-            subject=cert.subject.rfc4514_string(),
-            serial_number=str(cert.serial_number),
-            signature=inspect.signature_name(cert),
-            ski=inspect.ski_hex(cert),
-            fingerprint_sha256=inspect.fingerprint_sha256(cert),
-            expires_on=inspect.rfc3339(cert.not_valid_after_utc),
-            uploaded_on=inspect.rfc3339(issuing.utcnow()),
+        record = inspect.uploaded_ca_record(
+            cert, ca_id=_new_id(), name=name, uploaded_on=inspect.rfc3339(issuing.utcnow())
         )
         with self._write() as c:
             (count,) = c.execute(
@@ -720,12 +639,6 @@ class SQLiteStore(Store):
                 return "managed", row[0]
             return "uploaded", self._find_uploaded(c, ref).id
 
-    @staticmethod
-    def _normalize_all(hostnames: Iterable[str]) -> list[str]:
-        if isinstance(hostnames, str):
-            hostnames = [hostnames]
-        return sorted({normalize_hostname(h) for h in hostnames})
-
     def _hosts_of(self, c: sqlite3.Connection, ca_id: str) -> list[str]:
         return [
             h
@@ -736,10 +649,9 @@ class SQLiteStore(Store):
             )
         ]
 
-    def _change_hosts(
-        self, mtls_certificate_id: str | None, hostnames: Iterable[str], mode: str
+    def _change_hostnames(
+        self, mode: str, names: list[str], mtls_certificate_id: str | None
     ) -> list[str]:
-        names = self._normalize_all(hostnames)
         kind, ca_id = self._resolve_ca(mtls_certificate_id)
         now = inspect.rfc3339(issuing.utcnow())
         with self._write() as c:
@@ -771,11 +683,6 @@ class SQLiteStore(Store):
                 self._bump(c, "trust")
         return after
 
-    def set_hostname_associations(
-        self, hostnames: Iterable[str], mtls_certificate_id: str | None = None
-    ) -> list[str]:
-        return self._change_hosts(mtls_certificate_id, hostnames, "replace")
-
     def get_hostname_associations(self, mtls_certificate_id: str | None = None) -> list[str]:
         if mtls_certificate_id is None or mtls_certificate_id.strip().lower() == "managed":
             ca = self.managed_ca(create=False)
@@ -787,23 +694,7 @@ class SQLiteStore(Store):
         with self._read() as c:
             return self._hosts_of(c, ca_id)
 
-    def enable_hostnames(
-        self, hostnames: Iterable[str], mtls_certificate_id: str | None = None
-    ) -> list[str]:
-        return self._change_hosts(mtls_certificate_id, hostnames, "add")
-
-    def disable_hostnames(
-        self,
-        hostnames: Iterable[str],
-        mtls_certificate_id: str | None = None,
-        *,
-        all_cas: bool = False,
-    ) -> list[str]:
-        names = self._normalize_all(hostnames)
-        if not all_cas:
-            before = set(self.get_hostname_associations(mtls_certificate_id))
-            after = set(self._change_hosts(mtls_certificate_id, names, "remove"))
-            return sorted(before - after)
+    def _remove_hostnames_everywhere(self, names: list[str]) -> list[str]:
         with self._write() as c:
             removed = (
                 sorted(
@@ -865,7 +756,7 @@ class SQLiteStore(Store):
                 "AND h.ca_kind = 'managed'",
                 (self.account_id, hostname),
             ).fetchall()
-        out = [x509.load_pem_x509_certificate(pem.encode("ascii")) for (pem,) in uploaded]
+        out = [inspect.load_certificate(pem) for (pem,) in uploaded]
         out.extend(self._managed_cert(ca_id, pem) for ca_id, pem in managed)
         return out
 
@@ -885,41 +776,3 @@ class SQLiteStore(Store):
             ).fetchall()
         cert = None if ca is None else self._managed_cert(ca[0], ca[1])
         return (0 if row is None else int(row[0])), cert, frozenset(int(s) for (s,) in serials)
-
-
-class _DuplicateSerial(Exception):
-    pass
-
-
-def _with_common_name(name: x509.Name, common_name: str) -> x509.Name:
-    from cryptography.x509.oid import NameOID
-
-    if not common_name or len(common_name) > 64:
-        raise PKIError("common name must be 1 to 64 characters")
-    attrs = [a for a in name if a.oid != NameOID.COMMON_NAME]
-    try:
-        return x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    except ValueError as exc:
-        raise PKIError(f"invalid common name {common_name!r}: {exc}") from None
-
-
-def _record(
-    cert_id: str, cert: x509.Certificate, csr_pem: str, ca: ManagedCA, days: int, status: str
-) -> ClientCertificate:
-    return ClientCertificate(
-        id=cert_id,
-        certificate=inspect.cert_pem(cert),
-        csr=csr_pem,
-        ca_id=ca.id,
-        ca_name=ca.name,
-        **inspect.subject_fields(cert.subject),
-        serial_number=str(cert.serial_number),
-        ski=inspect.ski_hex(cert),
-        fingerprint_sha256=inspect.fingerprint_sha256(cert),
-        signature=inspect.signature_name(cert),
-        issued_on=inspect.rfc3339(cert.not_valid_before_utc),
-        expires_on=inspect.rfc3339(cert.not_valid_after_utc),
-        validity_days=days,
-        status=status,
-        subject=cert.subject.rfc4514_string(),
-    )

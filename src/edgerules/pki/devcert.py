@@ -1,9 +1,10 @@
-"""Self-signed development certificate for the proxy when no --cert/--key is given.
+"""Self-signed development server certificate for the proxy when no --cert/--key is given.
 
 Owns: generating an ECDSA P-256 key and a self-signed server certificate valid for
 ``localhost``, ``*.localhost``, 127.0.0.1 and ::1 (plus any names asked for). The key
-never touches the disk; the certificate lives for 30 days. This is the one proxy module
-that uses cryptography's X.509 builder (allowed by the contracts for the dev cert).
+never touches the disk; the certificate lives for 30 days. It lives in ``pki`` (the
+modules allowed to call cryptography's X.509 APIs); ``edgerules.proxy.tls`` only hands
+the objects to pyOpenSSL.
 """
 
 from __future__ import annotations
