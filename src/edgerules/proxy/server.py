@@ -288,7 +288,9 @@ class _ClientConnection:
     # -- reading from the client ---------------------------------------------------
     async def _recv(self, timeout: float) -> bytes:
         assert self.stream is not None
-        return await asyncio.wait_for(self.stream.recv(), timeout)
+        # asyncio.timeout, not wait_for: no task per read (docs/proxy-bench.md).
+        async with asyncio.timeout(timeout):
+            return await self.stream.recv()
 
     def _next_event(self) -> Any:
         assert self.h is not None

@@ -193,7 +193,8 @@ class TLSStream:
         data = self._pending_output()
         if data:
             self._writer.write(data)
-            await asyncio.wait_for(self._writer.drain(), self._write_timeout)
+            async with asyncio.timeout(self._write_timeout):  # no task per write, unlike wait_for
+                await self._writer.drain()
 
     async def _feed(self) -> bool:
         """Read ciphertext from the socket into the TLS engine; False on EOF."""

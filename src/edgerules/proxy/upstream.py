@@ -53,7 +53,10 @@ class UpstreamConnection:
         if data:
             try:
                 self.writer.write(data)
-                await asyncio.wait_for(self.writer.drain(), timeout)
+                # asyncio.timeout, not wait_for: wait_for creates a task per call on 3.11
+                # (~12 µs against ~4 µs; docs/proxy-bench.md).
+                async with asyncio.timeout(timeout):
+                    await self.writer.drain()
             except TimeoutError:
                 raise UpstreamError(504, "upstream did not accept data in time") from None
             except OSError as exc:
@@ -78,7 +81,8 @@ class UpstreamConnection:
             if before_wait is not None:
                 await before_wait()
             try:
-                data = await asyncio.wait_for(self.reader.read(_READ_SIZE), timeout)
+                async with asyncio.timeout(timeout):
+                    data = await self.reader.read(_READ_SIZE)
             except TimeoutError:
                 raise UpstreamError(
                     504, "upstream timed out", before_response=not self.got_response_bytes
