@@ -89,7 +89,7 @@ class Limits:
         }
         try:
             return table[plan]
-        except KeyError:
+        except (KeyError, TypeError):  # TypeError: an unhashable "plan"
             raise RuleError(
                 f"unknown plan {plan!r} (expected one of {', '.join(cls.PLANS)})"
             ) from None
@@ -113,7 +113,14 @@ class Limits:
             fields = {k: v for k, v in value.items() if k != "plan"}
             unknown = set(fields) - {f.name for f in dataclasses.fields(cls)}
             if unknown:
-                raise RuleError(f"unknown limit {sorted(unknown)[0]!r}")
+                raise RuleError(f"unknown limit {sorted(unknown, key=str)[0]!r}")
+            for name, val in fields.items():
+                expected = type(getattr(base, name))
+                if expected is bool and type(val) is not bool:
+                    raise RuleError(f"limit {name!r} must be true or false, not {val!r}")
+                if expected is int and (type(val) is not int or val < 0):
+                    raise RuleError(f"limit {name!r} must be a non-negative integer, not "
+                                    f"{val!r}")
             return cls(**{**_asdict(base), **fields})
         raise RuleError(f"limits must be a plan name, a dict or a Limits, not {value!r}")
 
@@ -265,7 +272,11 @@ def parse_action(
     if name not in ACTIONS:
         if name in _NOT_CUSTOM_RULE_ACTIONS:
             raise _problem(f"unsupported action {name!r}: {_NOT_CUSTOM_RULE_ACTIONS[name]}")
-        raise _problem(f"unknown action {name!r} (expected one of {', '.join(ACTIONS)})")
+        import difflib
+
+        close = difflib.get_close_matches(name, ACTIONS, n=1, cutoff=0.6)
+        hint = f' (did you mean "{close[0]}"?)' if close else ""
+        raise _problem(f"unknown action {name!r}{hint} (expected one of {', '.join(ACTIONS)})")
     if params is None:
         params = {}
     if not isinstance(params, dict):

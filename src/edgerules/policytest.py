@@ -195,7 +195,12 @@ def profile_fields(profile: str = "none", overrides: Mapping[str, object] | None
     except (KeyError, TypeError):
         raise RuleError(f"unknown client certificate profile {profile!r} "
                         f"(profiles: {', '.join(PROFILES)})") from None
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise RuleError(f"certificate overrides must be a mapping of field values, not "
+                        f"{type(overrides).__name__}")
     for key, value in (overrides or {}).items():
+        if not isinstance(key, str):
+            raise RuleError(f"unknown client certificate field {key!r}")
         full = key if key.startswith(_P) else _P + key
         if full not in values:
             raise RuleError(f"unknown client certificate field {key!r}")
@@ -280,6 +285,10 @@ def parse_cases(obj: Mapping[str, Any], *, where: str = "cases",
     defaults = obj.get("defaults", {})
     if not isinstance(defaults, dict) or set(defaults) - {"request", "client_cert", "cert"}:
         raise _fail(where, "[defaults] may hold request, client_cert and cert")
+    for key in ("request", "cert"):
+        if not isinstance(defaults.get(key, {}), dict):
+            raise _fail(where, f"defaults.{key} must be a table of field values, not "
+                        f"{_kind(defaults[key])}")
     raw_cases = obj.get("case", [])
     if not isinstance(raw_cases, list) or not raw_cases:
         raise _fail(where, "no [[case]] tables")
@@ -289,6 +298,8 @@ def parse_cases(obj: Mapping[str, Any], *, where: str = "cases",
         cw = f"{where}: case #{i + 1}"
         if not isinstance(raw, dict):
             raise _fail(cw, "a case must be a table")
+        if isinstance(raw.get("name"), str) and raw["name"]:
+            cw = f"{where}: case {raw['name']!r}"
         bad = [k for k in raw if k not in _CASE_KEYS]
         if bad:
             raise _fail(cw, f"unknown key {bad[0]!r} (expected {', '.join(_CASE_KEYS)})")
@@ -299,10 +310,13 @@ def parse_cases(obj: Mapping[str, Any], *, where: str = "cases",
         if name in names:
             raise _fail(cw, "duplicate case name")
         names.add(name)
+        for key in ("request", "cert"):
+            if not isinstance(raw.get(key, {}), dict):
+                raise _fail(cw, f"{key} must be a table of field values, not {_kind(raw[key])}")
         request = {**defaults.get("request", {}), **raw.get("request", {})}
         cert = {**defaults.get("cert", {}), **raw.get("cert", {})}
         profile = raw.get("client_cert", defaults.get("client_cert"))
-        if profile is not None and profile not in PROFILES:
+        if profile is not None and (not isinstance(profile, str) or profile not in PROFILES):
             raise _fail(cw, f"unknown client_cert profile {profile!r} "
                         f"(profiles: {', '.join(PROFILES)})")
         try:
@@ -318,6 +332,12 @@ def parse_cases(obj: Mapping[str, Any], *, where: str = "cases",
         if expect["outcome"] not in ("block", "allow", "challenge"):
             raise _fail(cw, f"expect.outcome must be block, allow or challenge, not "
                         f"{expect['outcome']!r}")
+        problem = _check_expect_types(expect)
+        if problem:
+            raise _fail(cw, problem)
+        explain = raw.get("explain", [])
+        if not isinstance(explain, list) or not all(isinstance(x, str) for x in explain):
+            raise _fail(cw, "explain must be an array of rule refs")
         cases.append(Case(name, request, profile, cert, expect, i))
     lists = obj.get("lists", [])
     rulesets = obj.get("rulesets", [])
@@ -326,6 +346,12 @@ def parse_cases(obj: Mapping[str, Any], *, where: str = "cases",
     plan = obj.get("plan")
     if plan is not None and not isinstance(plan, str):
         raise _fail(where, "plan must be a string")
+    if plan is not None:
+        from edgerules.actions import Limits
+
+        if plan not in Limits.PLANS:
+            raise _fail(where, f"unknown plan {plan!r} (expected one of "
+                        f"{', '.join(Limits.PLANS)})")
     return CaseFile(
         path=None,
         cases=cases,
@@ -334,6 +360,30 @@ def parse_cases(obj: Mapping[str, Any], *, where: str = "cases",
         lists=[rel(p, "lists") for p in lists],
         plan=plan,
     )
+
+
+def _kind(value: object) -> str:
+    """``5`` -> ``"an integer (5)"``: the type of a wrong value, for messages."""
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "an array", dict: "a table"}
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{names.get(type(value), type(value).__name__)} ({text})"
+
+
+def _check_expect_types(expect: Mapping[str, object]) -> str | None:
+    """The first ``expect`` value of the wrong type, described; ``None`` when all fit."""
+    for key in ("rule", "action", "content_type", "body_contains"):
+        if key in expect and not isinstance(expect[key], str):
+            return f"expect.{key} must be a string, not {_kind(expect[key])}"
+    if "status" in expect and type(expect["status"]) is not int:
+        return f"expect.status must be an integer, not {_kind(expect['status'])}"
+    for key in ("logged", "skipped"):
+        value = expect.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            return f"expect.{key} must be an array of rule refs, not {_kind(value)}"
+    return None
 
 
 def load_cases(path: str | os.PathLike[str]) -> CaseFile:
@@ -345,6 +395,8 @@ def load_cases(path: str | os.PathLike[str]) -> CaseFile:
         raise RulesetError(f"cannot read {p}: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RulesetError(f"{p}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise RulesetError(f"{p}: invalid TOML: arrays or tables nested too deeply") from None
     cf = parse_cases(obj, where=str(p), base=p.parent)
     cf.path = p
     return cf
@@ -407,13 +459,15 @@ def _request_context(target: Any, values: Mapping[str, object]) -> Any:
     scheme = target.scheme
     canon: dict[str, object] = {}
     for name, value in values.items():
-        fld = scheme.get(name)
+        fld = scheme.get(name) if isinstance(name, str) else None
         if fld is None:
-            hint = scheme.suggest_field(name)
+            hint = scheme.suggest_field(name) if isinstance(name, str) else None
             extra = f' (did you mean "{hint}"?)' if hint else ""
             raise RuleError(f"unknown field {name!r} in request{extra}")
         canon[fld.name] = value
-    return target.context(canon)
+    # Every value is coerced (and a wrong type reported), not only those of the fields
+    # the rules read: a case with a mistyped value must fail, not pass by accident.
+    return scheme.context(canon)
 
 
 def run_case(target: Any, case: Case, *, trace: str = "failures") -> CaseResult:

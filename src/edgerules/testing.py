@@ -53,15 +53,25 @@ def decide(target: Any, request: Mapping[str, object] | None = None, *,
            client_cert: str | None = None, cert: Mapping[str, object] | None = None) -> Any:
     """Evaluate ``request`` (field values) with an optional certificate profile (see
     ``edgerules.policytest.PROFILES``) against a Ruleset, Policy or ruleset path."""
-    from edgerules.policytest import _request_context, profile_fields
+    from edgerules.policytest import _request_context
 
     if isinstance(target, str | os.PathLike):
         target = load_ruleset(target)
+    return target.evaluate(_request_context(target, _values(request, client_cert, cert)))
+
+
+def _values(request: object, client_cert: str | None, cert: object) -> dict[str, object]:
+    """The request's field values with the certificate profile's under them."""
+    from edgerules.policytest import profile_fields
+
+    if request is not None and not isinstance(request, Mapping):
+        raise RuleError(f"the request must be a mapping of field values, not "
+                        f"{type(request).__name__}")
     values: dict[str, object] = {}
     if client_cert is not None or cert:
-        values.update(profile_fields(client_cert or "valid", cert))
+        values.update(profile_fields(client_cert or "valid", cert))  # type: ignore[arg-type]
     values.update(request or {})
-    return target.evaluate(_request_context(target, values))
+    return values
 
 
 def assert_decision(target: Any, request: Mapping[str, object] | None = None,
@@ -78,14 +88,11 @@ def assert_decision(target: Any, request: Mapping[str, object] | None = None,
     actual decision and the full trace.
     """
     __tracebackhide__ = True
-    from edgerules.policytest import _request_context, check_decision, profile_fields
+    from edgerules.policytest import _request_context, check_decision
 
     if isinstance(target, str | os.PathLike):
         target = load_ruleset(target)
-    values: dict[str, object] = {}
-    if client_cert is not None or cert:
-        values.update(profile_fields(client_cert or "valid", cert))
-    values.update(request or {})
+    values = _values(request, client_cert, cert)
     try:
         ctx = _request_context(target, values)
     except RuleError as exc:

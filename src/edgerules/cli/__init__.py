@@ -3,13 +3,16 @@
 Each subcommand module exposes ``register(subparsers) -> None``; it adds its parsers and
 sets ``func`` (``argparse.Namespace -> int``) as the default. ``main`` never lets an
 exception reach the user as a traceback: edgerules errors are printed as messages and
-become exit status 1 (2 for usage errors, which argparse reports itself).
+become exit status 1 (2 for usage errors, which argparse reports itself). Any other
+exception is a bug in edgerules; it is reported as one line ("internal error", exit status
+70) unless ``EDGERULES_DEBUG`` is set, which re-raises it with its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -42,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): an unexpected exception, i.e. a bug
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     parser = build_parser()
@@ -53,7 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edgerules.errors import RuleError
 
     try:
-        return int(func(args))
+        status = int(func(args))
+        sys.stdout.flush()  # a failing write (disk full, closed pipe) is reported here
+        return status
     except RuleError as exc:
         code = getattr(exc, "code", None)
         prefix = f"error {code}: " if code is not None else ""
@@ -61,8 +69,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader went away (`edgerules … | head`): not an error
+        _drop_stdout()
         return 0
+    except OSError as exc:  # the environment, not a bug: a file or the output failed
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"edgerules: I/O error{where}: {exc.strerror or exc}", file=sys.stderr)
+        _drop_stdout()
+        return 1
+    except Exception as exc:  # a bug in edgerules: one line naming it, not a traceback
+        if os.environ.get("EDGERULES_DEBUG"):
+            raise
+        print(
+            f"edgerules: internal error: {type(exc).__name__}: {exc} (this is a bug in "
+            "edgerules; rerun with EDGERULES_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def _drop_stdout() -> None:
+    """Flush stdout; if that fails, point it at /dev/null so the interpreter's own flush at
+    exit does not print "Exception ignored … BrokenPipeError" (Python docs' recipe)."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        if sys.stdout is sys.__stdout__:
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
 
 
 if __name__ == "__main__":  # pragma: no cover

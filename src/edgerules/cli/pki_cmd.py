@@ -20,13 +20,15 @@ Nothing here raises for a user mistake (DESIGN.md anti-pattern 12).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import stat
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
-from edgerules.errors import ConfigError, PKIError
+from edgerules.errors import ConfigError, PKIError, RuleError
 
 _STATUSES = ("all", "active", "pending_revocation", "revoked", "pending_reactivation")
 
@@ -73,7 +75,14 @@ def _open(args: argparse.Namespace) -> Any:
 
     passphrase = None
     if args.passphrase_file:
-        passphrase = _read_file(args.passphrase_file).decode("utf-8").rstrip("\r\n")
+        data = _read_file(args.passphrase_file)
+        try:
+            passphrase = data.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"passphrase file {args.passphrase_file} is not valid UTF-8 text "
+                f"(byte 0x{data[exc.start]:02x} at offset {exc.start})"
+            ) from None
     return open_store(args.store, account_id=args.account, passphrase=passphrase)
 
 
@@ -98,10 +107,100 @@ def _write_file(path: str, data: bytes, *, private: bool = False) -> None:
 
 
 def _p12_password(args: argparse.Namespace) -> bytes | None:
+    """The PKCS#12 password (``--p12-password-file``, else ``$EDGERULES_P12_PASSWORD``);
+    checked here, before anything is issued: PKCS#12 passwords must be UTF-8."""
     if getattr(args, "p12_password_file", None):
-        return _read_file(args.p12_password_file).rstrip(b"\r\n") or None
+        data = _read_file(args.p12_password_file).rstrip(b"\r\n")
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"PKCS#12 password file {args.p12_password_file} is not valid UTF-8 text "
+                f"(byte 0x{data[exc.start]:02x} at offset {exc.start}); PKCS#12 passwords "
+                "must be UTF-8"
+            ) from None
+        return data or None
     env = os.environ.get("EDGERULES_P12_PASSWORD")
-    return env.encode("utf-8") if env else None
+    if not env:
+        return None
+    try:
+        return env.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes in the environment (surrogateescape)
+        raise ConfigError(
+            "$EDGERULES_P12_PASSWORD is not valid UTF-8; PKCS#12 passwords must be UTF-8"
+        ) from None
+
+
+class _Output:
+    """An output file opened (and so checked) before a certificate is issued.
+
+    The file is opened without truncating it: an existing file keeps its content until
+    :meth:`write`, and a file this created is removed again by :meth:`discard` (used when
+    issuing fails), so a failed command changes nothing."""
+
+    def __init__(self, option: str, path: str, *, private: bool = False) -> None:
+        self.option = option
+        self.path = path
+        self.private = private
+        self.created = False
+        mode = 0o600 if private else 0o644
+        try:
+            try:
+                self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+                self.created = True
+            except FileExistsError:
+                self._fd = os.open(path, os.O_WRONLY)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {path} ({option}): {exc.strerror or exc}") from None
+
+    def write(self, data: bytes) -> None:
+        fd, self._fd = self._fd, None
+        assert fd is not None, "written twice"
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.ftruncate(fd, 0)
+                    if self.private and not self.created:
+                        os.fchmod(fd, 0o600)  # an existing file: the key is still private
+                fh.write(data)
+        except OSError as exc:
+            if self.created:  # do not leave a partial file behind
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+            raise ConfigError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+
+    def discard(self) -> None:
+        """Close without writing; remove the file if this created it (still empty)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.close(fd)
+            if self.created:
+                os.unlink(self.path)
+
+
+def _open_outputs(specs: Sequence[tuple[str, str | None, bool]]) -> list[_Output]:
+    """Open every ``(option, path, private)`` output, or none: a failure closes (and
+    removes) the ones already opened. Two options naming one file are refused."""
+    seen: dict[str, str] = {}
+    for option, path, _private in specs:
+        if path is None:
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            raise ConfigError(f"{seen[real]} and {option} name the same file {path}")
+        seen[real] = option
+    outputs: list[_Output] = []
+    try:
+        for option, path, private in specs:
+            if path is not None:
+                outputs.append(_Output(option, path, private=private))
+    except BaseException:
+        for out in outputs:
+            out.discard()
+        raise
+    return outputs
 
 
 def _print_json(obj: object) -> None:
@@ -253,33 +352,73 @@ def _cert_issue(args: argparse.Namespace) -> int:
             "--p12 at issue time needs the generated key; with --csr use "
             "`edgerules cert export ID --p12 FILE --key YOUR.key`"
         )
-    csr = _read_file(args.csr) if args.csr else None
-    with _open(args) as store:
-        issued = store.issue_certificate(
-            csr=csr,
-            key_type=args.key_type or "ecdsa",
-            subject=args.subject,
-            common_name=args.cn,
-            validity_days=args.validity_days,
+    if args.csr and args.key_out:
+        raise PKIError(
+            "--key-out writes the key edgerules generates; with --csr the private key is "
+            "yours and edgerules never sees it"
         )
-        p12 = None
-        if args.p12:
-            p12 = store.export_pkcs12(
-                issued.record.id,
-                private_key=issued.private_key,
-                password=_p12_password(args),
-                legacy=args.p12_legacy,
+    # Everything that can fail on the user's input is checked before the certificate is
+    # issued: the generated private key exists only in this process (the store keeps no
+    # copy), so a failure afterwards would lose it.
+    csr = _read_file(args.csr) if args.csr else None
+    password = _p12_password(args) if args.p12 else None
+    outputs = _open_outputs(
+        [
+            ("--cert-out", args.cert_out, False),
+            ("--key-out", args.key_out, True),
+            ("--p12", args.p12, True),
+        ]
+    )
+    files = {out.option: out for out in outputs}
+    issued = None
+    p12: bytes | None = None
+    p12_error: str | None = None
+    try:
+        with _open(args) as store:
+            issued = store.issue_certificate(
+                csr=csr,
+                key_type=args.key_type or "ecdsa",
+                subject=args.subject,
+                common_name=args.cn,
+                validity_days=args.validity_days,
             )
+            # From here on a failure must not lose the key: _rescue prints it.
+            if args.p12:
+                try:
+                    p12 = store.export_pkcs12(
+                        issued.record.id,
+                        private_key=issued.private_key,
+                        password=password,
+                        legacy=args.p12_legacy,
+                    )
+                except RuleError as exc:
+                    p12_error = f"cannot build the PKCS#12 bundle {args.p12}: {exc}"
+    finally:
+        if issued is None:  # nothing issued: leave the file system as it was
+            for out in outputs:
+                out.discard()
+    assert issued is not None
+    if p12_error is not None:
+        for out in outputs:
+            out.discard()
+        _rescue(args, issued, set(), p12_error)
     record = issued.record
-    # Write files first: if one fails the user still sees the key below (shown once).
-    if args.cert_out:
-        _write_file(args.cert_out, record.certificate.encode("ascii"))
-    key_written = False
-    if args.key_out and issued.private_key is not None:
-        _write_file(args.key_out, issued.private_key.encode("ascii"), private=True)
-        key_written = True
-    if p12 is not None:
-        _write_file(args.p12, p12, private=True)
+    written: set[str] = set()
+    try:
+        if "--cert-out" in files:
+            files["--cert-out"].write(record.certificate.encode("ascii"))
+            written.add("--cert-out")
+        if "--key-out" in files and issued.private_key is not None:
+            files["--key-out"].write(issued.private_key.encode("ascii"))
+            written.add("--key-out")
+        if p12 is not None:
+            files["--p12"].write(p12)
+            written.add("--p12")
+    except ConfigError as exc:
+        for out in outputs:
+            out.discard()  # the ones not reached (removed again if this created them)
+        _rescue(args, issued, written, str(exc))
+    key_written = "--key-out" in written
     if args.json:
         _print_json(issued.to_dict())
         return 0
@@ -299,6 +438,48 @@ def _cert_issue(args: argparse.Namespace) -> int:
     if p12 is not None:
         print(f"PKCS#12 bundle (certificate, key, CA) written to {args.p12}")
     return 0
+
+
+def _rescue(args: argparse.Namespace, issued: Any, written: set[str], problem: str) -> NoReturn:
+    """The certificate was issued but an output failed: print what was not saved (above
+    all the private key, whose only copy this is) on stdout, then fail with a message
+    saying so. Nothing is lost."""
+    record = issued.record
+    key_saved = "--key-out" in written or issued.private_key is None
+    if args.json:
+        text = json.dumps(issued.to_dict(), indent=2) + "\n"
+    else:
+        text = f"Issued client certificate {record.id}\n"
+        if "--cert-out" not in written:
+            text += f"\nCertificate:\n{record.certificate}"
+        if not key_saved:
+            text += "\nPrivate key (shown only this once; edgerules keeps no copy):\n"
+            text += issued.private_key
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        where = "stdout"
+    except (OSError, ValueError):  # stdout is broken too: the key must still be shown
+        sys.stderr.write(text)
+        where = "stderr"
+    shown = []
+    if args.json or "--cert-out" not in written:
+        shown.append("certificate")
+    if not key_saved:
+        shown.append("private key")
+    what = " and ".join(shown) + (" are" if len(shown) > 1 else " is")
+    raise ConfigError(
+        f"{problem}\nclient certificate {record.id} WAS issued"
+        + (f"; its {what} printed on {where} above" if shown else "")
+        + (" (save the private key now: edgerules keeps no copy)" if not key_saved else "")
+        + (f"; files written: {', '.join(sorted(written))}" if written else "")
+        + (
+            f"; build the PKCS#12 bundle later with `edgerules cert export {record.id} "
+            "--p12 FILE --key KEY.pem`"
+            if args.p12 and "--p12" not in written
+            else ""
+        )
+    )
 
 
 def _cert_list(args: argparse.Namespace) -> int:

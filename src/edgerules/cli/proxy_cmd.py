@@ -138,15 +138,20 @@ def build_server(args: argparse.Namespace) -> Any:
         preserve_host=not args.rewrite_host,
     )
     decider: Any = AllowAll()
+    lists = None
+    if args.lists:  # loaded (so checked) even without --rules: a bad --list is an error
+        from edgerules.lists import NamedLists
+
+        lists = NamedLists.load(*args.lists)
     if args.rules:
         from edgerules.ruleset import Ruleset
 
-        lists = None
-        if args.lists:
-            from edgerules.lists import NamedLists
-
-            lists = NamedLists.load(*args.lists)
         decider = RulesetDecider(Ruleset.load(args.rules, lists=lists))
+    elif args.lists:
+        raise ConfigError(
+            f"--list {' '.join(args.lists)} needs --rules: named lists are used by a "
+            "ruleset's expressions, and without --rules every request is allowed"
+        )
     else:
         print("edgerules proxy: no --rules given, every request is allowed", file=sys.stderr)
     store = None
@@ -161,7 +166,14 @@ def build_server(args: argparse.Namespace) -> Any:
         # the dev certificate also names every mTLS host, so clients can verify it
         names = ("localhost", "*.localhost", *sorted(store.mtls_hostnames()))
         config.dev_cert_hostnames = tuple(dict.fromkeys(names))
-    access_log = AccessLog(None) if args.access_log == "off" else AccessLog(path=args.access_log)
+    try:
+        access_log = (
+            AccessLog(None) if args.access_log == "off" else AccessLog(path=args.access_log)
+        )
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
     return ProxyServer(config, decider, store=store, access_log=access_log)
 
 

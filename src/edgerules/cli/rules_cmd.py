@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -71,17 +72,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ev.set_defaults(func=run_eval)
 
 
+def _read_stdin() -> str:
+    """All of stdin as text; input that is not UTF-8 is a ``RuleError``, not a traceback."""
+    from edgerules.errors import RuleError
+
+    try:
+        buffer = getattr(sys.stdin, "buffer", None)
+        if buffer is not None:
+            return buffer.read().decode("utf-8")
+        return sys.stdin.read()
+    except UnicodeDecodeError as exc:
+        raise RuleError(f"stdin is not UTF-8 text: {exc}") from None
+    except OSError as exc:
+        raise RuleError(f"cannot read stdin: {exc.strerror or exc}") from None
+
+
 def _read_expr(arg: str) -> str:
     if arg == "-":
-        return sys.stdin.read().rstrip("\r\n")
+        return _read_stdin().rstrip("\r\n")
     return arg
 
 
 def run_check(args: argparse.Namespace) -> int:
     from edgerules.errors import RuleError
 
-    text = _read_expr(args.expr)
     try:
+        text = _read_expr(args.expr)
         if args.parse_only:
             from edgerules.engine import format as format_expr
             from edgerules.engine import parse
@@ -100,20 +116,25 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def _load_fields(path: str | None) -> dict[str, Any]:
-    from edgerules.errors import ContextError
+    from edgerules.errors import ContextError, RuleError
 
     if path is None:
         return {}
     try:
         if path == "-":
-            data = json.load(sys.stdin)
+            data = json.loads(_read_stdin())
         else:
             with open(path, encoding="utf-8") as fh:
                 data = json.load(fh)
     except OSError as exc:
         raise ContextError(f"cannot read fields file {path!r}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except RuleError as exc:
+        raise ContextError(f"cannot read fields from stdin: {exc}") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
         raise ContextError(f"fields file {path!r} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ContextError(f"fields file {path!r} is not valid JSON: arrays or objects "
+                           "nested too deeply") from None
     if not isinstance(data, dict):
         raise ContextError(f"fields file {path!r} must hold a JSON object of field values")
     return data
@@ -121,19 +142,32 @@ def _load_fields(path: str | None) -> dict[str, Any]:
 
 def run_eval(args: argparse.Namespace) -> int:
     from edgerules.engine import compile as compile_filter
-    from edgerules.errors import RuleError
+    from edgerules.errors import ContextError, RuleError
 
-    text = _read_expr(args.expr)
     try:
+        text = _read_expr(args.expr)
         lists = None
         if args.lists:
             from edgerules.lists import load_list
 
-            loaded = [load_list(path) for path in args.lists]
-            lists = {lst.name: lst for lst in loaded}
+            lists = {}
+            where: dict[str, str] = {}
+            for path in args.lists:
+                lst = load_list(path)
+                first = where.setdefault(lst.name, path)
+                if os.path.realpath(first) != os.path.realpath(path):
+                    raise RuleError(f"two lists named {lst.name!r}: {first} and {path}")
+                lists[lst.name] = lst
         f = compile_filter(text, lists=lists)
         fields = _load_fields(args.fields)
-        result = f.matches(fields)
+        # Every name and value of the file is checked, not only those the expression
+        # reads: a typo or a wrong type is an error (exit 2), never a silent "false".
+        try:
+            ctx = f.scheme.context(fields)
+        except ContextError as exc:
+            where = "stdin" if args.fields == "-" else f"fields file {args.fields!r}"
+            raise ContextError(f"{where}: {exc}") from None
+        result = f.execute(ctx)
     except RuleError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_ERROR

@@ -107,17 +107,25 @@ def _cmd_test(args: argparse.Namespace) -> int:
             case_paths = [str(sibling)]
     all_ok = True
     for cpath in case_paths:
-        cf = load_cases(cpath)
-        lists = _lists(args)
-        if ruleset is None:
-            target = cf.load_target(lists=lists)
-            shown = cf.ruleset
-        elif args.extra or args.plan:
-            target = _target(ruleset, args, lists)
-            shown = ruleset
-        else:
-            target = cf.load_target(ruleset, lists=lists)
-            shown = ruleset
+        try:
+            cf = load_cases(cpath)
+            lists = _lists(args)
+            if ruleset is None:
+                target = cf.load_target(lists=lists)
+                shown = cf.ruleset
+            elif args.extra or args.plan:
+                target = _target(ruleset, args, lists)
+                shown = ruleset
+            else:
+                target = cf.load_target(ruleset, lists=lists)
+                shown = ruleset
+        except RuleError as exc:
+            if len(case_paths) == 1:
+                raise
+            # One broken cases file does not hide the results of the others.
+            print(str(exc), file=sys.stderr)
+            all_ok = False
+            continue
         report = run_cases(target, cf.cases, trace="always" if args.verbose else "failures")
         report.title = f"{cpath} against {shown}:"
         print(report.render(verbose=args.verbose))
@@ -149,8 +157,11 @@ def _cmd_trace(args: argparse.Namespace) -> int:
             obj = json.loads(text)
         except OSError as exc:
             raise RuleError(f"cannot read {args.request}: {exc.strerror or exc}") from None
-        except ValueError as exc:
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
             raise RuleError(f"{args.request}: invalid JSON: {exc}") from None
+        except RecursionError:
+            raise RuleError(f"{args.request}: invalid JSON: arrays or objects nested too "
+                            "deeply") from None
         if not isinstance(obj, dict):
             raise RuleError(f"{args.request}: expected a JSON object of fields")
         if "request" in obj and isinstance(obj["request"], dict):  # case shape
@@ -168,6 +179,8 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     ctx = _request_context(target, values)
     explain: Any = "all" if args.all else args.explain
     trace = target.trace(ctx, explain=explain)
+    if not args.all:
+        _check_explain(target, trace, args.explain)
     if args.json:
         out = trace.decision.to_dict()
         out["rules"] = [
@@ -179,6 +192,22 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     else:
         print(trace.render())
     return 0
+
+
+def _check_explain(target: Any, trace: Any, refs: list[str]) -> None:
+    """An ``--explain`` naming no rule is an error, not silently nothing explained."""
+    rulesets = [target] if not hasattr(target, "entry_points") else [
+        *target.entry_points, *target.custom]
+    rules = [r for rs in rulesets for r in rs.rules] + [step.rule for step in trace.steps]
+    known = {name for r in rules for name in (r.ref, r.id, r.label) if name}
+    unknown = [ref for ref in refs if ref not in known]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1, cutoff=0.6)
+        hint = f' (did you mean "{close[0]}"?)' if close else ""
+        raise RuleError(f"--explain {unknown[0]!r}: no rule with this ref or id{hint} "
+                        f"(rules: {', '.join(sorted(known)) or 'none'})")
 
 
 def _cmd_lint(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ anti-pattern 11):
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -179,13 +180,133 @@ def build_csr(
 
 def parse_subject(text: str) -> x509.Name:
     """An RFC 4514 subject such as ``CN=device-42,O=Acme,C=US``."""
+    if not isinstance(text, str):
+        raise PKIError(f"subject must be a string, got {type(text).__name__}")
     try:
         name = x509.Name.from_rfc4514_string(text)
-    except ValueError as exc:
-        raise PKIError(f"invalid subject {text!r}: {exc}") from None
+    except ValueError as exc:  # binascii.Error (bad #hex value) is a ValueError too
+        # cryptography's parser raises a bare ValueError (an empty message) for most
+        # mistakes: find the mistake ourselves so the user learns what is wrong.
+        why = _subject_mistake(text) or str(exc).strip() or _SUBJECT_SYNTAX
+        raise PKIError(f"invalid subject {text!r}: {why}") from None
     if len(name) == 0:
         raise PKIError("invalid subject: empty")
     return name
+
+
+# The attribute types cryptography's RFC 4514 parser knows by name (case-sensitive).
+_SUBJECT_TYPES = ("CN", "O", "OU", "C", "ST", "L", "STREET", "DC", "UID")
+_SUBJECT_SYNTAX = (
+    "expected TYPE=value pairs separated by commas, e.g. CN=device-42,O=Acme,C=US"
+)
+_SUBJECT_LENGTHS = {"CN": (1, 64), "2.5.4.3": (1, 64), "C": (2, 2), "2.5.4.6": (2, 2)}
+_OID_TEXT = re.compile(r"(0|[1-9]\d*)(\.(0|[1-9]\d*))+")
+_HEX_VALUE = re.compile(r"#([\da-fA-F]{2})+")
+# Characters RFC 4514 requires to be escaped with a backslash inside a value.
+_MUST_ESCAPE = set('"+,;<>\\')
+_ESCAPABLE = set('\\ #="+,;<>')
+
+
+def _split_unescaped(text: str, separators: str) -> list[str] | None:
+    """``text`` split at unescaped ``separators``; None for a dangling backslash."""
+    parts, current, i = [], [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            if i + 1 >= len(text):
+                return None
+            current.append(text[i : i + 2])
+            i += 2
+            continue
+        if ch in separators:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    parts.append("".join(current))
+    return parts
+
+
+def _unescaped_length(value: str) -> int:
+    """Characters in an RFC 4514 value once ``\\X`` and ``\\hh`` escapes are undone."""
+    raw = re.sub(r"\\([\da-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), value)
+    return len(re.sub(r"\\(.)", r"\1", raw))
+
+
+def _subject_mistake(text: str) -> str | None:
+    """What is wrong with the RFC 4514 subject ``text`` (None if nothing is found)."""
+    if text.endswith("\\") and _split_unescaped(text, ",+") is None:
+        return "it ends with a lone backslash (escape a literal backslash as \\\\)"
+    parts = _split_unescaped(text, ",+")
+    if parts is None:  # pragma: no cover - handled above
+        return None
+    for n, part in enumerate(parts, 1):
+        if not part.strip():
+            return (
+                f"attribute #{n} is empty (two separators in a row, or one at the start or "
+                f"end?); {_SUBJECT_SYNTAX}"
+            )
+        pieces = _split_unescaped(part, "=")
+        if pieces is None or len(pieces) < 2:
+            return f"{part!r} is not a TYPE=value pair; {_SUBJECT_SYNTAX}"
+        attr_type, value = pieces[0], part[len(pieces[0]) + 1 :]
+        if not attr_type:
+            return f"attribute #{n} ({part!r}) has an empty type before '='; {_SUBJECT_SYNTAX}"
+        if attr_type != attr_type.strip():
+            return (
+                f"attribute type {attr_type!r} has spaces around it "
+                f"(write {attr_type.strip()}=...)"
+            )
+        if not _OID_TEXT.fullmatch(attr_type) and attr_type not in _SUBJECT_TYPES:
+            hint = ""
+            if attr_type.upper() in _SUBJECT_TYPES:
+                hint = f" (attribute types are case-sensitive: {attr_type.upper()})"
+            return (
+                f"unknown attribute type {attr_type!r}{hint}; known types: "
+                f"{', '.join(_SUBJECT_TYPES)}, or a dotted OID such as 2.5.4.3"
+            )
+        if value.startswith("#"):
+            if not _HEX_VALUE.fullmatch(value):
+                return (
+                    f"{attr_type} value {value!r} is not valid hex "
+                    "(#hh...: an even number of hex digits)"
+                )
+            continue
+        i = 0
+        while i < len(value):
+            ch = value[i]
+            if ch == "\\":
+                pair = value[i + 1 : i + 3]
+                if value[i + 1 : i + 2] in _ESCAPABLE or re.fullmatch(r"[\da-fA-F]{2}", pair):
+                    i += 2
+                    continue
+                return (
+                    f"{attr_type} value {value!r} has an invalid escape {value[i : i + 2]!r} "
+                    "(a backslash escapes one of \\ , + \" ; < > = # or space, or is "
+                    "followed by two hex digits)"
+                )
+            if ch == ";":
+                return (
+                    f"{attr_type} value {value!r} holds ';': separate attributes with "
+                    "commas, or escape it as \\;"
+                )
+            if ch in _MUST_ESCAPE:
+                return f"{attr_type} value {value!r} holds {ch!r}: escape it as \\{ch}"
+            if ch == "\0":
+                return f"{attr_type} value {value!r} holds a NUL character"
+            i += 1
+        if value[:1] == " " or (value[-1:] == " " and value[-2:-1] != "\\"):
+            return (
+                f"{attr_type} value {value!r} has a leading or trailing space "
+                "(escape it as '\\ ', or remove it)"
+            )
+        limits = _SUBJECT_LENGTHS.get(attr_type)
+        length = _unescaped_length(value)
+        if limits is not None and not limits[0] <= length <= limits[1]:
+            want = f"{limits[0]}" if limits[0] == limits[1] else f"{limits[0]} to {limits[1]}"
+            return f"{attr_type} must be {want} characters long, got {length}"
+    return None
 
 
 def check_validity_days(days: object, maximum: int = MAX_VALIDITY_DAYS) -> int:

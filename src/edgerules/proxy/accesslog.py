@@ -5,7 +5,8 @@ Owns: the record layout. Keys (always present, ``null`` when unknown): ``time``
 ``decision`` (allow/block/challenge/error), ``rule`` (ref), ``cert_presented``,
 ``cert_verified``, ``cert_revoked``, ``cert_serial``, ``cert_status`` (Workers-style
 ``SUCCESS``/``NONE``/``FAILED:<reason>``, ``, REVOKED`` appended when revoked), ``status``, ``bytes`` (response
-body bytes sent), ``duration_ms``, ``upstream_error``. Writing never raises.
+body bytes sent), ``duration_ms``, ``upstream_error``. Writing never raises; a log file
+that cannot be opened is a ``ConfigError`` naming it (at start-up, before serving).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import json
 import sys
 from typing import IO, Any
 
+from edgerules.errors import ConfigError
+
 __all__ = ["AccessLog"]
 
 
@@ -22,7 +25,12 @@ class AccessLog:
     def __init__(self, stream: IO[str] | None = None, *, path: str | None = None) -> None:
         self._owned = False
         if path is not None and path != "-":
-            stream = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (kept open)
+            try:
+                stream = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 (kept open)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot open access log {path}: {exc.strerror or exc}"
+                ) from None
             self._owned = True
         elif path == "-":
             stream = sys.stdout

@@ -9,6 +9,7 @@ wrong value raises ``ConfigError``; the rest of the proxy trusts these objects.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -48,8 +49,16 @@ class Limits:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"limit {f.name} must be a positive number, got {value!r}")
+            # NaN passes "value <= 0" and infinity is no limit at all: refuse both.
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or (isinstance(value, float) and not math.isfinite(value))
+                or value <= 0
+            ):
+                raise ConfigError(
+                    f"limit {f.name} must be a positive finite number, got {value!r}"
+                )
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,14 @@ class ProxyConfig:
 
     def __post_init__(self) -> None:
         self.upstream_parsed = parse_upstream(self.upstream)
+        ttl = self.mtls_cache_ttl
+        if (
+            not isinstance(ttl, int | float)
+            or isinstance(ttl, bool)
+            or not math.isfinite(ttl)
+            or ttl < 0
+        ):
+            raise ConfigError(f"mtls_cache_ttl must be a finite number >= 0, got {ttl!r}")
         if (self.cert_file is None) != (self.key_file is None):
             raise ConfigError("--cert and --key must be given together")
         self.forwarding_by_host = {

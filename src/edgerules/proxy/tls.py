@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +64,92 @@ def boringssl_cipher_name(openssl_name: str) -> str:
 
 class TLSError(Exception):
     """A TLS failure on one connection (bad record, handshake failure, protocol error)."""
+
+
+_MAX_PEM_FILE = 1 << 20  # a server certificate chain or key file is far smaller
+
+
+def _openssl_reason(exc: BaseException) -> str:
+    """OpenSSL's error queue ``[(lib, func, reason), ...]`` as readable text."""
+    errors = exc.args[0] if exc.args and isinstance(exc.args[0], list) else None
+    if not errors:
+        return str(exc) or type(exc).__name__
+    reasons = [str(e[2]) for e in errors if isinstance(e, tuple) and len(e) == 3 and e[2]]
+    return "; ".join(dict.fromkeys(reasons)) or str(exc)
+
+
+def _read_pem_file(path: str, what: str) -> bytes:
+    """The bytes of the server's ``what`` file, or a ConfigError naming it and why."""
+    try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError(f"cannot load the server {what} {path}: it is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"cannot load the server {what} {path}: not a regular file")
+        if info.st_size > _MAX_PEM_FILE:
+            raise ConfigError(
+                f"cannot load the server {what} {path}: {info.st_size} bytes is too large "
+                f"for a PEM file (at most {_MAX_PEM_FILE})"
+            )
+        with open(path, "rb") as fh:
+            return fh.read(_MAX_PEM_FILE + 1)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot load the server {what} {path}: {exc.strerror or exc}"
+        ) from None
+
+
+def _load_server_files(ctx: SSL.Context, cert_file: str, key_file: str) -> None:
+    """Load ``--cert``/``--key`` into ``ctx``; every problem is a ConfigError naming the
+    file and what is wrong with it (never OpenSSL's raw error list)."""
+    cert_pem = _read_pem_file(cert_file, "certificate")
+    if b"-----BEGIN CERTIFICATE-----" not in cert_pem:
+        hint = " (it holds a private key: swapped --cert and --key?)" if (
+            b"PRIVATE KEY-----" in cert_pem
+        ) else ""
+        raise ConfigError(
+            f"cannot load the server certificate {cert_file}: not a PEM certificate "
+            f"(no -----BEGIN CERTIFICATE----- block){hint}"
+        )
+    try:
+        ctx.use_certificate_chain_file(cert_file)
+    except SSL.Error as exc:
+        raise ConfigError(
+            f"cannot load the server certificate {cert_file}: not a valid PEM certificate "
+            f"chain ({_openssl_reason(exc)})"
+        ) from None
+    key_pem = _read_pem_file(key_file, "private key")
+    if b"PRIVATE KEY-----" not in key_pem:
+        hint = " (it holds a certificate: swapped --cert and --key?)" if (
+            b"-----BEGIN CERTIFICATE-----" in key_pem
+        ) else ""
+        raise ConfigError(
+            f"cannot load the server private key {key_file}: not a PEM private key "
+            f"(no -----BEGIN ... PRIVATE KEY----- block){hint}"
+        )
+    if b"ENCRYPTED" in key_pem:
+        raise ConfigError(
+            f"cannot load the server private key {key_file}: the key is encrypted; "
+            "give an unencrypted key (e.g. `openssl pkey -in KEY -out plain.key`)"
+        )
+    mismatch = ConfigError(
+        f"the server private key {key_file} does not match the certificate in {cert_file} "
+        "(the first certificate of --cert must be the key's)"
+    )
+    try:
+        ctx.use_privatekey_file(key_file)
+    except SSL.Error as exc:
+        reason = _openssl_reason(exc)
+        if "mismatch" in reason:  # OpenSSL checks the pair when the key is loaded
+            raise mismatch from None
+        raise ConfigError(
+            f"cannot load the server private key {key_file}: not a valid PEM private key "
+            f"({reason})"
+        ) from None
+    try:
+        ctx.check_privatekey()
+    except SSL.Error:
+        raise mismatch from None
 
 
 def _accept_any_certificate(
@@ -114,21 +202,22 @@ class ServerTLS:
         # No resumption at all (see module docstring); the id context is still required.
         ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         ctx.set_session_id(_SESSION_ID_CONTEXT)
-        try:
-            if cert_file is not None and key_file is not None:
-                ctx.use_certificate_chain_file(cert_file)
-                ctx.use_privatekey_file(key_file)
-                self.dev_certificate = None
-            else:
+        if cert_file is not None and key_file is not None:
+            _load_server_files(ctx, cert_file, key_file)
+            self.dev_certificate = None
+        else:
+            try:
                 from edgerules.pki.devcert import generate_dev_certificate
 
                 dev = generate_dev_certificate(dev_cert_hostnames)
                 ctx.use_certificate(dev.certificate)
                 ctx.use_privatekey(dev.private_key)
+                ctx.check_privatekey()
                 self.dev_certificate = dev
-            ctx.check_privatekey()
-        except (SSL.Error, OSError) as exc:
-            raise ConfigError(f"cannot load the server certificate/key: {exc}") from None
+            except (SSL.Error, OSError) as exc:
+                raise ConfigError(
+                    f"cannot load the development server certificate: {_openssl_reason(exc)}"
+                ) from None
         ctx.set_tlsext_servername_callback(self._on_servername)
         self.context = ctx
 

@@ -52,6 +52,8 @@ if TYPE_CHECKING:  # certificates are parsed and read by edgerules.pki only
 DEFAULT_PATH = "edgerules.db"
 BUSY_TIMEOUT_S = 10.0
 MAX_PER_PAGE = 1000
+# Pages past this are refused: the row offset must fit SQLite's 64-bit INTEGER.
+MAX_PAGE = 1_000_000_000
 _CERT_COLUMNS = (
     "id, certificate, csr, ca_id, common_name, organization, organizational_unit, country, "
     "state, location, serial_number, ski, fingerprint_sha256, signature, issued_on, "
@@ -74,6 +76,15 @@ def _normalize_id(ref: str, what: str) -> str:
     if len(ident) != 32 or any(c not in "0123456789abcdef" for c in ident):
         raise PKIError(f"invalid {what} id {ref!r}: expected 32 hex characters")
     return ident
+
+
+def _short(value: object) -> str:
+    """``repr(value)`` for a message, cut to 40 characters (a 5000-digit int cannot even
+    be converted to text)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"a {value.bit_length()}-bit number" if value > 0 else "a huge negative number"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class SQLiteStore(Store):
@@ -443,13 +454,17 @@ class SQLiteStore(Store):
         if status != "all" and status not in STATUSES:
             raise PKIError(f"unknown status {status!r}: all, {', '.join(STATUSES)}")
         if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-            raise PKIError(f"page must be a positive integer, got {page!r}")
+            raise PKIError(f"page must be a positive integer, got {_short(page)}")
+        if page > MAX_PAGE:
+            raise PKIError(f"page must be between 1 and {MAX_PAGE}, got {_short(page)}")
         if (
             isinstance(per_page, bool)
             or not isinstance(per_page, int)
             or not 1 <= per_page <= MAX_PER_PAGE
         ):
-            raise PKIError(f"per_page must be between 1 and {MAX_PER_PAGE}, got {per_page!r}")
+            raise PKIError(
+                f"per_page must be between 1 and {MAX_PER_PAGE}, got {_short(per_page)}"
+            )
         where = "account_id = ?"
         params: list[Any] = [self.account_id]
         if status != "all":

@@ -59,13 +59,24 @@ def load_certificates(items: Iterable[x509.Certificate | bytes | str]) -> list[x
         PKIError: an item is not a certificate.
     """
     out: list[x509.Certificate] = []
-    if isinstance(items, (bytes, str, x509.Certificate)):
+    if isinstance(items, (bytes, bytearray, memoryview, str, x509.Certificate)):
         items = [items]
+    try:
+        items = list(items)
+    except TypeError:
+        raise PKIError(f"expected certificates (PEM, DER or x509.Certificate objects), got "
+                       f"{type(items).__name__}") from None
     for item in items:
         if isinstance(item, x509.Certificate):
             out.append(item)
             continue
-        data = item.encode("ascii", "replace") if isinstance(item, str) else bytes(item)
+        if isinstance(item, str):
+            data = item.encode("ascii", "replace")
+        elif isinstance(item, (bytes, bytearray, memoryview)):
+            data = bytes(item)
+        else:  # bytes(5) would be five zero bytes, not an error
+            raise PKIError(f"not a certificate: expected PEM text, PEM or DER bytes or an "
+                           f"x509.Certificate, got {type(item).__name__}")
         try:
             if b"-----BEGIN" in data:
                 out.extend(x509.load_pem_x509_certificates(data))
@@ -215,11 +226,21 @@ class ClientCertValidator:
         if isinstance(chain, (bytes, bytearray, memoryview)):
             chain = [chain]  # one DER certificate passed on its own
         elif not isinstance(chain, (list, tuple)):
-            chain = tuple(chain)
+            try:
+                chain = tuple(chain)
+            except Exception:  # not iterable (or failing while iterated): still data
+                return ClientAuth(
+                    presented=True,
+                    failure_reason=Reason.UNDECODABLE,
+                    detail=f"the chain must be a sequence of DER bytes, got "
+                    f"{type(chain).__name__}",
+                )
         if not chain:
             return NO_CERTIFICATE
         if now is None:
             when = _dt.datetime.now(_dt.UTC)
+        elif not isinstance(now, _dt.datetime):  # a caller's bug, not the client's input
+            raise PKIError(f"now must be a datetime.datetime, got {type(now).__name__}")
         elif now.tzinfo is None:  # naive means UTC
             when = now.replace(tzinfo=_dt.UTC)
         else:
