@@ -166,15 +166,20 @@ def build_server(args: argparse.Namespace) -> Any:
         # the dev certificate also names every mTLS host, so clients can verify it
         names = ("localhost", "*.localhost", *sorted(store.mtls_hostnames()))
         config.dev_cert_hostnames = tuple(dict.fromkeys(names))
+    access_log = None
     try:
         access_log = (
             AccessLog(None) if args.access_log == "off" else AccessLog(path=args.access_log)
         )
+        # ProxyServer loads the certificate; if that fails, close what was opened above so
+        # a caller that keeps running (tests, embedders) does not leak the store or the log.
+        return ProxyServer(config, decider, store=store, access_log=access_log)
     except BaseException:
+        if access_log is not None:
+            access_log.close()
         if store is not None:
             store.close()
         raise
-    return ProxyServer(config, decider, store=store, access_log=access_log)
 
 
 def _run(args: argparse.Namespace) -> int:
