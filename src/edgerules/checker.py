@@ -43,7 +43,7 @@ from edgerules.scheme import Field, Scheme
 from edgerules.source import Source, Span
 from edgerules.types import BOOL, BYTES, INT, IP, Array, Map, Type
 
-__all__ = ["Checked", "Info", "check"]
+__all__ = ["Checked", "Info", "check", "index_path"]
 
 BOOL_ARRAY = Array(BOOL)
 
@@ -60,6 +60,18 @@ _OP_TEXT = {
     "bitwise_and": "&",
 }
 _LITERAL_TYPES = {"string": BYTES, "int": INT, "ip": IP}
+
+
+def index_path(node: Any) -> tuple[Any, list[ast.Index]]:
+    """``(base, indexes)`` of an index chain ``base[a][b]…``: the innermost non-index
+    expression and the ``Index`` nodes from the innermost out (``[]`` when ``node`` is not
+    an ``Index``). Iterative: index chains are not limited by the nesting limit."""
+    chain: list[ast.Index] = []
+    while isinstance(node, ast.Index):
+        chain.append(node)
+        node = node.base
+    chain.reverse()
+    return node, chain
 
 
 @dataclass(slots=True)
@@ -391,14 +403,9 @@ class _Checker:
         return Info(fld.type, missing=fld.optional)
 
     def index_chain(self, node: ast.Index) -> Info:
-        # Walk down iteratively: index chains are not limited by the nesting limit.
-        chain: list[ast.Index] = []
-        cur: Any = node
-        while isinstance(cur, ast.Index):
-            chain.append(cur)
-            cur = cur.base
-        info = self.value(cur)
-        for idx in reversed(chain):
+        base, chain = index_path(node)
+        info = self.value(base)
+        for idx in chain:
             info = self.record(idx, self.index(idx, info))
         return info
 
@@ -421,15 +428,17 @@ class _Checker:
             raise self.error(f"bad index {key!r}", node.span)
         if isinstance(key, int):
             if not isinstance(t, Array):
-                what = "a quoted key" if isinstance(t, Map) else "nothing"
-                raise self.error(f"{t} is indexed by {what}, not an integer", node.span)
+                if not isinstance(t, Map):
+                    raise self.error(f"{t} cannot be indexed (only arrays and maps can)", node.span)
+                raise self.error(f"{t} is indexed by a quoted key, not an integer", node.span)
             if key < 0:
                 raise self.error("array index must not be negative", node.span)
             inner = t.element
         else:
             if not isinstance(t, Map):
-                what = "an integer" if isinstance(t, Array) else "nothing"
-                raise self.error(f"{t} is indexed by {what}, not a string key", node.span)
+                if not isinstance(t, Array):
+                    raise self.error(f"{t} cannot be indexed (only arrays and maps can)", node.span)
+                raise self.error(f"{t} is indexed by an integer, not a string key", node.span)
             inner = t.value
         return Info(
             inner,

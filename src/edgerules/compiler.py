@@ -23,7 +23,6 @@ Invariants:
 from __future__ import annotations
 
 import ipaddress
-from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
@@ -31,7 +30,10 @@ from operator import itemgetter
 from typing import Any
 
 from edgerules import ast
-from edgerules.checker import BOOL_ARRAY, Checked, Info
+from edgerules.checker import BOOL_ARRAY, Checked, Info, index_path
+from edgerules.functions import FUNCTIONS
+from edgerules.ipset import interval_test, merge_intervals
+from edgerules.regex import CompiledRegex
 from edgerules.scheme import Field
 from edgerules.types import BOOL, BYTES, INT, IP, MISSING, Array, Map
 
@@ -44,12 +46,30 @@ _IPV4 = ipaddress.IPv4Address
 _IPV6 = ipaddress.IPv6Address
 
 
+def _own(lit: Any) -> Any:
+    """A private copy of a bytes literal captured by a closure. Closures are small and
+    allocated together; the parsed literal lies among its rule's parse data, and reading
+    it from there costs cache and TLB misses when thousands of rules are evaluated in a
+    row (rulesets). Other values are returned as they are."""
+    return bytes(bytearray(lit)) if type(lit) is bytes and len(lit) > 1 else lit
+
+
 def _true(v: list) -> bool:
     return True
 
 
 def _false(v: list) -> bool:
     return False
+
+
+# Library functions compiled to a direct ``bytes`` method call when their source is a plain
+# field (keyed by ``id`` of the ``FunctionDef``: a scheme's own function of the same name
+# is not specialised).
+_AFFIX: dict[int, Any] = {
+    id(FUNCTIONS["starts_with"]): bytes.startswith,
+    id(FUNCTIONS["ends_with"]): bytes.endswith,
+}
+_CASE: dict[int, Any] = {id(FUNCTIONS["lower"]): bytes.lower, id(FUNCTIONS["upper"]): bytes.upper}
 
 
 @dataclass(frozen=True)
@@ -73,52 +93,9 @@ def compile_checked(checked: Checked, slot: Callable[[Field], int] | None = None
 # --- scalar tests -----------------------------------------------------------------------
 
 
-def _merge(intervals: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
-    """Sort and merge inclusive integer intervals; return (starts, ends)."""
-    starts: list[int] = []
-    ends: list[int] = []
-    for lo, hi in sorted(intervals):
-        if ends and lo <= ends[-1] + 1:
-            if hi > ends[-1]:
-                ends[-1] = hi
-        else:
-            starts.append(lo)
-            ends.append(hi)
-    return starts, ends
-
-
-def _interval_test(intervals: list[tuple[int, int]]) -> Callable[[int], bool] | None:
-    """``k -> bool``: is ``k`` inside one of the intervals? Linear for a handful, bisect
-    (O(log n)) beyond that; ``None`` when there are no intervals."""
-    starts, ends = _merge(intervals)
-    if not starts:
-        return None
-    if len(starts) == 1:
-        lo, hi = starts[0], ends[0]
-        return lambda k: lo <= k <= hi
-    if len(starts) <= 4:
-        pairs = tuple(zip(starts, ends, strict=True))
-
-        def linear(k: int) -> bool:
-            for lo, hi in pairs:  # noqa: SIM110 - a plain loop beats any()+genexpr
-                if lo <= k <= hi:
-                    return True
-            return False
-
-        return linear
-
-    def search(k: int) -> bool:
-        j = bisect_right(starts, k) - 1
-        return j >= 0 and k <= ends[j]
-
-    return search
-
-
-def _ip_member(items: tuple[Any, ...]) -> Callable[[Any], bool]:
-    """Membership in a set of IP addresses, CIDRs and ranges. Every item becomes an
-    inclusive integer interval of its family (IPv4 never matches IPv6 items, spec §3.6);
-    the value's integer is read from ``_ip`` (the attribute ``ipaddress`` stores it in;
-    ``int(addr)`` costs a Python-level ``__int__`` call)."""
+def _ip_intervals(items: tuple[Any, ...]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The inclusive integer intervals of a set of IP addresses, CIDRs and ranges, per
+    family (IPv4 never matches IPv6 items, spec §3.6)."""
     v4: list[tuple[int, int]] = []
     v6: list[tuple[int, int]] = []
     for item in items:
@@ -129,8 +106,16 @@ def _ip_member(items: tuple[Any, ...]) -> Callable[[Any], bool]:
         else:
             lo, hi = item.lo, item.hi
         (v4 if lo.version == 4 else v6).append((int(lo), int(hi)))
-    t4 = _interval_test(v4)
-    t6 = _interval_test(v6)
+    return v4, v6
+
+
+def _ip_member(items: tuple[Any, ...]) -> Callable[[Any], bool]:
+    """Membership in a set of IP addresses, CIDRs and ranges. The value's integer is read
+    from ``_ip`` (the attribute ``ipaddress`` stores it in; ``int(addr)`` costs a
+    Python-level ``__int__`` call)."""
+    v4, v6 = _ip_intervals(items)
+    t4 = interval_test(v4)
+    t6 = interval_test(v6)
     if t6 is None and t4 is None:
         return lambda x: False
     if t6 is None:
@@ -144,53 +129,70 @@ def _ip_member(items: tuple[Any, ...]) -> Callable[[Any], bool]:
     return both
 
 
+def _ip_in_slot(items: tuple[Any, ...], i: int) -> Pred:
+    """``slot i in {IP set}``: one closure with the bounds inline when the set is one
+    interval of one family (a single CIDR, range or address), else a member test."""
+    v4, v6 = _ip_intervals(items)
+    for family, mine, other in ((_IPV4, v4, v6), (_IPV6, v6, v4)):
+        if not other:
+            starts, ends = merge_intervals(mine)
+            if len(starts) == 1:
+                lo, hi = starts[0], ends[0]
+                return lambda v: type(x := v[i]) is family and lo <= x._ip <= hi
+    member = _ip_member(items)
+    return lambda v: member(v[i])
+
+
+def _regex_on_slot(rx: CompiledRegex, i: int) -> Pred:
+    """``slot i matches rx`` in one closure: ``bytes`` operations for literal patterns,
+    else the RE2 program's own ``Match`` called directly (no wrapper frame)."""
+    if rx.literal is not None:
+        lit, start, end = rx.literal
+        if start and end:
+            return lambda v: v[i] == lit
+        if start:
+            return lambda v: v[i].startswith(lit)
+        if end:
+            return lambda v: v[i].endswith(lit)
+        return lambda v: v[i].find(lit) != -1
+    match, anchor = rx.re2_match, rx.anchor
+    return lambda v: match(anchor, x := v[i], 0, len(x))[0][0] >= 0
+
+
 def _int_member(items: tuple[Any, ...]) -> tuple[frozenset[int], Callable[[int], bool] | None]:
     singles = frozenset(i.value for i in items if isinstance(i, ast.Literal))
     ranges = [(i.lo, i.hi) for i in items if isinstance(i, ast.IntRangeItem)]
-    return singles, _interval_test(ranges)
+    return singles, interval_test(ranges)
 
 
-def _fuse_leaves(op: str, a: tuple[str, int, Any], b: tuple[str, int, Any]) -> Pred:
-    """One closure for a two-item ``and``/``or`` of one-slot leaves (``f eq lit``, a bare
-    Boolean field, ``not`` of one): the common ``http.host eq "x" and not ssl`` shape
-    then costs a single call. Every branch returns a real bool."""
-    ka, i, x = a
-    kb, j, y = b
-    if op == "and":
-        if ka == "eq":
-            if kb == "eq":
-                return lambda v: v[i] == x and v[j] == y
-            if kb == "bool":
-                return lambda v: v[i] == x and v[j]
-            return lambda v: v[i] == x and not v[j]
-        if ka == "bool":
-            if kb == "eq":
-                return lambda v: v[i] and v[j] == y
-            if kb == "bool":
-                return lambda v: v[i] and v[j]
-            return lambda v: v[i] and not v[j]
-        if kb == "eq":
-            return lambda v: not v[i] and v[j] == y
-        if kb == "bool":
-            return lambda v: not v[i] and v[j]
-        return lambda v: not v[i] and not v[j]
-    if ka == "eq":
-        if kb == "eq":
-            return lambda v: v[i] == x or v[j] == y
-        if kb == "bool":
-            return lambda v: v[i] == x or v[j]
-        return lambda v: v[i] == x or not v[j]
-    if ka == "bool":
-        if kb == "eq":
-            return lambda v: v[i] or v[j] == y
-        if kb == "bool":
-            return lambda v: v[i] or v[j]
-        return lambda v: v[i] or not v[j]
-    if kb == "eq":
-        return lambda v: not v[i] or v[j] == y
-    if kb == "bool":
-        return lambda v: not v[i] or v[j]
-    return lambda v: not v[i] or not v[j]
+def _fuse_leaves(op: str, leaves: list[tuple[int, Any]]) -> Pred:
+    """One closure for an ``and``/``or`` of one-slot leaves ``(slot, literal)`` — ``f eq
+    lit``, a bare Boolean field (``(slot, True)``) or ``not`` of one (``(slot, False)``):
+    the common ``http.host eq "x" and not ssl`` shape then costs a single call. Slots of
+    leaves never hold MISSING, and every branch returns a real bool."""
+    if len(leaves) == 2:
+        (i, x), (j, y) = leaves
+        if op == "and":
+            return lambda v: v[i] == x and v[j] == y
+        return lambda v: v[i] == x or v[j] == y
+    if len(leaves) == 3:
+        (i, x), (j, y), (k, z) = leaves
+        if op == "and":
+            return lambda v: v[i] == x and v[j] == y and v[k] == z
+        return lambda v: v[i] == x or v[j] == y or v[k] == z
+    if op == "and":  # every slot at once, compared in C
+        get = itemgetter(*[slot for slot, _ in leaves])
+        lits = tuple(lit for _, lit in leaves)
+        return lambda v: get(v) == lits
+    pairs = tuple(leaves)
+
+    def any_eq(v: list) -> bool:
+        for i, x in pairs:  # noqa: SIM110 - a plain loop beats any()+genexpr
+            if v[i] == x:
+                return True
+        return False
+
+    return any_eq
 
 
 class _Compiler:
@@ -203,12 +205,13 @@ class _Compiler:
         # id(unpacked comparison) -> (elements closure, per-element test, node) so that
         # any()/all() can short-circuit instead of building a tuple.
         self.elementwise: dict[int, tuple[Value, Callable[[Any], bool], Any]] = {}
-        # id(closure) -> ("eq", slot, literal) | ("bool", slot, None) | ("not", slot, None)
-        # for one-slot leaves, so that a two-item and/or can be one closure.
-        self.leaves: dict[int, tuple[str, int, Any]] = {}
+        # id(closure) -> (slot, literal) for one-slot leaves ``v[slot] == literal`` (a bare
+        # Boolean field is ``== True``, its ``not`` ``== False``), so that an and/or of
+        # several can be one closure.
+        self.leaves: dict[int, tuple[int, Any]] = {}
 
-    def leaf(self, fn: Pred, kind: str, slot: int, lit: Any = None) -> Pred:
-        self.leaves[id(fn)] = (kind, slot, lit)
+    def leaf(self, fn: Pred, slot: int, lit: Any) -> Pred:
+        self.leaves[id(fn)] = (slot, lit)
         return fn
 
     # -- predicates ----------------------------------------------------------------------
@@ -245,7 +248,7 @@ class _Compiler:
             field_info = self.info[id(operand.value)]
             if not field_info.missing and field_info.type == BOOL:
                 i = self.slot(self.ck.fields[id(operand.value)])
-                return self.leaf(lambda v: not v[i], "not", i), None
+                return self.leaf(lambda v: not v[i], i, False), None
         return (lambda v: not inner(v)), None
 
     def logical(self, node: ast.Logical) -> tuple[Pred, bool | None]:
@@ -287,13 +290,14 @@ class _Compiler:
                 return (_true if absorbing else _false), absorbing
         if not fns:
             return (_false if absorbing else _true), not absorbing
+        fns = self.fuse_runs(op, fns)
         if len(fns) == 1:
             return fns[0], None
         if len(fns) == 2:
-            leaves = [self.leaves.get(id(fn)) for fn in fns]
-            if leaves[0] is not None and leaves[1] is not None:
-                return _fuse_leaves(op, leaves[0], leaves[1]), None
             a, b = fns
+            inlined = self.inline_leaf(op, a, b)
+            if inlined is not None:
+                return inlined, None
             if op == "and":
                 return (lambda v: a(v) and b(v)), None
             return (lambda v: a(v) or b(v)), None
@@ -343,6 +347,42 @@ class _Compiler:
             return False
 
         return any_of, None
+
+    def fuse_runs(self, op: str, fns: list[Pred]) -> list[Pred]:
+        """Replace every run of two or more consecutive one-slot leaves by one fused
+        closure (order kept, so short-circuiting is unchanged)."""
+        out: list[Pred] = []
+        run: list[Pred] = []
+        for fn in [*fns, None]:
+            if fn is not None and id(fn) in self.leaves:
+                run.append(fn)
+                continue
+            if len(run) >= 2:
+                out.append(_fuse_leaves(op, [self.leaves[id(f)] for f in run]))
+            else:
+                out.extend(run)
+            run = []
+            if fn is not None:
+                out.append(fn)
+        return out
+
+    def inline_leaf(self, op: str, a: Pred, b: Pred) -> Pred | None:
+        """``a and b`` / ``a or b`` where one side is a one-slot leaf: the leaf's
+        comparison inline, one call fewer (``http.request.method eq "POST" and ip.src in
+        {…}``)."""
+        leaf = self.leaves.get(id(a))
+        if leaf is not None:
+            i, x = leaf
+            if op == "and":
+                return lambda v: v[i] == x and b(v)
+            return lambda v: v[i] == x or b(v)
+        leaf = self.leaves.get(id(b))
+        if leaf is None:
+            return None
+        j, y = leaf
+        if op == "and":
+            return lambda v: a(v) and v[j] == y
+        return lambda v: a(v) or v[j] == y
 
     @staticmethod
     def elementwise_logical(op: str, fns: list[Pred]) -> Pred:
@@ -432,9 +472,12 @@ class _Compiler:
                 return lambda v: tuple([x is True for x in elems(v)])
             val = self.value(value_node)
             return lambda v: () if (x := val(v)) is MISSING else tuple([y is True for y in x])
+        affix = self.affix_test(value_node)
+        if affix is not None:
+            return affix
         if isinstance(value_node, ast.FieldRef) and not vinfo.missing:
             getter = self.value(value_node)  # itemgetter: the slot's bool itself
-            return self.leaf(getter, "bool", self.slot(self.ck.fields[id(value_node)]))
+            return self.leaf(getter, self.slot(self.ck.fields[id(value_node)]), True)
         val = self.value(value_node)
         return lambda v: val(v) is True
 
@@ -455,11 +498,75 @@ class _Compiler:
             if fast is not None:
                 self.values[id(node.lhs)] = itemgetter(i)  # for traces only
                 return fast, None
+        cased = self.cased_field(node.lhs)
+        if cased is not None:
+            fast = self.cased_comparison(node, *cased)
+            if fast is not None:
+                case, i = cased
+                self.values[id(node.lhs)] = lambda v: case(v[i])  # for traces only
+                return fast, None
         val = self.value(node.lhs)
         fused = self.fused_comparison(node, lhs_info, val)
         if fused is not None:
             return fused, None
         return (lambda v: test(val(v))), None
+
+    def plain_field_arg(self, call: ast.FunctionCall, fdefs: dict[int, Any]) -> tuple[Any, int] | None:
+        """``(implementation, slot)`` when ``call`` is one of the library functions in
+        ``fdefs`` (``id(FunctionDef) -> implementation``) and its first argument is a plain
+        field that is never MISSING (then the result is never MISSING either)."""
+        fdef, arg_infos, _impl = self.ck.calls[id(call)]
+        impl = fdefs.get(id(fdef))
+        if impl is None or not call.args or arg_infos[0].unpacked:
+            return None
+        arg0 = call.args[0]
+        if isinstance(arg0, ast.BoolValue):
+            arg0 = arg0.value
+        if not isinstance(arg0, ast.FieldRef) or self.info[id(arg0)].missing:
+            return None
+        return impl, self.slot(self.ck.fields[id(arg0)])
+
+    def affix_test(self, node: Any) -> Pred | None:
+        """``starts_with(field, "lit")`` / ``ends_with(field, "lit")`` on a plain field: one
+        closure calling the ``bytes`` method, no MISSING propagation (cannot occur)."""
+        if not isinstance(node, ast.FunctionCall):
+            return None
+        found = self.plain_field_arg(node, _AFFIX)
+        if found is None:
+            return None
+        _fdef, arg_infos, _impl = self.ck.calls[id(node)]
+        if len(arg_infos) != 2 or not arg_infos[1].is_literal:
+            return None
+        method, i = found
+        lit = _own(arg_infos[1].value)
+        if method is bytes.startswith:
+            return lambda v: v[i].startswith(lit)
+        return lambda v: v[i].endswith(lit)
+
+    def cased_field(self, node: Any) -> tuple[Callable[[bytes], bytes], int] | None:
+        """``(bytes.lower or bytes.upper, slot)`` for ``lower(field)``/``upper(field)`` of a
+        plain field."""
+        if not isinstance(node, ast.FunctionCall) or len(node.args) != 1:
+            return None
+        return self.plain_field_arg(node, _CASE)
+
+    @staticmethod
+    def cased_comparison(node: ast.Comparison, case: Callable[[bytes], bytes], i: int) -> Pred | None:
+        """One closure for ``lower(field) op literal`` (``eq ne contains in``)."""
+        op, rhs = node.op, node.rhs
+        if op == "in" and isinstance(rhs, ast.SetLiteral) and rhs.items:
+            strings = frozenset(item.value for item in rhs.items)
+            return lambda v: case(v[i]) in strings
+        if not isinstance(rhs, ast.Literal):
+            return None
+        lit = _own(rhs.value)
+        if op == "eq":
+            return lambda v: case(v[i]) == lit
+        if op == "ne":
+            return lambda v: case(v[i]) != lit
+        if op == "contains":
+            return lambda v: case(v[i]).find(lit) != -1
+        return None
 
     @staticmethod
     def fused_comparison(node: ast.Comparison, info: Info, val: Value) -> Pred | None:
@@ -471,7 +578,7 @@ class _Compiler:
             return lambda v: val(v) in strings  # MISSING is never in the set
         if not isinstance(rhs, ast.Literal) or info.type == IP:
             return None
-        lit = rhs.value
+        lit = _own(rhs.value)
         if op == "eq":
             return lambda v: val(v) == lit  # MISSING == lit is False
         if not info.missing:
@@ -497,9 +604,9 @@ class _Compiler:
         rhs = node.rhs
         lhs_type = self.info[id(node.lhs)].type
         if isinstance(rhs, ast.Literal) and lhs_type != IP:
-            lit = rhs.value
+            lit = _own(rhs.value)
             if op == "eq":
-                return self.leaf(lambda v: v[i] == lit, "eq", i, lit)
+                return self.leaf(lambda v: v[i] == lit, i, lit)
             if op == "ne":
                 return lambda v: v[i] != lit
             if op == "contains":
@@ -521,8 +628,7 @@ class _Compiler:
                 return lambda v: type(x := v[i]) is family and x._ip == k
             return lambda v: not (type(x := v[i]) is family and x._ip == k)
         if op == "matches":
-            search = self.ck.patterns[id(rhs)].search
-            return lambda v: search(v[i])
+            return _regex_on_slot(self.ck.patterns[id(rhs)], i)
         if op in ("wildcard", "strict_wildcard"):
             match = self.ck.patterns[id(rhs)]
             return lambda v: match(v[i])
@@ -537,8 +643,7 @@ class _Compiler:
                 if not singles:
                     return lambda v: ranges(v[i])
                 return lambda v: (x := v[i]) in singles or ranges(x)
-            member = _ip_member(rhs.items)
-            return lambda v: member(v[i])
+            return _ip_in_slot(rhs.items, i)
         return None
 
     def test(self, node: ast.Comparison, info: Info) -> tuple[Callable[[Any], bool], bool | None]:
@@ -569,7 +674,7 @@ class _Compiler:
         elif op in ("wildcard", "strict_wildcard"):
             base = self.ck.patterns[id(rhs)]
         else:
-            lit = rhs.value
+            lit = _own(rhs.value)
             if op == "eq":
                 # MISSING == lit is False: no guard needed.
                 return (lambda x: x == lit), None
@@ -612,13 +717,9 @@ class _Compiler:
         if isinstance(node, ast.FunctionCall):
             return self.call(node)
         if isinstance(node, ast.Index):
-            chain: list[ast.Index] = []
-            cur: Any = node
-            while isinstance(cur, ast.Index):
-                chain.append(cur)
-                cur = cur.base
-            fn = self.value(cur)
-            for idx in reversed(chain):
+            base, chain = index_path(node)
+            fn = self.value(base)
+            for idx in chain:
                 fn = self.index_value(idx, fn)
                 self.values[id(idx)] = fn
             return fn
@@ -643,14 +744,10 @@ class _Compiler:
         """Closure returning an iterable of the elements of an unpacked expression."""
         if isinstance(node, ast.BoolValue):
             return self.elems(node.value)
-        chain: list[ast.Index] = []
-        cur: Any = node
-        while isinstance(cur, ast.Index):
-            chain.append(cur)
-            cur = cur.base
-        fn = self.value(cur)
+        base, chain = index_path(node)
+        fn = self.value(base)
         unpacked = False
-        for idx in reversed(chain):
+        for idx in chain:
             base_info = self.info[id(idx.base)]
             key = idx.index
             if not unpacked:

@@ -20,6 +20,8 @@ Invariants:
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -44,6 +46,23 @@ __all__ = ["Context", "make_coercer"]
 
 _IPV4 = ipaddress.IPv4Address
 _IPV6 = ipaddress.IPv6Address
+
+
+# A dotted-quad IPv4 address as ``ipaddress`` accepts it: four ASCII-decimal parts of 1–3
+# digits, no leading zeros (the ≤ 255 check is ``inet_pton``'s).
+_DOTTED_QUAD = re.compile(r"(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}")
+
+
+def _parse_ip(text: str) -> object:
+    """``ipaddress.ip_address(text)``, with IPv4 text converted in C (~5× faster; the
+    client address is coerced for every request). Accepts and rejects exactly what
+    ``ipaddress`` does: anything but a strict dotted quad takes ``ipaddress``'s path."""
+    if type(text) is str and _DOTTED_QUAD.fullmatch(text):
+        try:
+            return _IPV4(int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big"))
+        except OSError:  # a part above 255
+            pass
+    return ipaddress.ip_address(text)
 
 
 def _describe(value: object) -> str:
@@ -123,7 +142,7 @@ def _coercer(name: str, t: Type) -> Callable[[object], object]:
             if isinstance(value, (str, bytes)):
                 text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
                 try:
-                    return ipaddress.ip_address(text)
+                    return _parse_ip(text)
                 except ValueError:
                     raise fail(value, "an IP address") from None
             # Subclasses become the exact class: compiled filters test ``type(x) is``.
@@ -228,12 +247,20 @@ class Context:
             for name, value in mapping.items():
                 self.set(name, value)
             return
+        # ``set`` inline (this runs once per field per request).
+        by_name = self.scheme._by_name
+        coercers = self.scheme._coercers
+        values = self.values
         for name in only:
             try:
                 value = mapping[name]
             except KeyError:
                 continue
-            self.set(name, value)
+            fld = by_name.get(name)
+            if fld is None:
+                self.set(name, value)  # raises ContextError with a suggestion
+            else:
+                values[fld.index] = coercers[fld.index](value)
 
     def reset(self, name: str) -> None:
         """Give field ``name`` its default again."""

@@ -29,12 +29,12 @@ from edgerules.context import Context
 from edgerules.errors import ContextError
 from edgerules.scheme import Field, Scheme, default_scheme
 from edgerules.source import Source, Span
-from edgerules.types import BOOL, BYTES, MISSING
+from edgerules.types import BOOL, BYTES, INT, INT64_MAX, INT64_MIN, MISSING
 
 __all__ = ["Filter", "TraceNode", "compile", "format", "parse"]
 
 _ABSENT = object()
-_STR, _BOOL, _OTHER = 0, 1, 2
+_STR, _BOOL, _INT, _OTHER = 0, 1, 2, 3
 
 
 def _single_field_matches(
@@ -272,32 +272,56 @@ class Filter:
         for name, f in names:
             kind = _OTHER
             if not f.optional:
-                kind = _STR if f.type == BYTES else _BOOL if f.type == BOOL else _OTHER
+                for t, k in ((BYTES, _STR), (BOOL, _BOOL), (INT, _INT)):
+                    if f.type == t:
+                        kind = k
             readers.append((name, local_index[f.name], kind, scheme._coercers[f.index]))
         defaults = tuple(f.default for f in used)
         if len(readers) == 1:
             return _single_field_matches(readers[0], defaults[0], fn)
-        all_readers = tuple(readers)
+        # One loop per kind, so that each checks its own common case without dispatching
+        # on the kind: str -> UTF-8 bytes, a bool, an int in range. Aliases come after
+        # their canonical name within a kind (the alias wins when both are given, as in
+        # Context.update). The field's coercer handles everything else and reports wrong
+        # types.
+        strs, bools, ints, others = (
+            tuple((name, i, coerce) for name, i, kind, coerce in readers if kind == k)
+            for k in (_STR, _BOOL, _INT, _OTHER)
+        )
+        lo, hi = INT64_MIN, INT64_MAX
 
         def matches(fields: Mapping[str, object]) -> bool:
             values = list(defaults)
             get = fields.get  # one lookup per name: lazy mappings compute each value once
-            for name, i, kind, coerce in all_readers:
+            for name, i, coerce in strs:
                 x = get(name, _ABSENT)
-                if x is _ABSENT:
-                    continue
-                # The common coercions inline (str -> UTF-8, bools as they are); the
-                # field's coercer handles the rest and reports wrong types.
-                if kind == _STR and type(x) is str:
+                if type(x) is str:
                     try:
                         values[i] = x.encode()
                         continue
                     except UnicodeEncodeError:
                         pass
-                elif kind == _BOOL and (x is True or x is False):
-                    values[i] = x
-                    continue
-                values[i] = coerce(x)
+                if x is not _ABSENT:
+                    values[i] = coerce(x)
+            if bools:  # (an empty loop costs more than the test)
+                for name, i, coerce in bools:
+                    x = get(name, _ABSENT)
+                    if x is True or x is False:
+                        values[i] = x
+                    elif x is not _ABSENT:
+                        values[i] = coerce(x)
+            if ints:
+                for name, i, coerce in ints:
+                    x = get(name, _ABSENT)
+                    if type(x) is int and lo <= x <= hi:
+                        values[i] = x
+                    elif x is not _ABSENT:
+                        values[i] = coerce(x)
+            if others:
+                for name, i, coerce in others:
+                    x = get(name, _ABSENT)
+                    if x is not _ABSENT:
+                        values[i] = coerce(x)
             return fn(values)
 
         return matches

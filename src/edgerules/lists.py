@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from edgerules.errors import ListError
+from edgerules.ipset import merge_intervals
 
 __all__ = [
     "KINDS",
@@ -149,22 +150,6 @@ class _ListBase:
 # --- IP lists -------------------------------------------------------------------------
 
 
-def _merge(intervals: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
-    """Sort and merge inclusive integer intervals (adjacent ones too) into two parallel
-    lists of starts and ends, ready for ``bisect``."""
-    intervals.sort()
-    starts: list[int] = []
-    ends: list[int] = []
-    for lo, hi in intervals:
-        if ends and lo <= ends[-1] + 1:
-            if hi > ends[-1]:
-                ends[-1] = hi
-        else:
-            starts.append(lo)
-            ends.append(hi)
-    return starts, ends
-
-
 class IPList(_ListBase):
     """Addresses, CIDRs and ranges of either family; O(log n) lookups."""
 
@@ -232,8 +217,8 @@ class IPList(_ListBase):
             (v4 if fam == 4 else v6).append((lo, hi))
             texts.append(text)
         self._items = tuple(texts)
-        self._v4 = _merge(v4)
-        self._v6 = _merge(v6)
+        self._v4 = merge_intervals(v4)
+        self._v6 = merge_intervals(v6)
 
     def contains(self, value: object) -> bool:
         if type(value) is ipaddress.IPv4Address:

@@ -275,15 +275,26 @@ def _unicode_escape(pattern: str, i: int) -> tuple[int, str]:
 class CompiledRegex:
     """A compiled pattern. ``search(data)`` is an unanchored search over bytes;
     ``first_match(data)`` returns the spans of group 0..``groups`` of the leftmost-first
-    match (``(-1, -1)`` for a group that did not take part) or ``None``."""
+    match (``(-1, -1)`` for a group that did not take part) or ``None``.
 
-    __slots__ = ("_capturing", "_finder", "groups", "pattern", "search", "translated", "utf8")
+    For callers that inline the search into their own closure (the compiler):
+    ``literal`` is ``(bytes, anchored at start, anchored at end)`` for a plain-literal
+    byte-mode pattern (then ``search`` is a ``bytes`` operation) or ``None``; otherwise
+    ``re2_match(anchor, data, 0, len(data))[0][0] >= 0`` is ``search(data)`` without the
+    wrapper frame (``re2_match`` is the bound ``Match`` of the RE2 program compiled
+    without capture groups, ``anchor`` its unanchored mode)."""
+
+    __slots__ = ("_capturing", "_finder", "anchor", "groups", "literal", "pattern", "re2_match",
+                 "search", "translated", "utf8")
 
     pattern: str  # as given
     translated: bytes  # what RE2 compiled
     utf8: bool
     groups: int
     search: Callable[[bytes], bool]
+    literal: tuple[bytes, bool, bool] | None
+    re2_match: Callable[[object, bytes, int, int], list[tuple[int, int]]]
+    anchor: object
 
     def __init__(self, pattern: str, translated: bytes, utf8: bool, finder: object,
                  capturing: object) -> None:
@@ -293,7 +304,9 @@ class CompiledRegex:
         self._finder = finder
         self._capturing = capturing
         self.groups = capturing.NumberOfCapturingGroups()  # type: ignore[attr-defined]
-        match = finder.Match  # type: ignore[attr-defined]
+        self.literal = None
+        self.anchor = _UNANCHORED
+        match = self.re2_match = finder.Match  # type: ignore[attr-defined]
 
         def search(data: bytes) -> bool:
             return match(_UNANCHORED, data, 0, len(data))[0][0] >= 0
@@ -350,7 +363,7 @@ def _literal_search(lit: bytes, start: bool, end: bool) -> Callable[[bytes], boo
         return lambda data: data.startswith(lit)
     if end:
         return lambda data: data.endswith(lit)
-    return lambda data: lit in data
+    return lambda data: data.find(lit) != -1
 
 
 def _re2_error(err: bytes, translated: str, where: list[int]) -> RegexError:
@@ -402,5 +415,6 @@ def compile_regex(pattern: str) -> CompiledRegex:
     compiled = CompiledRegex(pattern, data, utf8, finder, capturing)
     shape = None if utf8 else _literal_shape(pattern)
     if shape is not None:
+        compiled.literal = shape
         compiled.search = _literal_search(*shape)
     return compiled
