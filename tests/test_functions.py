@@ -130,7 +130,8 @@ def test_cidr_doc_example() -> None:
 
 def test_cidr_restrictions() -> None:
     assert problem("cidr", L(ipaddress.ip_address("1.2.3.4")), L(24), L(24)).arg_index == 0
-    assert problem("cidr", E(IP), L(24), L(24)).arg_index == 0
+    # "must be a field, that is, it cannot be a literal": a computed address is accepted
+    assert rtype("cidr", E(IP), L(24), L(24)) == IP
     assert problem("cidr", F(IP), L(0), L(24)).arg_index == 1
     assert problem("cidr", F(IP), L(33), L(24)).arg_index == 1
     assert problem("cidr", F(IP), L(24), L(129)).arg_index == 2

@@ -163,6 +163,17 @@ class _Function:
                 i,
             )
 
+    def _field_like(self, args: Sequence[ArgInfo], i: int, what: str) -> None:
+        """"Must be a field, that is, it cannot be a literal" (the function reference's
+        wording; the engine's Field argument kind): a field, an indexed field or a value
+        computed from fields (a function call) — anything but a literal."""
+        if args[i].is_literal:
+            raise ArgumentProblem(
+                f"the {what} of {self.name}() must be a field (or a value computed from "
+                "fields), not a literal",
+                i,
+            )
+
     def _not_literal(self, args: Sequence[ArgInfo], i: int, what: str) -> None:
         if args[i].is_literal:
             raise ArgumentProblem(f"the {what} of {self.name}() cannot be a literal", i)
@@ -208,7 +219,7 @@ class _Cidr(_Function):
 
     def _check(self, args: Sequence[ArgInfo]) -> Type:
         self._type(args, 0, IP, what="address")
-        self._field(args, 0, "address")
+        self._field_like(args, 0, "address")
         for i, (what, hi) in ((1, ("IPv4 prefix length", 32)), (2, ("IPv6 prefix length", 128))):
             self._type(args, i, INT, what=what)
             v = self._literal(args, i, what)
@@ -229,7 +240,7 @@ class _Cidr6(_Function):
 
     def _check(self, args: Sequence[ArgInfo]) -> Type:
         self._type(args, 0, IP, what="address")
-        self._field(args, 0, "address")
+        self._field_like(args, 0, "address")
         self._type(args, 1, INT, what="IPv6 prefix length")
         v = self._literal(args, 1, "IPv6 prefix length")
         if not (isinstance(v, int) and 1 <= v <= 128):
@@ -308,7 +319,7 @@ class _DecodeBase64(_Function):
 
     def _check(self, args: Sequence[ArgInfo]) -> Type:
         self._type(args, 0, BYTES, what="source")
-        self._field(args, 0, "source")
+        self._field_like(args, 0, "source")
         return BYTES
 
     def bind(self, args: Sequence[ArgInfo]) -> Impl:
@@ -808,7 +819,7 @@ class _WildcardReplace(_Function):
 
     def _check(self, args: Sequence[ArgInfo]) -> Type:
         self._type(args, 0, BYTES, what="source")
-        self._field(args, 0, "source")
+        self._field_like(args, 0, "source")
         self._type(args, 1, BYTES, what="pattern")
         pattern = self._literal(args, 1, "pattern")
         self._type(args, 2, BYTES, what="replacement")
@@ -959,7 +970,7 @@ class _UrlDecode(_Function):
 
     def _check(self, args: Sequence[ArgInfo]) -> Type:
         self._type(args, 0, BYTES, what="source")
-        self._field(args, 0, "source")
+        self._field_like(args, 0, "source")
         if len(args) == 2:
             self._type(args, 1, BYTES, what="options")
             opts = self._literal(args, 1, "options")
