@@ -37,6 +37,13 @@ _ABSENT = object()
 _STR, _BOOL, _INT, _OTHER = 0, 1, 2, 3
 
 
+def _not_a_mapping(fields: object) -> ContextError:
+    """The error for ``matches(x)`` with something that is not a mapping. The matches
+    closures call ``fields.get`` inside a try block (free in CPython 3.11 until it
+    raises), so the common path pays nothing for this check."""
+    return ContextError(f"expected a mapping of field names to values, got {type(fields).__name__}")
+
+
 def _single_field_matches(
     reader: tuple[str, int, int, Any], default: object, fn: Callable[[list], bool]
 ) -> Callable[[Mapping[str, object]], bool]:
@@ -47,7 +54,10 @@ def _single_field_matches(
     if kind == _STR:
 
         def matches_str(fields: Mapping[str, object]) -> bool:
-            x = fields.get(name, _ABSENT)
+            try:
+                x = fields.get(name, _ABSENT)
+            except AttributeError:
+                raise _not_a_mapping(fields) from None
             if x is _ABSENT:
                 return absent
             if type(x) is str:
@@ -60,7 +70,10 @@ def _single_field_matches(
         return matches_str
 
     def matches_one(fields: Mapping[str, object]) -> bool:
-        x = fields.get(name, _ABSENT)
+        try:
+            x = fields.get(name, _ABSENT)
+        except AttributeError:
+            raise _not_a_mapping(fields) from None
         if x is _ABSENT:
             return absent
         return fn([coerce(x)])
@@ -292,7 +305,10 @@ class Filter:
 
         def matches(fields: Mapping[str, object]) -> bool:
             values = list(defaults)
-            get = fields.get  # one lookup per name: lazy mappings compute each value once
+            try:
+                get = fields.get  # one lookup per name: lazy mappings compute each value once
+            except AttributeError:
+                raise _not_a_mapping(fields) from None
             for name, i, coerce in strs:
                 x = get(name, _ABSENT)
                 if type(x) is str:

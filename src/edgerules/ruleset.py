@@ -840,16 +840,24 @@ def _read_file(p: Path) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise RulesetError(f"{p}: not UTF-8 text") from None
+    if suffix in (".toml", ".json") and not text.strip():
+        # An empty file is a mistake (a truncated save), not a ruleset without rules.
+        raise RulesetError(f"{p}: invalid {suffix[1:].upper()}: the file is empty")
+    # Both decoders recurse on nesting; absurdly deep input is a clear error, not a crash.
     if suffix == ".toml":
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise RulesetError(f"{p}: invalid TOML: {exc}") from None
+        except RecursionError:
+            raise RulesetError(f"{p}: invalid TOML: nested too deeply") from None
     if suffix == ".json":
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise RulesetError(f"{p}: invalid JSON: {exc}") from None
+        except RecursionError:
+            raise RulesetError(f"{p}: invalid JSON: nested too deeply") from None
     raise RulesetError(f"{p}: unknown ruleset format {suffix or '(none)'!r}; use .json or .toml")
 
 
