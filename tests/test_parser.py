@@ -4,6 +4,7 @@ limits, the grammar's build under lark's strict mode, and formatter canonical fo
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import pytest
 
@@ -495,3 +496,163 @@ def test_parsing_from_threads_agrees() -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(parse_expression, texts))
     assert results == [parse_expression(t) for t in texts]
+
+
+# --- the fast path (lark's table and lexer regexes driven by parser._fast_parse) ------------
+
+
+def _corpus() -> list[str]:
+    """Every expression text the test suite knows: this file's, the case files' (valid
+    and invalid), the golden errors'."""
+    import pathlib
+    import tomllib
+
+    root = pathlib.Path(__file__).resolve().parent
+    found: list[str] = [p[1] for p in POSITIVE] + [c[1] for c in CANONICAL]
+    found += [c[2] for c in CANONICAL]
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "expr" and isinstance(value, str):
+                    found.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    for path in [*sorted((root / "cases").glob("*.toml")), root / "golden" / "parse_errors.toml"]:
+        walk(tomllib.loads(path.read_text(encoding="utf-8")))
+    return list(dict.fromkeys(found))
+
+
+CORPUS = _corpus()
+
+
+def _deep(node: object) -> object:
+    """A node with its spans (AST equality leaves them out)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return (
+            type(node).__name__,
+            *(_deep(getattr(node, f.name)) for f in dataclasses.fields(node)),
+        )
+    if isinstance(node, tuple):
+        return tuple(_deep(item) for item in node)
+    return node
+
+
+def _outcome(text: str) -> object:
+    try:
+        return _deep(parse_expression(text))
+    except ParseError as exc:
+        return ("error", str(exc), exc.span, exc.hint)
+
+
+def _fast_only(text: str) -> object:
+    import edgerules.parser as parser_mod
+    from edgerules.source import Source
+
+    try:
+        return _deep(parser_mod._fast_parse(text, parser_mod._ToAst(Source(text))))
+    except (parser_mod._Bail, ParseError, KeyError, IndexError):
+        return None
+
+
+def test_fast_path_is_built() -> None:
+    import edgerules.parser as parser_mod
+
+    assert parser_mod._FAST is not None  # else every parse silently takes lark's path
+
+
+def test_valid_input_never_reaches_lark(monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgerules.parser as parser_mod
+
+    class NoLark:
+        def parse(self, text: str) -> None:
+            raise AssertionError(f"lark was asked to parse {text!r}")
+
+    monkeypatch.setattr(parser_mod, "_PARSER", NoLark())
+    for _, text, expected in POSITIVE:
+        assert parse_expression(text) == expected
+
+
+def check_fast_path_agrees(text: str) -> None:
+    """parse_expression gives what it gave before the fast path existed (lark + the
+    tree walk): the same AST with the same spans, or the same error, message, span and
+    hint. And the fast path itself accepts exactly what lark accepts (it never decides
+    an error: those always come from lark's path)."""
+    import edgerules.parser as parser_mod
+
+    now = _outcome(text)
+    saved = parser_mod._FAST
+    parser_mod._FAST = None  # type: ignore[misc]
+    try:
+        before = _outcome(text)
+    finally:
+        parser_mod._FAST = saved  # type: ignore[misc]
+    assert now == before
+    if len(text) > MAX_EXPRESSION_LENGTH or not text.strip(" \t\r\n"):
+        return  # rejected before parsing
+    if parser_mod._nesting_bound(text) > MAX_NESTING_DEPTH:
+        return  # possibly too deep: lark's path only
+    fast = _fast_only(text)
+    if isinstance(before, tuple) and before[0] == "error":
+        assert fast is None
+    else:
+        assert fast == before
+
+
+@pytest.mark.parametrize("text", CORPUS)
+def test_fast_path_agrees_with_lark(text: str) -> None:
+    check_fast_path_agrees(text)
+
+
+def test_fast_path_agrees_on_generated_text() -> None:
+    import sys
+    from pathlib import Path
+
+    from hypothesis import given
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
+    from hypothesis_targets import expressions, texts
+
+    given(texts)(check_fast_path_agrees)()
+    given(expressions)(lambda expr: check_fast_path_agrees(format_expr(expr)))()
+
+
+def test_no_terminal_starts_with_whitespace() -> None:
+    """The fast path skips whitespace before reading a token (lark tries the %ignore
+    terminal among the others): equal only if no terminal can match at a whitespace."""
+    import edgerules.parser as parser_mod
+
+    conf = parser_mod._PARSER.lexer_conf
+    tails = ["", "a", "and", "1", "1.2.3.4", "ab:cd", '"x"', 'r"x"', "$x", "eq", "(", "..", "*"]
+    tails += CORPUS
+    for term in conf.terminals:
+        if term.name in conf.ignore:
+            continue
+        regex = re.compile(term.pattern.to_regexp())
+        for space in " \t\r\n":
+            for tail in tails:
+                assert regex.match(space + tail) is None, (term.name, space + tail)
+
+
+def test_fast_constructors_build_equal_nodes() -> None:
+    import edgerules.parser as parser_mod
+
+    span = Span(1, 2)
+    assert _deep(parser_mod._Span(1, 2)) == _deep(span)
+    assert hash(parser_mod._Span(1, 2)) == hash(span)
+    field = parser_mod._FieldRef("a", span)
+    assert _deep(field) == _deep(ast.FieldRef("a", span))
+    made = parser_mod._Comparison(
+        field, "eq", parser_mod._Literal("int", 1, span, False), span, span
+    )
+    expected = ast.Comparison(
+        ast.FieldRef("a", span), "eq", ast.Literal("int", 1, span), span, span
+    )
+    assert _deep(made) == _deep(expected)
+    assert made == expected and hash(made) == hash(expected)

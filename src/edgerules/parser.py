@@ -1,9 +1,18 @@
 """Text -> AST for the Rules language: the only module that imports lark.
 
 Owns: loading ``grammar/rules.lark`` (through the package symlink ``rules.lark``), the
-Transformer that builds ``edgerules.ast`` nodes with spans, literal decoding (string
+handlers that build ``edgerules.ast`` nodes with spans, literal decoding (string
 escapes, the regex string rule, raw strings, integers, IPs, CIDRs, hex byte strings,
 ranges), syntactic limits, and the translation of every lark error into ``ParseError``.
+
+Two paths, one automaton. Valid text is parsed by ``_fast_parse``, which drives the
+LALR(1) table lark generates from the grammar, with the lexer regexes lark builds for
+each parser state, in a tight loop that calls the AST handlers on each reduction (no
+lark tokens, no parse tree). Anything it cannot accept (every syntax error, a literal
+the handlers reject, possibly-too-deep nesting) is parsed again by lark itself
+(``Lark.parse`` + ``_ToAst.transform``), and lark's exceptions are translated exactly
+as before: errors never come from the fast path. Both paths give the same AST and spans
+(tested on every test input and on generated text).
 
 Invariants:
 
@@ -12,16 +21,19 @@ Invariants:
   other library error escapes.
 * The text is never rewritten before parsing: spans are offsets into the original text.
 * The Lark parser object is built once, at import (its lexer scanners included), and
-  never mutated afterwards (no per-call callbacks, no state stored on it); parsing is
-  thread-safe.
-* Limits are checked before any recursive step: the length limit before lexing; the
-  LALR parse and the tree -> AST walk are iterative, and the walk checks the nesting
+  never mutated afterwards (no per-call callbacks, no state stored on it); the fast
+  path's tables are read from it once, at import, and never change either; parsing is
+  thread-safe (all per-call state is local).
+* Limits are checked before any recursive step: the length limit before lexing; both
+  parses and the tree -> AST walk are iterative; the fast path only runs when the text
+  holds at most MAX_NESTING_DEPTH nesting tokens, and lark's walk checks the nesting
   limit on its way down, so every AST handed out is at most MAX_NESTING_DEPTH levels of
   parentheses / not / calls / any-all / indexes deep (safe for recursive consumers).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Callable
@@ -173,7 +185,7 @@ def parse_expression(text: str, name: str | None = None) -> ast.Expr:
     if not isinstance(text, str):  # a programmer error, but still only ParseError
         message = f"expression must be a string, got {type(text).__name__}"
         raise ParseError(message, Source("", name), Span(0, 0))
-    source = Source(text, name)
+    source: Source = _Source(text, name)  # type: ignore[assignment]
     if len(text) > MAX_EXPRESSION_LENGTH:
         raise ParseError(
             f"expression is too long: {len(text)} characters, the limit is {MAX_EXPRESSION_LENGTH}",
@@ -182,6 +194,14 @@ def parse_expression(text: str, name: str | None = None) -> ast.Expr:
         )
     if not text.strip(" \t\r\n"):
         raise ParseError("empty expression", source, Span(len(text), len(text)))
+    ctx = _ToAst(source)
+    if _FAST is not None and _nesting_bound(text) <= MAX_NESTING_DEPTH:
+        try:
+            return _fast_parse(text, ctx)
+        except (_Bail, ParseError, KeyError, IndexError):
+            pass  # lark parses it again and reports the (first) error exactly as before
+        except Exception:  # pragma: no cover - a fast-path bug: lark's path still answers
+            pass
     try:
         tree = _PARSER.parse(text)
     except _KeywordAsName as exc:
@@ -197,23 +217,96 @@ def parse_expression(text: str, name: str | None = None) -> ast.Expr:
             f"unrecognised input ({type(exc).__name__})", source, Span(0, len(text))
         ) from None
     try:
-        return _ToAst(source).transform(tree)
+        return ctx.transform(tree)
     except RecursionError:  # pragma: no cover - the transform is iterative
         raise ParseError("expression is too deeply nested", source, Span(0, len(text))) from None
+
+
+# --- node construction -------------------------------------------------------------------
+
+
+def _fast_new(cls: type) -> Callable[..., object]:
+    """``cls(field1, field2, …)`` (every field, in order) for a frozen slotted dataclass
+    of ``edgerules.ast`` / ``Span``, at about a third of the generated ``__init__``'s
+    cost (which calls ``object.__setattr__`` once per field, since the class is frozen;
+    a parse builds a node and a span per token). The object is made as an instance of a
+    plain class with the same slots, filled by ordinary attribute stores, and then given
+    its real class (``__class__`` assignment, allowed between identical layouts). The
+    result is indistinguishable: same class, same slots, the dataclass's own equality,
+    hash and repr. Span's ``__post_init__`` only rejects negative or reversed spans, which
+    the parser never makes; any other class with a ``__post_init__``, or a layout this
+    does not expect, keeps its own constructor."""
+    try:
+        names = tuple(f.name for f in dataclasses.fields(cls))
+    except TypeError:  # pragma: no cover - not a dataclass
+        return cls
+    if (
+        cls.__dict__.get("__slots__") != names
+        or cls.__bases__ != (object,)
+        or (hasattr(cls, "__post_init__") and cls is not Span)
+        or not all(name.isidentifier() and not name.startswith("_") for name in names)
+    ):
+        return cls  # pragma: no cover
+    mirror = type(f"_{cls.__name__}Slots", (), {"__slots__": names})
+    args = ", ".join(names)
+    stores = "".join(f"    o.{name} = {name}\n" for name in names)
+    source = f"def make({args}):\n    o = mirror()\n{stores}    o.__class__ = cls\n    return o\n"
+    namespace: dict[str, object] = {"mirror": mirror, "cls": cls}
+    exec(source, namespace)  # the same technique as dataclasses' own __init__
+    make: Callable[..., object] = namespace["make"]  # type: ignore[assignment]
+    make.__qualname__ = f"_fast_new.<{cls.__name__}>"
+    try:
+        make(*range(len(names)))
+    except TypeError:  # pragma: no cover - __class__ assignment refused: layouts differ
+        return cls
+    return make
+
+
+# Every argument is given (Literal: kind, value, span, raw; FunctionCall: name, args,
+# span, name_span; Comparison: lhs, op, rhs, span, op_span).
+_Span: Final[Callable[[int, int], Span]] = _fast_new(Span)  # type: ignore[assignment]
+_Source: Final = _fast_new(Source)
+_BoolConst: Final = _fast_new(ast.BoolConst)
+_BoolValue: Final = _fast_new(ast.BoolValue)
+_CidrItem: Final = _fast_new(ast.CidrItem)
+_Comparison: Final = _fast_new(ast.Comparison)
+_FieldRef: Final = _fast_new(ast.FieldRef)
+_FunctionCall: Final = _fast_new(ast.FunctionCall)
+_Index: Final = _fast_new(ast.Index)
+_IntRangeItem: Final = _fast_new(ast.IntRangeItem)
+_IpRangeItem: Final = _fast_new(ast.IpRangeItem)
+_ListRef: Final = _fast_new(ast.ListRef)
+_Literal: Final = _fast_new(ast.Literal)
+_Logical: Final = _fast_new(ast.Logical)
+_Not: Final = _fast_new(ast.Not)
+_Quantifier: Final = _fast_new(ast.Quantifier)
+_Regex: Final = _fast_new(ast.Regex)
+_SetLiteral: Final = _fast_new(ast.SetLiteral)
+_Star: Final = _fast_new(ast.Star)
 
 
 # --- literal decoding --------------------------------------------------------------------
 
 
+# Tokens reach the handlers as plain tuples ``(type, value, start, end)``: the fast path
+# builds them straight from regex matches, and ``_ToAst.transform`` converts lark's.
+_Tok = tuple[str, str, int, int]
+
+
+def _span(tok: _Tok) -> Span:
+    return _Span(tok[2], tok[3])
+
+
 def _tok_span(tok: Token) -> Span:
+    """The span of a lark token (error translation)."""
     return Span(tok.start_pos, tok.end_pos)
 
 
-def decode_quoted_string(source: Source, tok: Token) -> bytes:
+def decode_quoted_string(source: Source, tok: _Tok) -> bytes:
     """Decode a quoted string with the basic escapes of spec §3.1 (``\\"``, ``\\\\``,
     ``\\xHH``, ``\\OOO``). Other characters are copied as UTF-8."""
-    body = tok.value[1:-1]
-    base = tok.start_pos + 1
+    body = tok[1][1:-1]
+    base = tok[2] + 1
     if "\\" not in body:
         return body.encode("utf-8", "surrogatepass")
     out = bytearray()
@@ -239,7 +332,7 @@ def decode_quoted_string(source: Source, tok: Token) -> bytes:
                 raise ParseError(
                     f"invalid escape {shown}: expected two hex digits after \\x",
                     source,
-                    Span(base + i, base + i + 2 + len(digits)),
+                    _Span(base + i, base + i + 2 + len(digits)),
                 )
             out.append(int(digits, 16))
             i += 4
@@ -249,14 +342,14 @@ def decode_quoted_string(source: Source, tok: Token) -> bytes:
                 raise ParseError(
                     f"invalid escape \\{digits}: expected three octal digits after \\",
                     source,
-                    Span(base + i, base + i + 1 + len(digits)),
+                    _Span(base + i, base + i + 1 + len(digits)),
                 )
             value = int(digits, 8)
             if value > 0o377:
                 raise ParseError(
                     f"invalid escape \\{digits}: octal escapes go up to \\377",
                     source,
-                    Span(base + i, base + i + 4),
+                    _Span(base + i, base + i + 4),
                 )
             out.append(value)
             i += 4
@@ -264,7 +357,7 @@ def decode_quoted_string(source: Source, tok: Token) -> bytes:
             raise ParseError(
                 f'invalid escape \\{e}: expected ", \\, xHH or OOO after \\',
                 source,
-                Span(base + i, base + i + 2),
+                _Span(base + i, base + i + 2),
                 hint=r"write \\ for a backslash; regex escapes are kept only after matches"
                 if e in "nrtdws.^$*+?()[]{}|/-"
                 else None,
@@ -272,22 +365,22 @@ def decode_quoted_string(source: Source, tok: Token) -> bytes:
     return bytes(out)
 
 
-def _raw_content(source: Source, tok: Token) -> str:
-    text = tok.value
+def _raw_content(source: Source, tok: _Tok) -> str:
+    text = tok[1]
     hashes = len(text) - len(text.lstrip("r").lstrip("#")) - 1
     if hashes > MAX_RAW_STRING_HASHES:
         raise ParseError(
             f"raw string opened with {hashes} #, the limit is {MAX_RAW_STRING_HASHES}",
             source,
-            Span(tok.start_pos, tok.start_pos + 1 + hashes),
+            _Span(tok[2], tok[2] + 1 + hashes),
         )
     return text[hashes + 2 : len(text) - hashes - 1]
 
 
-def _regex_pattern(tok: Token) -> str:
+def _regex_pattern(tok: _Tok) -> str:
     """Spec §3.2 (wirefilter's algorithm): a backslash keeps the next character, except
     that ``\\"`` outside a ``[...]`` class becomes a bare ``"``."""
-    body = tok.value[1:-1]
+    body = tok[1][1:-1]
     if "\\" not in body:
         return body
     out: list[str] = []
@@ -312,8 +405,8 @@ def _regex_pattern(tok: Token) -> str:
     return "".join(out)
 
 
-def _parse_int(source: Source, tok: Token) -> int:
-    text = tok.value
+def _parse_int(source: Source, tok: _Tok) -> int:
+    text = tok[1]
     negative = text.startswith("-")
     digits = text[1:] if negative else text
     if digits.startswith("0x"):
@@ -324,7 +417,7 @@ def _parse_int(source: Source, tok: Token) -> int:
             raise ParseError(
                 f"invalid octal integer {text}: a leading 0 means octal (digits 0-7)",
                 source,
-                _tok_span(tok),
+                _span(tok),
             )
         value = int(digits, 8)
     else:
@@ -332,16 +425,16 @@ def _parse_int(source: Source, tok: Token) -> int:
     if negative:
         value = -value
     if not INT64_MIN <= value <= INT64_MAX:
-        raise ParseError(f"integer {text} is out of range (signed 64-bit)", source, _tok_span(tok))
+        raise ParseError(f"integer {text} is out of range (signed 64-bit)", source, _span(tok))
     return value
 
 
-def _parse_addr(source: Source, tok: Token, *, in_set: bool) -> ast.Literal | ast.CidrItem:
+def _parse_addr(source: Source, tok: _Tok, *, in_set: bool) -> ast.Literal | ast.CidrItem:
     """Classify an ADDR token: CIDR, IPv4/IPv6 address or hex byte string (spec §3.4,
     §3.6). An IP reading wins over a byte-string reading ([U]: ``10.20.30.40`` is an
     address; write ``"\\x10\\x20\\x30\\x40"`` for the bytes)."""
-    text = tok.value
-    span = _tok_span(tok)
+    text = tok[1]
+    span = _span(tok)
     if "/" in text:
         if not in_set:
             raise ParseError(
@@ -350,6 +443,10 @@ def _parse_addr(source: Source, tok: Token, *, in_set: bool) -> ast.Literal | as
                 span,
                 hint=f"write {{{text}}} with in",
             )
+        try:  # the common case first: one parse of the whole CIDR
+            return _CidrItem(ipaddress.ip_network(text, strict=True), span)
+        except ValueError:
+            pass
         addr, _, prefix = text.partition("/")
         try:
             ipaddress.ip_address(addr)
@@ -366,13 +463,13 @@ def _parse_addr(source: Source, tok: Token, *, in_set: bool) -> ast.Literal | as
                     hint=f"did you mean {ipaddress.ip_network(text, strict=False)}?",
                 ) from None
             raise ParseError(f"invalid CIDR prefix length /{prefix}", source, span) from None
-        return ast.CidrItem(network, span)
+        return _CidrItem(network, span)
     try:
-        return ast.Literal("ip", ipaddress.ip_address(text), span)
+        return _Literal("ip", ipaddress.ip_address(text), span, False)
     except ValueError:
         pass
     if _HEX_BYTES_RE.fullmatch(text):
-        return ast.Literal("string", bytes.fromhex(re.sub(r"[:.\-]", "", text)), span)
+        return _Literal("string", bytes.fromhex(re.sub(r"[:.\-]", "", text)), span, False)
     if ":" in text:
         raise ParseError(f"invalid IPv6 address {text}", source, span)
     if _IPV4_LIKE_RE.fullmatch(text):
@@ -384,17 +481,15 @@ def _parse_addr(source: Source, tok: Token, *, in_set: bool) -> ast.Literal | as
     )
 
 
-def _scalar(source: Source, tok: Token, *, in_set: bool) -> ast.Literal | ast.CidrItem:
-    kind = tok.type
+def _scalar(source: Source, tok: _Tok, *, in_set: bool) -> ast.Literal | ast.CidrItem:
+    kind = tok[0]
     if kind == "STRING":
-        return ast.Literal("string", decode_quoted_string(source, tok), _tok_span(tok))
+        return _Literal("string", decode_quoted_string(source, tok), _span(tok), False)
     if kind == "RAW_STRING":
         content = _raw_content(source, tok)
-        return ast.Literal(
-            "string", content.encode("utf-8", "surrogatepass"), _tok_span(tok), raw=True
-        )
+        return _Literal("string", content.encode("utf-8", "surrogatepass"), _span(tok), True)
     if kind == "INT":
-        return ast.Literal("int", _parse_int(source, tok), _tok_span(tok))
+        return _Literal("int", _parse_int(source, tok), _span(tok), False)
     if kind == "ADDR":
         return _parse_addr(source, tok, in_set=in_set)
     raise AssertionError(kind)  # pragma: no cover - the grammar allows nothing else
@@ -411,8 +506,8 @@ class _ToAst:
     before any node of the too-deep branch is built. Written by hand rather than with
     lark's ``Transformer_NonRecursive``, which took most of the parse time. Spans come
     from the tokens (lark's ``propagate_positions`` is off: it cost 40% of lark's own
-    time). Measured CPU time per parse of ``http.host eq "a.com" and not
-    cf.tls_client_auth.cert_verified``: ~290 µs before, ~56 µs after (lark ~41 µs).
+    time). The handlers (one short method per grammar rule) are also the fast path's
+    reducers; tokens reach them as ``(type, value, start, end)`` tuples on both paths.
     """
 
     __slots__ = ("source",)
@@ -428,14 +523,19 @@ class _ToAst:
         while todo:
             item, depth, state = todo.pop()
             if state == 2:
-                values.append(item)
+                tok: Token = item  # type: ignore[assignment]
+                values.append((tok.type, tok.value, tok.start_pos, tok.end_pos))
                 continue
             node: Tree = item  # type: ignore[assignment]
             if state == 1:
                 n = len(node.children)
                 children = values[-n:] if n else []
                 del values[len(values) - n :]
-                values.append(handlers[node.data](self, children))
+                name = node.data
+                if name in _UNARY_HANDLERS:
+                    values.append(handlers[name](self, children[0]))
+                else:
+                    values.append(handlers[name](self, children))
                 continue
             if node.data in _NESTING_RULES:
                 depth += 1
@@ -454,92 +554,92 @@ class _ToAst:
         self._error(
             f"expression is nested too deeply: more than {MAX_NESTING_DEPTH} levels "
             "of parentheses, not, function calls or indexes",
-            Span(start, end),
+            _Span(start, end),
         )
 
     def _error(self, message: str, span: Span, hint: str | None = None) -> NoReturn:
         raise ParseError(message, self.source, span, hint=hint)
 
     # whole expression
-    def true_const(self, children: list) -> ast.BoolConst:
-        return ast.BoolConst(True, _tok_span(children[0]))
+    # (Rules with one child take it directly: see _UNARY_HANDLERS.)
+    def true_const(self, tok: _Tok) -> ast.BoolConst:
+        return _BoolConst(True, _span(tok))
 
-    def false_const(self, children: list) -> ast.BoolConst:
-        return ast.BoolConst(False, _tok_span(children[0]))
+    def false_const(self, tok: _Tok) -> ast.BoolConst:
+        return _BoolConst(False, _span(tok))
 
     # logic
-    def _logical(self, op: ast.LogicalOp, items: list) -> ast.Logical:
-        return ast.Logical(op, tuple(items), Span(items[0].span.start, items[-1].span.end))
-
     def or_expr(self, children: list) -> ast.Logical:
-        return self._logical("or", children)
+        span = _Span(children[0].span.start, children[-1].span.end)
+        return _Logical("or", tuple(children), span)
 
     def xor_expr(self, children: list) -> ast.Logical:
-        return self._logical("xor", children)
+        span = _Span(children[0].span.start, children[-1].span.end)
+        return _Logical("xor", tuple(children), span)
 
     def and_expr(self, children: list) -> ast.Logical:
-        return self._logical("and", children)
+        span = _Span(children[0].span.start, children[-1].span.end)
+        return _Logical("and", tuple(children), span)
 
     def not_expr(self, children: list) -> ast.Not:
-        return ast.Not(children[1], Span(children[0].start_pos, children[1].span.end))
+        return _Not(children[1], _Span(children[0][2], children[1].span.end))
 
     def paren(self, children: list) -> ast.Expr:
         return children[1]  # parentheses only shape the tree
 
     def quantifier(self, children: list) -> ast.Quantifier:
-        return ast.Quantifier(
-            children[0].value, children[2], Span(children[0].start_pos, children[3].end_pos)
-        )
+        return _Quantifier(children[0][1], children[2], _Span(children[0][2], children[3][3]))
 
-    def bool_value(self, children: list) -> ast.BoolValue:
-        return ast.BoolValue(children[0], children[0].span)
+    def bool_value(self, value: ast.ValueExpr) -> ast.BoolValue:
+        return _BoolValue(value, value.span)
 
     # comparisons
     def comparison(self, children: list) -> ast.Comparison:
         lhs, op_tok, rhs = children
-        if isinstance(rhs, Token):  # LIST_NAME
+        if isinstance(rhs, tuple):  # LIST_NAME
             rhs = self._list_ref(rhs)
-        span = Span(lhs.span.start, rhs.span.end)
-        return ast.Comparison(lhs, _OPERATORS[op_tok.value], rhs, span, _tok_span(op_tok))
+        span = _Span(lhs.span.start, rhs.span.end)
+        op_span = _Span(op_tok[2], op_tok[3])
+        return _Comparison(lhs, _OPERATORS[op_tok[1]], rhs, span, op_span)
 
-    def _list_ref(self, tok: Token) -> ast.ListRef:
-        name = tok.value[1:]
+    def _list_ref(self, tok: _Tok) -> ast.ListRef:
+        name = tok[1][1:]
         if not _LIST_NAME_RE.fullmatch(name):
             self._error(
                 f"invalid list name ${name}: use lowercase letters, digits and _ "
                 "(segments joined by .)",
-                _tok_span(tok),
+                _span(tok),
             )
-        return ast.ListRef(name, _tok_span(tok))
+        return _ListRef(name, _span(tok))
 
-    def literal(self, children: list) -> ast.Literal:
-        result = _scalar(self.source, children[0], in_set=False)
+    def literal(self, tok: _Tok) -> ast.Literal:
+        if tok[0] == "STRING" and "\\" not in tok[1]:  # the common case, inline
+            value = tok[1][1:-1].encode("utf-8", "surrogatepass")
+            return _Literal("string", value, _Span(tok[2], tok[3]), False)
+        result = _scalar(self.source, tok, in_set=False)
         assert isinstance(result, ast.Literal)  # CIDRs were rejected outside { }
         return result
 
-    def regex(self, children: list) -> ast.Regex:
-        tok = children[0]
-        if tok.type == "RAW_STRING":
-            pattern = _raw_content(self.source, tok)
-        else:
-            pattern = _regex_pattern(tok)
-        return ast.Regex(pattern, _tok_span(tok))
+    def regex(self, tok: _Tok) -> ast.Regex:
+        raw = tok[0] == "RAW_STRING"
+        pattern = _raw_content(self.source, tok) if raw else _regex_pattern(tok)
+        return _Regex(pattern, _span(tok))
 
     def set(self, children: list) -> ast.SetLiteral:
         items: list[ast.SetItem] = []
         for child in children[1:-1]:
             if len(items) >= MAX_SET_ITEMS:
-                span = _tok_span(child) if isinstance(child, Token) else child.span
+                span = _span(child) if isinstance(child, tuple) else child.span
                 self._error(f"too many items in {{ }}: the limit is {MAX_SET_ITEMS}", span)
-            if isinstance(child, Token):
+            if isinstance(child, tuple):
                 items.append(_scalar(self.source, child, in_set=True))
             else:
                 items.append(child)
-        return ast.SetLiteral(tuple(items), Span(children[0].start_pos, children[-1].end_pos))
+        return _SetLiteral(tuple(items), _Span(children[0][2], children[-1][3]))
 
     def range(self, children: list) -> ast.IntRangeItem | ast.IpRangeItem:
         lo_tok, _, hi_tok = children
-        span = Span(lo_tok.start_pos, hi_tok.end_pos)
+        span = _Span(lo_tok[2], hi_tok[3])
         lo = _scalar(self.source, lo_tok, in_set=True)
         hi = _scalar(self.source, hi_tok, in_set=True)
         if (
@@ -551,44 +651,51 @@ class _ToAst:
             if lo.kind == "ip" and lo.value.version != hi.value.version:  # type: ignore[union-attr]
                 self._error("range ends must be addresses of the same family (IPv4 or IPv6)", span)
             if lo.value > hi.value:  # type: ignore[operator]
-                self._error(f"empty range: {lo_tok.value} is greater than {hi_tok.value}", span)
+                self._error(f"empty range: {lo_tok[1]} is greater than {hi_tok[1]}", span)
             if lo.kind == "int":
-                return ast.IntRangeItem(lo.value, hi.value, span)  # type: ignore[arg-type]
-            return ast.IpRangeItem(lo.value, hi.value, span)  # type: ignore[arg-type]
+                return _IntRangeItem(lo.value, hi.value, span)  # type: ignore[arg-type]
+            return _IpRangeItem(lo.value, hi.value, span)  # type: ignore[arg-type]
         self._error("a range needs two integers or two IP addresses (a..b)", span)
 
     # values
-    def field(self, children: list) -> ast.FieldRef:
-        return ast.FieldRef(children[0].value, _tok_span(children[0]))
+    def field(self, tok: _Tok) -> ast.FieldRef:
+        if tok[1] in KEYWORDS:  # lark's lexer callback rejects it first; the fast path here
+            raise _Bail
+        return _FieldRef(tok[1], _Span(tok[2], tok[3]))
 
     def call(self, children: list) -> ast.FunctionCall:
         name_tok = children[0]
+        if name_tok[1] in KEYWORDS:  # as in field()
+            raise _Bail
         args: list[ast.Arg] = []
         for child in children[2:-1]:
-            if isinstance(child, Token):  # COMMA
+            if isinstance(child, tuple):  # COMMA
                 continue
             # A bare value passed as an argument is the value itself, not a predicate.
             args.append(child.value if isinstance(child, ast.BoolValue) else child)
-        span = Span(name_tok.start_pos, children[-1].end_pos)
-        return ast.FunctionCall(name_tok.value, tuple(args), span, _tok_span(name_tok))
+        span = _Span(name_tok[2], children[-1][3])
+        return _FunctionCall(name_tok[1], tuple(args), span, _span(name_tok))
 
     def indexed(self, children: list) -> ast.Index:
         base, _, index, _ = children
-        return ast.Index(base, index, Span(base.span.start, children[3].end_pos))
+        return _Index(base, index, _Span(base.span.start, children[3][3]))
 
-    def index(self, children: list) -> int | bytes | ast.Star:
-        tok = children[0]
-        if tok.type == "STAR":
-            return ast.Star(_tok_span(tok))
-        if tok.type == "STRING":
+    def index(self, tok: _Tok) -> int | bytes | ast.Star:
+        if tok[0] == "STAR":
+            return _Star(_span(tok))
+        if tok[0] == "STRING":
             return decode_quoted_string(self.source, tok)
         value = _parse_int(self.source, tok)
         if value < 0:
-            self._error("an array index must be a non-negative integer", _tok_span(tok))
+            self._error("an array index must be a non-negative integer", _span(tok))
         return value
 
 
-_HANDLERS: Final[dict[str, Callable[[_ToAst, object, list], object]]] = {
+# Handlers of one-child rules take the child itself (the fast path reduces those most).
+_UNARY_HANDLERS: Final = frozenset(
+    {"true_const", "false_const", "bool_value", "literal", "regex", "field", "index"}
+)
+_HANDLERS: Final[dict[str, Callable[[_ToAst, object], object]]] = {
     name: getattr(_ToAst, name)
     for name in (
         "true_const", "false_const", "or_expr", "xor_expr", "and_expr", "not_expr", "paren",
@@ -596,6 +703,301 @@ _HANDLERS: Final[dict[str, Callable[[_ToAst, object, list], object]]] = {
         "call", "indexed", "index",
     )
 }  # fmt: skip
+
+
+# --- the fast path: lark's own LALR table and lexer regexes in one tight loop -----------
+#
+# lark's ``parse`` spends most of its time in generic machinery: a generator-based
+# contextual lexer building a full ``Token`` per match (line/column bookkeeping
+# included), ``ParserState.feed_token`` per token, a tree-builder callback chain per
+# reduction, and a ``Tree`` per node that ``_ToAst`` then walks again. ``_fast_parse``
+# runs the SAME automaton without that machinery:
+#
+# * the LALR(1) action/goto table lark generated from ``grammar/rules.lark``;
+# * per parser state, the regex lark's contextual lexer compiled for that state (the
+#   terminals acceptable there, in lark's priority order), prefixed with a possessive
+#   run of the %ignore whitespace and suffixed with an end-of-text alternative, so one
+#   ``match`` skips the whitespace and reads the token or the end. This equals lark's
+#   lexing because no terminal can start with whitespace (tested);
+# * reductions call the ``_ToAst`` handlers directly with the children lark's tree
+#   builder would have given the node (filtered tokens dropped, ``_rule`` children
+#   spliced, ``?rule`` single children passed through), so no parse tree is built; a
+#   chain of pass-through reductions (``comparison`` -> ``unary`` -> ``and_expr`` ->
+#   ``xor_expr`` -> ``or_expr`` -> ``start``) is followed in one step through a table
+#   precomputed from the same automaton.
+#
+# The grammar stays the only description of the language: nothing here knows a rule or
+# a terminal pattern by heart. The fast path only ever *accepts*: at the first thing it
+# cannot handle (a character no terminal matches, a token the table rejects, a FIELD
+# spelled like a keyword, a ParseError from a handler) it gives up and
+# ``parse_expression`` parses the text again with lark, whose exceptions are translated
+# exactly as before; a text that might nest too deeply (``_nesting_bound``) goes to lark
+# directly. Errors therefore never depend on this code, and valid input yields the same
+# AST, spans included, as lark + ``_ToAst.transform`` (tests/test_parser.py compares the
+# two on every test input and on generated text).
+
+
+class _Bail(Exception):
+    """The fast path cannot parse this text; lark parses it (and reports the error)."""
+
+
+# The %ignore terminal of the grammar, checked against it when the tables are built.
+_IGNORED: Final = r"[ \t\r\n]+"
+_END: Final = "$END"
+
+_ReduceFn = Callable[["_ToAst", list], object]
+# A reduce action: (number of children, reducer or None for a pass-through, goto, keyed).
+# The goto maps the state under the children to the next state, or, if keyed, the state
+# under the children and then the lookahead to the state where the chain of pass-through
+# reductions that follows ends (`comparison` -> `unary` -> `and_expr` -> … in one step).
+_Reduce = tuple[int, "_ReduceFn | None", dict, bool]
+
+
+def _make_reducer(rule: object) -> _ReduceFn | None:
+    """The function building a reduced rule's value, mirroring lark's ``ParseTreeBuilder``
+    (child filter, ``?rule`` single-child expansion, callback by alias or rule name). It
+    takes the list of children, or, for a rule of one symbol, the child itself. None: the
+    value is the single child, unchanged (a pass-through). An inlined rule's value is the
+    plain list of its kept children, which its parent splices (by position: which child
+    is an inlined rule is known from the parent's expansion)."""
+    name: str = rule.origin.name  # type: ignore[attr-defined]
+    expansion = rule.expansion  # type: ignore[attr-defined]
+    options = rule.options  # type: ignore[attr-defined]
+    alias = rule.alias  # type: ignore[attr-defined]
+    if options.keep_all_tokens or options.template_source or not expansion:
+        raise _Bail  # unused by the grammar: not mirrored here
+    include = tuple(
+        (i, not sym.is_term and sym.name.startswith("_"))
+        for i, sym in enumerate(expansion)
+        if not (sym.is_term and sym.filter_out)
+    )
+    expand1 = bool(options.expand1) and not alias
+    if expand1 and len(expansion) == 1 and include == ((0, False),):
+        return None
+    inline = name.startswith("_")
+    handler = None if inline else _HANDLERS.get(alias or name)
+    if handler is None and not inline:
+        raise _Bail  # a tree node _ToAst has no handler for
+    unary = handler is not None and (alias or name) in _UNARY_HANDLERS
+    if len(expansion) == 1:
+        if include == ((0, False),) and not expand1:
+            if inline:
+                return lambda ctx, child: [child]
+            if unary:
+                return handler
+        raise _Bail  # a one-symbol rule of another shape: not in this grammar
+    if unary:
+        raise _Bail  # a one-child handler for a longer rule: not in this grammar
+    if len(include) == len(expansion) and not any(expand for _, expand in include):
+        if inline:
+            return lambda ctx, children: children  # (a fresh list)
+        if expand1:
+            return lambda ctx, children: (
+                children[0] if len(children) == 1 else handler(ctx, children)  # type: ignore[misc]
+            )
+        return handler
+    # The shapes lark generates for `x (SEP y)*` (all but the first two are generic):
+    if inline and len(include) == 2 and include[0] == (0, True) and not include[1][1]:
+        k = include[1][0]
+
+        def extend(ctx: _ToAst, children: list) -> object:  # __x_star: __x_star SEP y
+            items = children[0]
+            items.append(children[k])
+            return items
+
+        return extend
+    if inline and len(include) == 1 and not include[0][1]:
+        k = include[0][0]
+        return lambda ctx, children: [children[k]]  # __x_star: SEP y
+    if not inline and len(expansion) == 2 and include == ((0, False), (1, True)):
+
+        def chain(ctx: _ToAst, children: list) -> object:  # x: y __x_star
+            items = [children[0], *children[1]]
+            if expand1 and len(items) == 1:
+                return items[0]  # pragma: no cover - a __x_star list is never empty
+            return handler(ctx, items)  # type: ignore[misc]
+
+        return chain
+
+    def reduce(ctx: _ToAst, children: list) -> object:
+        filtered: list = []
+        for i, expand in include:
+            if expand:
+                if filtered:
+                    filtered += children[i]
+                else:  # left recursion: extend the inline list in place
+                    filtered = children[i]
+            else:
+                filtered.append(children[i])
+        if inline:
+            return filtered
+        if expand1 and len(filtered) == 1:
+            return filtered[0]
+        return handler(ctx, list(filtered))  # type: ignore[misc]
+
+    return reduce
+
+
+class _FastTables:
+    """The automaton and the per-state scanners, read once from the built Lark object
+    (which is not modified). Raises _Bail if lark's internals are not as expected."""
+
+    def __init__(self, parser: Lark) -> None:
+        frontend = parser.parser  # type: ignore[attr-defined]
+        table = frontend.parser.parser.parse_table
+        terminals = parser.lexer_conf.terminals_by_name
+        ignore = list(parser.lexer_conf.ignore)
+        if len(ignore) != 1:
+            raise _Bail
+        ignored = terminals[ignore[0]].pattern.to_regexp()
+        if ignored.encode("unicode_escape").decode("ascii") != _IGNORED:
+            raise _Bail
+        self.start: int = table.start_states["start"]
+        self.end: int = table.end_states["start"]
+        rows: dict[int, dict[str, tuple[object, object]]] = table.states
+        gotos: dict[str, dict[int, int]] = {}
+        for state, row in rows.items():
+            for symbol, (_action, target) in row.items():
+                if not symbol.isupper():  # a nonterminal: goto
+                    gotos.setdefault(symbol, {})[state] = target  # type: ignore[assignment]
+        # lark's actions: state -> lookahead -> target state (shift) or Rule (reduce)
+        shifts_or_rules: dict[int, dict[str, object]] = {
+            state: {symbol: arg for symbol, (_action, arg) in row.items() if symbol.isupper()}
+            for state, row in rows.items()
+        }
+        for row in rows.values():
+            for symbol, (action, arg) in row.items():
+                kind = action.name  # type: ignore[attr-defined]
+                if symbol.isupper() and (kind == "Shift") != isinstance(arg, int):
+                    raise _Bail  # a shift targets a state number, a reduce holds a Rule
+                if symbol == _END and kind == "Shift":
+                    raise _Bail  # lark never shifts the end (the loop below relies on it)
+        rules = {arg for acts in shifts_or_rules.values() for arg in acts.values()}
+        rules = {r for r in rules if not isinstance(r, int)}
+        reducers = {rule: _make_reducer(rule) for rule in rules}
+        lookaheads = {symbol for acts in shifts_or_rules.values() for symbol in acts}
+
+        def follow(state: int, under: int, lookahead: str) -> int:
+            """Where a chain of pass-through reductions over ``under`` ends."""
+            while not (lookahead == _END and state == self.end):
+                rule = shifts_or_rules[state].get(lookahead)
+                if rule is None or isinstance(rule, int) or reducers[rule] is not None:
+                    break
+                state = gotos[rule.origin.name][under]  # type: ignore[attr-defined]
+            return state
+
+        reduces: dict[object, _Reduce] = {}
+        for rule in rules:
+            goto = gotos[rule.origin.name]  # type: ignore[attr-defined]
+            # The pass-through chain that may follow the reduction, folded into its goto:
+            # state under the children -> lookahead -> the state where the chain ends.
+            # (A pass-through rule itself is always looked up that way; another rule
+            # only if a chain can follow it.)
+            folded: dict[int, dict[str, int]] = {}
+            for under, state in goto.items():
+                ends = folded[under] = {}
+                for lookahead in lookaheads:
+                    try:
+                        ends[lookahead] = follow(state, under, lookahead)
+                    except KeyError:  # no such configuration: left out
+                        pass
+            keyed = reducers[rule] is None or any(
+                end != goto[under] for under, ends in folded.items() for end in ends.values()
+            )
+            if keyed:
+                goto = folded  # type: ignore[assignment]
+            reduces[rule] = (len(rule.expansion), reducers[rule], goto, keyed)  # type: ignore[attr-defined]
+        self.actions: dict[int, dict[str, int | _Reduce]] = {
+            state: {
+                symbol: arg if isinstance(arg, int) else reduces[arg]
+                for symbol, arg in acts.items()
+            }
+            for state, acts in shifts_or_rules.items()
+        }
+        # One scanner per parser state, built from the regex lark compiled for it.
+        self.scanners: dict[int, Callable[[str, int], re.Match[str] | None]] = {}
+        compiled: dict[str, Callable[[str, int], re.Match[str] | None]] = {}
+        for state, lexer in frontend.lexer.lexers.items():
+            scanner = lexer.scanner
+            if len(scanner._mres) != 1 or dict(lexer.callback) not in (
+                {},
+                {"FIELD": _check_field_token},
+            ):
+                raise _Bail
+            mre = scanner._mres[0]
+            if mre.flags & ~re.UNICODE:
+                raise _Bail
+            pattern = f"{_IGNORED[:-1]}*+(?:{mre.pattern}|\\Z)"  # whitespace, then token or end
+            if pattern not in compiled:
+                compiled[pattern] = re.compile(pattern).match
+            self.scanners[state] = compiled[pattern]
+        if set(self.scanners) != set(self.actions) or set(self.actions) != set(range(len(rows))):
+            raise _Bail
+        # Indexed by state number (lark numbers them 0…n-1): a list is faster than a dict.
+        self.action_rows = [self.actions[state] for state in range(len(rows))]
+        self.scanner_list = [self.scanners[state] for state in range(len(rows))]
+
+
+def _nesting_bound(text: str) -> int:
+    """An upper bound of the nesting depth: every level owns one `(` (paren, call,
+    any/all), `[` (index) or `not`/`!` token. Deeper texts take lark's path, whose tree
+    walk reports the exact level and span."""
+    return text.count("(") + text.count("[") + text.count("!") + text.count("not")
+
+
+def _build_fast_tables(parser: Lark) -> _FastTables | None:
+    try:
+        return _FastTables(parser)
+    except (_Bail, AttributeError, KeyError, TypeError):  # pragma: no cover - other lark
+        return None
+
+
+_FAST: Final = _build_fast_tables(_PARSER)
+
+
+def _fast_parse(text: str, ctx: _ToAst) -> ast.Expr:
+    """Parse ``text`` with lark's table and lexer regexes. Raises _Bail (or KeyError /
+    IndexError from a table lookup) where lark would raise, or ParseError from a handler;
+    the caller then parses with lark."""
+    fast = _FAST
+    assert fast is not None
+    actions = fast.action_rows
+    scanners = fast.scanner_list
+    end_state = fast.end
+    end = _END
+    state = fast.start
+    states = [state]
+    values: list[object] = []
+    pos = 0
+    while True:
+        m = scanners[state](text, pos)
+        if m is None:
+            raise _Bail
+        ttype = m.lastgroup
+        if ttype is None:  # \Z: only whitespace was left
+            ttype = end
+        else:
+            start, pos = m.span(m.lastindex)  # type: ignore[arg-type]
+            tok = (ttype, text[start:pos], start, pos)
+        act = actions[state][ttype]  # KeyError: lark rejects the token
+        while act.__class__ is tuple:
+            size, reducer, goto, keyed = act  # type: ignore[misc]
+            if size == 1:
+                if reducer is not None:  # else a pass-through: only the state changes
+                    values[-1] = reducer(ctx, values[-1])
+            else:
+                children = values[-size:]
+                del values[-size:]
+                del states[1 - size :]  # the top one is overwritten below
+                values.append(reducer(ctx, children))  # type: ignore[misc]
+            state = goto[states[-2]][ttype] if keyed else goto[states[-2]]
+            states[-1] = state
+            if state == end_state and ttype is end:
+                return values[-1]  # type: ignore[return-value]
+            act = actions[state][ttype]
+        state = act  # type: ignore[assignment]
+        states.append(state)
+        values.append(tok)  # (also `_AND` & co., which no reducer reads)
 
 
 # --- error translation ------------------------------------------------------------------
