@@ -58,6 +58,7 @@ def test_flags_m_s_i_u_greedy() -> None:
     assert search("(?i:AB)c", b"abc")
     assert not search("(?i:AB)C", b"abc")
     assert search("a(?-u:b)", b"ab")  # (?-u) in byte mode is a no-op
+    assert search(r"^\_$", b"_")  # escaped ASCII punctuation is literal
 
 
 def test_verbose_mode() -> None:
@@ -75,6 +76,124 @@ def test_rust_unicode_escapes() -> None:
     assert search(r"(?u)\u{e9}", "é".encode())
 
 
+def test_ascii_space_includes_vertical_tab() -> None:
+    # Rust's ASCII \s is [\t\n\x0B\f\r ]; RE2's lacks \x0B, so \s/\S are spelled out.
+    assert search(r"\s", b"\x0b")
+    assert not search(r"\S", b"\x0b")
+    assert search(r"^[\s,]+$", b"\x0b, \t")
+    assert not search(r"^[^\s]$", b"\x0b")
+    assert search(r"^[\S]$", b"\xff")
+    assert search("[[:space:]]", b"\x0b")
+    assert not search(r"(?i)\s", b"s")
+
+
+def test_one_sided_word_boundaries() -> None:
+    # \< \> \b{start} \b{end} \b{start-half} \b{end-half}: rewritten to \b, \B, "never"
+    # or "always" when the pattern fixes the byte on one side.
+    assert search(r"\<word\>", b"a word.")
+    assert not search(r"\<word\>", b"swords")
+    assert not search(r"^\<x\>$", b"<x>")  # not literal < and >
+    assert search(r"^\<x\>$", b"x")
+    assert not search(r"\<o", b"word")
+    assert search(r"d\>", b"word")
+    assert search(r"\b{start}word\b{end}", b"word")
+    assert not search(r"a\b{start}", b"ab")  # a word byte before: never a start
+    assert search(r"\b{start-half}w", b"-w")
+    assert not search(r"w\b{start-half}w", b"ww")
+    assert search(r"x\b{end-half} ", b"x ")
+    assert not search(r"x\b{end-half}y", b"xy")
+    assert search(r"^\b{start-half}-", b"-")  # after ^ the left side is never a word
+    assert search(r"\<[a-z]+\>", b"  abc  ")
+    assert not search(r"\<\w+?\>", b"   ")
+    assert search(r"(?x) \<  w", b"w")
+    assert compile_regex(r"a\<").search(b"a") is False
+    assert search(r"\b{2}a", b"a")  # \b{digit} is a repetition of \b
+
+
+def test_counted_repetition_over_1000_is_split() -> None:
+    assert search("^w{0,1001}ord$", b"word")
+    assert search("^w{1001}$", b"w" * 1001)
+    assert not search("^w{1001}$", b"w" * 1000)
+    assert not search("^w{1001}$", b"w" * 1002)
+    assert search("^(?:ab){1001,}$", b"ab" * 1500)
+    assert not search("^(?:ab){1001,}$", b"ab" * 1000)
+    assert search("^[ab]{2500}$", b"a" * 2500)
+    rx = compile_regex("(a{1,1500}?)")
+    assert rx.first_match(b"aaaa") == [(0, 1), (0, 1)]
+    rx = compile_regex("(a{1,1500})")
+    assert rx.first_match(b"aaaa") == [(0, 4), (0, 4)]
+    assert search("(?x)^a{ 2 , 3 }$", b"aaa")
+
+
+def test_class_set_operations_in_byte_mode() -> None:
+    assert search("^[a-z&&[^aeiou]]+$", b"bcd")
+    assert not search("^[a-z&&[^aeiou]]+$", b"bad")
+    assert search("^[a-z--[aeiou]]+$", b"bcd")
+    assert not search("^[a-z--[aeiou]]+$", b"bed")
+    assert search("^[a-c[w-z]]+$", b"bcw")
+    assert not search("^[a-c[w-z]]+$", b"d")
+    assert search("^[a-c~~b-d]+$", b"ad")
+    assert not search("^[a-c~~b-d]+$", b"b")
+    assert search("^[a-c&&b-d--c]$", b"b")  # left to right
+    assert not search("^[a-c&&b-d--c]$", b"c")
+    assert search("^[^[^a]]$", b"a")
+    assert search("^[a&b~c-]+$", b"&~-")  # single & ~ - are literals
+    assert search(r"^[\x00-\x1f\xff]+$", b"\x05\xff")
+    assert search(r"^[[:alpha:]-z]+$", b"-z")
+
+
+def test_class_case_folding_in_byte_mode() -> None:
+    assert search("(?i)^[a-c--B]+$", b"AC")
+    assert not search("(?i)^[a-c--B]+$", b"b")
+    assert not search("(?i)[^a]", b"A")
+    assert not search("(?i)[[:^upper:]]", b"a")
+    assert search("(?i)^[[:upper:]]$", b"a")
+    assert search("(?i)^[K]$", b"k")
+    assert not search(r"(?i)[\xc9]", b"\xe9")  # only ASCII letters fold
+
+
+def test_scoped_unicode_group_in_byte_pattern() -> None:
+    assert search("^(?u:.)$", "é".encode())
+    assert search("^(?u:.)$", "😀".encode())
+    assert not search("^(?u:.)$", b"\xff")
+    assert not search("^(?u:.)$", b"\xed\xa0\x80")  # an encoded surrogate is not UTF-8
+    assert search("^(?u:.).$", "éa".encode())
+    assert not search("^(?u:.)$", b"\n")
+    assert search("^(?su:.)$", b"\n")
+    assert search("^(?u:é+)$", "éé".encode())
+    assert not compile_regex("^(?u:.)$").utf8
+
+
+def test_crlf_flag() -> None:
+    assert not search("(?R)^a.b$", b"a\rb")
+    assert search("(?R)^a.b$", b"axb")
+    assert search("(?Rs)^a.b$", b"a\rb")
+    assert search("(?R:x)", b"x")
+
+
+def test_unicode_perl_classes() -> None:
+    assert search(r"(?u)^\w+$", "é_1ǅ".encode())
+    assert search(r"(?u)^\w$", "Ⅻ".encode())  # Nl is Alphabetic
+    assert search(r"(?u)^\w$", "Ⓐ".encode())  # Other_Alphabetic (So)
+    assert search(r"(?u)^\w$", "\u0301".encode())  # a mark
+    assert not search(r"(?u)^\W$", "é".encode())
+    assert search(r"(?u)^\W$", "€".encode())
+    assert search(r"(?u)^\d$", "٣".encode())
+    assert not search(r"(?u)^\D$", "٣".encode())
+    assert search(r"(?u)^\s$", "\u3000".encode())
+    assert search(r"(?u)^\s$", b"\x0b")
+    assert not search(r"(?u)^\s$", "\u200b".encode())
+    assert search(r"(?u)^\S$", "é".encode())
+    assert search(r"(?u)^[\w,]+$", "é,".encode())
+    assert not search(r"(?u)^[^\s]$", "\u3000".encode())
+    assert search(r"(?u)^[\W]$", b" ")
+    assert search(r"(?u)^[\S]$", "é".encode())
+    assert search(r"(?u)^[\D]$", "é".encode())
+    assert search(r"(?u)\p{Greek}", "α".encode())
+    assert search(r"(?u)^[\p{Greek}a]+$", "αa".encode())
+    assert search(r"(?u)(?u)a", b"a")  # a redundant (?u) is a no-op
+
+
 def test_catastrophic_pattern_is_linear() -> None:
     assert not search("(a+)+$", b"a" * 30 + b"b")
     assert search("(a+)+$", b"a" * 30)
@@ -89,16 +208,45 @@ def test_catastrophic_pattern_is_linear() -> None:
         (r"(a)\1", "backreferences", 3),
         ("[a", "missing ]", 0),
         ("abc(", "missing )", 0),
-        ("a{2000}", "repetition", 1),
+        ("(a){2000}", "capture group", 3),
         (r"\Z", "invalid escape", 0),
         ("x(?u)a", "u flag", 1),
-        ("(?u)(?-u:a)", "u flag", 4),
+        ("(?u)(?-u:a)", "(?-u)", 4),
         ("a(?x)b", "x flag", 1),
         (r"\pL", "(?u)", 0),
         ("[é]", "(?u)", 1),
-        ("[a[b]]", "nested", 2),
-        ("[a&&b]", "set operation", 2),
-        ("[a--b]", "set operation", 2),
+        ("(?u)[a[b]]", "nested", 6),
+        ("(?u)[a&&b]", "set operation", 6),
+        ("(?u)[a--b]", "set operation", 6),
+        # Rust rejects these; RE2 would read them as something else.
+        (r"\101", "backreferences", 0),
+        (r"a\0", "backreferences", 1),
+        ("x{,3}", "counted repetition", 1),
+        ("a{", "unclosed", 1),
+        ("a{x}", "counted repetition", 1),
+        ("{2}", "missing expression", 0),
+        ("a{3,2}", "minimum exceeds", 1),
+        (r"[\d-z]", "range endpoint", 1),
+        (r"[a-\w]", "range endpoint", 3),
+        ("[z-a]", "start after end", 1),
+        (r"\é", "non-ASCII", 0),
+        (r"[\b]", "inside a character class", 1),
+        # One-sided word boundaries RE2 cannot check, Unicode word boundaries, CRLF ^ $.
+        (r"\<", "surely matches", 0),
+        (r"(a)\>", "surely matches", 3),
+        (r"\b{end-half}", "surely matches", 0),
+        (r"\b{middle}", "unrecognized", 0),
+        (r"\b{start", "unclosed", 0),
+        (r"(?u)\bé", "Unicode mode", 4),
+        (r"(?u)a\B", "Unicode mode", 5),
+        (r"(?u)\<a", "Unicode mode", 4),
+        ("(?mR)^a", "CRLF", 5),
+        ("(?m)(?R)a$", "CRLF", 9),
+        # Scoped Unicode mode inside a byte-mode pattern: only literals and . work.
+        (r"(?u:\w)", "(?u) group", 4),
+        ("(?u:[^a])", "(?u) group", 4),
+        ("(?iu:k)", "(?u) group", 5),
+        ("(?u)[\\W,]", "\\W", 4),
         ("\\", "lone backslash", 0),
         (r"a\C", r"\C", 1),
         (r"\Qa\E", r"\Q", 0),
@@ -117,6 +265,10 @@ def test_limits() -> None:
         compile_regex("a" * (MAX_PATTERN_LENGTH + 1))
     with pytest.raises(RegexError, match="too large"):
         compile_regex(r"(?u)\pL{1000}")
+    with pytest.raises(RegexError, match="too large"):
+        compile_regex("a{100001}")
+    with pytest.raises(RegexError, match="too large"):
+        compile_regex(r"(?u)\pL{5000}")
 
 
 def test_posix_classes_and_groups() -> None:
@@ -135,8 +287,9 @@ def test_first_match_spans() -> None:
 
 
 _REGEX_ALPHABET = [
-    *"ab()[]{}^$.*+?|\\-:&~#ux PiZ1é\n",
-    *("(?", "(?u)", "(?x)", "[:alpha:]", "\\p{Greek}", "\udcff"),
+    *"ab()[]{}^$.*+?|\\-:&~#ux PiZ1é\n,<>sw",
+    *("(?", "(?u)", "(?x)", "(?u:", "(?R)", "(?i)", "[:alpha:]", "\\p{Greek}", "\udcff"),
+    *("&&", "--", "~~", "[^", "\\b{start}", "\\b{end-half}", "{2}", "{1001}", "{,3}", "\\x0b"),
 ]
 
 
