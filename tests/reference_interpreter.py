@@ -16,7 +16,7 @@ from typing import Any
 from edgerules import ast
 from edgerules.checker import BOOL_ARRAY, Checked
 from edgerules.context import Context
-from edgerules.regex import compile_regex
+from edgerules.regex import compile_regex, pattern_text
 from edgerules.scheme import Scheme
 from edgerules.types import BOOL, BYTES, INT, IP, MISSING, Array, Map
 
@@ -103,6 +103,8 @@ class _Interp:
             return any(arg) if node.kind == "any" else all(arg)
         if isinstance(node, ast.BoolValue):
             return self.bool_value(node)
+        if isinstance(node, (ast.FieldRef, ast.Index, ast.FunctionCall)):
+            return self.bool_value(ast.BoolValue(node))  # hand-built ASTs may omit it
         if isinstance(node, ast.Comparison):
             lhs = self.value(node.lhs)
             if isinstance(lhs, Elements):
@@ -112,7 +114,8 @@ class _Interp:
 
     def bool_value(self, node: ast.BoolValue) -> Any:
         v = self.value(node.value)
-        if self.ck.info[id(node)].type == BOOL_ARRAY:
+        vinfo = self.ck.info[id(node.value)]
+        if vinfo.unpacked or vinfo.type == BOOL_ARRAY:
             if v is MISSING:
                 return Elements()
             return Elements(x is True for x in v)
@@ -175,7 +178,7 @@ class _Interp:
                 return bool(self.ck.lists[id(rhs)].contains(x))
             return any(self.in_item(x, item) for item in rhs.items)
         if op == "matches":
-            pattern = rhs.pattern if isinstance(rhs, ast.Regex) else rhs.value.decode("latin-1")
+            pattern = rhs.pattern if isinstance(rhs, ast.Regex) else pattern_text(rhs.value)
             return bool(compile_regex(pattern).search(x))
         if op in ("wildcard", "strict_wildcard"):
             rx = _wildcard_regex(rhs.value, op == "strict_wildcard")

@@ -18,7 +18,7 @@ from edgerules.errors import ContextError, ParseError, RuleTypeError, SchemeErro
 from edgerules.scheme import Scheme, default_scheme
 from edgerules.source import Span
 from edgerules.types import BOOL, BYTES, INT, IP, MISSING, Array, Map
-from reference_interpreter import small_scheme
+from reference_interpreter import evaluate, small_scheme
 
 # --- Scheme -----------------------------------------------------------------------------
 
@@ -376,6 +376,65 @@ def test_trace_elementwise_values() -> None:
     tree = f.trace({"http.request.headers.names": ["a", "b"]})
     assert tree.value is True
     assert tree.children[0].value == (True, False)
+
+
+def test_trace_texts_are_canonical_for_every_key_and_argument() -> None:
+    # The left-hand side's node is written like the whole expression: non-ASCII map keys
+    # stay UTF-8 text (no mojibake) and control bytes are escaped.
+    f = compile('http.request.headers["café"][0] eq "x" or lower(http.request.headers["a\\x01"][0]) eq "é"')
+    tree = f.trace({})
+    assert tree.text == str(f)
+    first, second = tree.children
+    assert first.children[0].text == 'http.request.headers["café"][0]'
+    assert second.children[0].text == 'lower(http.request.headers["a\\x01"][0])'
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value"),
+    [
+        ("é".encode(), "é".encode()),
+        (b"^caf\xc3\xa9$", "café".encode()),
+        (b"\xff", b"a\xffb"),
+        (b"^a\\.b$", b"a.b"),
+    ],
+)
+def test_a_string_literal_as_regex_means_its_bytes(pattern: bytes, value: bytes) -> None:
+    # An AST built by hand may give ``matches`` a string Literal instead of a Regex: its
+    # bytes are the pattern (UTF-8 text; other bytes match themselves, as in
+    # regex_replace), not their Latin-1 reading.
+    scheme = small_scheme()
+    node = ast.Comparison(ast.FieldRef("s"), "matches", ast.Literal("string", pattern))
+    checked = check(node, scheme, "built by hand")
+    ctx = scheme.context({"s": value})
+    assert compile_checked(checked).fn(ctx.values) is True
+    assert evaluate(checked, ctx) is True
+    # and its canonical text means the same pattern
+    assert compile(format(node), scheme).execute(ctx) is True
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        ast.FieldRef("b"),
+        ast.Not(ast.FieldRef("b")),
+        ast.Logical("and", (ast.FieldRef("b"), ast.Index(ast.FieldRef("ab"), 1))),
+        ast.Quantifier("any", ast.FieldRef("ab")),
+        ast.Quantifier("any", ast.Index(ast.FieldRef("ab"), ast.Star())),
+        ast.Quantifier("all", ast.Not(ast.Index(ast.FieldRef("ab"), ast.Star()))),
+    ],
+)
+def test_bare_values_as_conditions(node: ast.Expr) -> None:
+    # The checker accepts a value where a condition is expected without the BoolValue
+    # the parser wraps it in (hand-built ASTs); it must then mean the same as wrapped.
+    scheme = small_scheme()
+    checked = check(node, scheme, "built by hand")
+    text = format(node)
+    wrapped = compile(text, scheme)
+    for fields in ({}, {"b": True, "ab": [False, True]}, {"b": True, "ab": [True, True]}):
+        ctx = scheme.context(fields)
+        expected = wrapped.execute(ctx)
+        assert compile_checked(checked).fn(ctx.values) is expected, (text, fields)
+        assert evaluate(checked, ctx) is expected, (text, fields)
 
 
 def test_public_exports() -> None:

@@ -39,9 +39,12 @@ from typing import Any
 
 from edgerules import ast
 from edgerules.errors import ParseError, RuleTypeError
+from edgerules.functions import ArgInfo, ArgumentProblem
+from edgerules.regex import RegexError, compile_regex, pattern_text
 from edgerules.scheme import Field, Scheme
 from edgerules.source import Source, Span
 from edgerules.types import BOOL, BYTES, INT, IP, Array, Map, Type
+from edgerules.wildcard import WildcardError, compile_wildcard
 
 __all__ = ["Checked", "Info", "check", "index_path"]
 
@@ -192,9 +195,10 @@ class _Checker:
         if isinstance(node, ast.BoolConst):
             return self.record(node, Info(BOOL))
         if isinstance(node, (ast.FieldRef, ast.Index, ast.FunctionCall)):
-            # A bare value where a condition is expected (the parser normally wraps it in
-            # BoolValue; accept both shapes).
-            return self.record(node, self.bool_value(ast.BoolValue(node, _span(node))))
+            # A bare value where a condition is expected (the parser wraps it in BoolValue;
+            # hand-built ASTs may not). Not recorded: ``info[id(node)]`` stays the value's
+            # Info, which the compiler reads to know whether it is element-wise.
+            return self.bool_value(ast.BoolValue(node, _span(node)))
         raise self.error(f"expected a condition, got {type(node).__name__}", _span(node))
 
     def bool_value(self, node: ast.BoolValue) -> Info:
@@ -351,29 +355,25 @@ class _Checker:
     def regex(self, rhs: Any, node: ast.Comparison) -> None:
         if not isinstance(rhs, ast.Regex):
             if isinstance(rhs, ast.Literal) and rhs.kind == "string":
-                pattern = rhs.value.decode("latin-1")  # type: ignore[union-attr]
+                pattern = pattern_text(rhs.value)  # type: ignore[arg-type]
             else:
                 raise self.error('"matches" needs a regular expression string', _span(rhs))
         else:
             pattern = rhs.pattern
-        from edgerules.regex import RegexError, compile_regex
-
         try:
             compiled = compile_regex(pattern)
         except RegexError as exc:
-            raise self.parse_error(getattr(exc, "message", str(exc)), _span(rhs)) from None
+            raise self.parse_error(exc.message, _span(rhs)) from None
         self.out.patterns[id(rhs)] = compiled
 
     def wildcard(self, rhs: Any, op: str) -> None:
         if not (isinstance(rhs, ast.Literal) and rhs.kind == "string"):
             raise self.error(f'"{_op_text(op)}" needs a string pattern', _span(rhs))
-        from edgerules.wildcard import WildcardError, compile_wildcard
-
         try:
             matcher = compile_wildcard(rhs.value, case_sensitive=op == "strict_wildcard")  # type: ignore[arg-type]
         except WildcardError as exc:
             raise self.parse_error(
-                f"invalid wildcard pattern: {getattr(exc, 'message', exc)}", rhs.span
+                f"invalid wildcard pattern: {exc.message}", rhs.span
             ) from None
         self.out.patterns[id(rhs)] = matcher
 
@@ -460,11 +460,9 @@ class _Checker:
                 hint=hint,
                 suggestion=None if hint else self.scheme.suggest_function(node.name),
             )
-        from edgerules.functions import ArgInfo, ArgumentProblem
-
-        infos: list[Any] = []
+        infos: list[ArgInfo] = []
         for pos, arg in enumerate(node.args):
-            ai = self.arg(arg, ArgInfo)
+            ai = self.arg(arg)
             if ai.unpacked and pos > 0:
                 raise self.error(
                     "[*] is only allowed in the first argument of a function", ai.span
@@ -475,10 +473,9 @@ class _Checker:
             result = fdef.check(args)
             impl = fdef.bind(args)
         except ArgumentProblem as exc:
-            idx = getattr(exc, "arg_index", None)
+            idx = exc.arg_index
             span = args[idx].span if idx is not None and 0 <= idx < len(args) else node.span
-            message = getattr(exc, "message", None) or str(exc)
-            raise self.error(f"{node.name}(): {message}", span) from None
+            raise self.error(f"{node.name}(): {exc.message}", span) from None
         except (RuleTypeError, ParseError):
             raise
         except Exception as exc:  # a library bug must not escape as a raw exception
@@ -502,7 +499,7 @@ class _Checker:
         # Conservative: any function may return MISSING (missing argument, absent JSON key).
         return Info(result, missing=True, elem_missing=True)
 
-    def arg(self, arg: Any, arg_info_cls: Any) -> Any:
+    def arg(self, arg: Any) -> ArgInfo:
         if isinstance(arg, ast.BoolValue):
             arg = arg.value
         if isinstance(arg, ast.Literal):
@@ -510,7 +507,7 @@ class _Checker:
             if lt is None:
                 raise self.error(f"bad literal kind {arg.kind!r}", arg.span)
             self.record(arg, Info(lt))
-            return arg_info_cls(lt, True, False, arg.value, False, arg.span)
+            return ArgInfo(lt, is_literal=True, value=arg.value, span=arg.span)
         if isinstance(arg, (ast.FieldRef, ast.Index, ast.FunctionCall)):
             info = self.value(arg)
             root: Any = arg
@@ -518,8 +515,8 @@ class _Checker:
                 root = root.base
             is_field = isinstance(root, ast.FieldRef)
             fname = self.out.fields[id(root)].name if is_field else None
-            return arg_info_cls(
-                info.type, False, is_field, None, info.unpacked, _span(arg), field=fname
+            return ArgInfo(
+                info.type, is_field=is_field, unpacked=info.unpacked, span=_span(arg), field=fname
             )
         info = self.pred(arg)
-        return arg_info_cls(info.type, False, False, None, False, _span(arg))
+        return ArgInfo(info.type, span=_span(arg))

@@ -5,8 +5,8 @@ Owns ``compile_checked`` and ``Compiled``.
 Invariants:
 
 * Everything request-independent happens here, once: literals are captured as runtime
-  values, sets become ``frozenset``s or merged, sorted integer intervals searched with
-  ``bisect``, regexes and wildcards were compiled by the checker, function
+  values, sets become ``frozenset``s or merged, sorted integer intervals
+  (``ipset.interval_test``), regexes and wildcards were compiled by the checker, function
   implementations were bound by the checker. At run time a closure reads ``v[i]`` (the
   context's slot list), calls its children and nothing else: no dispatch on node type,
   no name lookups, no ``exec``, no tree walking.
@@ -35,7 +35,7 @@ from edgerules.functions import FUNCTIONS
 from edgerules.ipset import interval_test, merge_intervals
 from edgerules.regex import CompiledRegex
 from edgerules.scheme import Field
-from edgerules.types import BOOL, BYTES, INT, IP, MISSING, Array, Map
+from edgerules.types import BOOL, BYTES, INT, IP, MISSING, Map
 
 __all__ = ["Compiled", "compile_checked"]
 
@@ -74,8 +74,9 @@ _CASE: dict[int, Any] = {id(FUNCTIONS["lower"]): bytes.lower, id(FUNCTIONS["uppe
 
 @dataclass(frozen=True)
 class Compiled:
-    """The top closure plus the closure of every predicate node (``id(node)`` ->
-    closure) for ``Filter.trace``."""
+    """The top closure, plus for ``Filter.trace`` the closure of every predicate node
+    (``closures``) and of every value node compiled (``values``), both keyed by
+    ``id(node)``."""
 
     fn: Pred
     closures: dict[int, Pred]
@@ -225,13 +226,14 @@ class _Compiler:
         elif isinstance(node, ast.Not):
             fn, const = self.not_(node)
         elif isinstance(node, ast.BoolValue):
-            fn, const = self.bool_value(node.value, self.info[id(node)]), None
+            fn, const = self.bool_value(node.value, self.info[id(node)].type == BOOL_ARRAY), None
         elif isinstance(node, ast.Quantifier):
             fn, const = self.quantifier(node), None
         elif isinstance(node, ast.BoolConst):
             fn, const = (_true if node.value else _false), bool(node.value)
-        else:  # a bare value the checker accepted as a condition
-            fn, const = self.bool_value(node, self.info[id(node)]), None
+        else:  # a bare value the checker accepted as a condition (hand-built ASTs)
+            vinfo = self.info[id(node)]
+            fn, const = self.bool_value(node, vinfo.unpacked or vinfo.type == BOOL_ARRAY), None
         if const is not None:
             fn = _true if const else _false
         self.closures[id(node)] = fn
@@ -464,9 +466,11 @@ class _Compiler:
             return None
         return cmp.rhs.value
 
-    def bool_value(self, value_node: Any, info: Info) -> Pred:
+    def bool_value(self, value_node: Any, elementwise: bool) -> Pred:
+        """A Boolean value as a condition: ``is True`` (so MISSING is false), or per
+        element when ``elementwise`` (an ``Array<Bool>`` or an unpacked Bool)."""
         vinfo = self.info[id(value_node)]
-        if info.type == BOOL_ARRAY:
+        if elementwise:
             if vinfo.unpacked:
                 elems = self.elems(value_node)
                 return lambda v: tuple([x is True for x in elems(v)])
@@ -581,8 +585,7 @@ class _Compiler:
         lit = _own(rhs.value)
         if op == "eq":
             return lambda v: val(v) == lit  # MISSING == lit is False
-        if not info.missing:
-            return None  # (not reached for function results; keep the generic path)
+        # Function results and indexed values may be MISSING: the other operators guard.
         if op == "ne":
             return lambda v: (x := val(v)) is not MISSING and x != lit
         if op == "contains":
@@ -849,6 +852,3 @@ class _Compiler:
         all_getters = tuple(getters)
         return lambda v: impl(*[g if is_const else g(v) for is_const, g in all_getters])
 
-
-# Keep names used only in annotations/imports referenced for linters.
-_ = (Array, BOOL, INT)

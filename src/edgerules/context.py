@@ -8,9 +8,10 @@ Invariants:
   the fields' defaults; compiled filters read ``values[field.index]``. It is a plain list
   (not a subclass) because CPython specialises indexing of exact lists.
 * Every value stored through ``set``/``update``/``__setitem__`` has been coerced to the
-  runtime representation of ``types.py`` (str -> UTF-8 bytes, str -> IP address,
-  list -> tuple, str map keys -> bytes). After that, evaluation never meets a value of
-  the wrong type, which is why filters never raise for data.
+  runtime representation of ``types.py`` (str -> UTF-8 bytes, str -> IP address with
+  any IPv6 zone index dropped, list -> tuple, str map keys -> bytes). After that,
+  evaluation never meets a value of the wrong type, which is why filters never raise for
+  data.
 * Wrong types and unknown names raise ``ContextError`` naming the field.
 * ``update(mapping, only=names)`` reads only those keys from the mapping, one
   ``__getitem__`` each, so lazily computed mappings (``ClientAuth.fields()``) compute only
@@ -63,6 +64,16 @@ def _parse_ip(text: str) -> object:
         except OSError:  # a part above 255
             pass
     return ipaddress.ip_address(text)
+
+
+def _without_zone(addr: object) -> object:
+    """``addr`` without an IPv6 zone index (``fe80::1%eth0`` -> ``fe80::1``). The zone is
+    not part of the address, and ``ipaddress`` compares and prints it: kept, it would make
+    ``ip.src eq fe80::1`` (compiled to compare the 128 bits) disagree with
+    ``to_string(ip.src)`` and with comparisons of function results."""
+    if type(addr) is _IPV6 and addr.scope_id is not None:  # type: ignore[attr-defined]
+        return _IPV6(int(addr))  # type: ignore[arg-type]
+    return addr
 
 
 def _describe(value: object) -> str:
@@ -137,12 +148,14 @@ def _coercer(name: str, t: Type) -> Callable[[object], object]:
 
         def coerce_ip(value: object) -> object:
             tv = type(value)
-            if tv is _IPV4 or tv is _IPV6:
+            if tv is _IPV4:
                 return value
+            if tv is _IPV6:
+                return _without_zone(value)
             if isinstance(value, (str, bytes)):
                 text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
                 try:
-                    return _parse_ip(text)
+                    return _without_zone(_parse_ip(text))
                 except ValueError:
                     raise fail(value, "an IP address") from None
             # Subclasses become the exact class: compiled filters test ``type(x) is``.

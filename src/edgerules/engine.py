@@ -27,6 +27,7 @@ from edgerules.checker import Checked, check
 from edgerules.compiler import Compiled, compile_checked
 from edgerules.context import Context
 from edgerules.errors import ContextError
+from edgerules.formatter import format_expr
 from edgerules.scheme import Field, Scheme, default_scheme
 from edgerules.source import Source, Span
 from edgerules.types import BOOL, BYTES, INT, INT64_MAX, INT64_MIN, MISSING
@@ -139,8 +140,6 @@ def _compile(
 def format(expr: str | ast.Expr | Filter) -> str:
     """The canonical text of an expression (text is parsed first). The output parses back
     to the same AST."""
-    from edgerules.formatter import format_expr
-
     if isinstance(expr, Filter):
         return format_expr(expr.ast)
     if isinstance(expr, str):
@@ -378,48 +377,13 @@ class Filter:
             getter = self._compiled.values.get(id(lhs))
             info = self._checked.info.get(id(lhs))
             if getter is not None and info is not None and not info.unpacked:
-                children = [TraceNode(_format_value(lhs), lhs.span, getter(values))]
-        return TraceNode(_format_node(node), node.span, value, tuple(children))
+                children = [TraceNode(format_expr(lhs), lhs.span, getter(values))]
+        return TraceNode(format_expr(node), node.span, value, tuple(children))
 
     # -- text ----------------------------------------------------------------------------
 
     def __str__(self) -> str:
-        from edgerules.formatter import format_expr
-
         return format_expr(self.ast)
 
     def __repr__(self) -> str:
         return f"<Filter {self.source.text!r}>"
-
-
-def _format_node(node: Any) -> str:
-    try:
-        from edgerules.formatter import format_expr
-
-        return format_expr(node)
-    except Exception:  # the formatter may not take every sub-node; fall back to ours
-        return _format_value(node)
-
-
-def _format_value(node: Any) -> str:
-    """A small formatter for value expressions (field, index, call) used in traces."""
-    if isinstance(node, ast.FieldRef):
-        return node.name
-    if isinstance(node, ast.Index):
-        key = node.index
-        if isinstance(key, ast.Star):
-            inner = "*"
-        elif isinstance(key, bytes):
-            inner = '"' + key.decode("latin-1").replace("\\", "\\\\").replace('"', '\\"') + '"'
-        else:
-            inner = str(key)
-        return f"{_format_value(node.base)}[{inner}]"
-    if isinstance(node, ast.FunctionCall):
-        return f"{node.name}({', '.join(_format_node(a) for a in node.args)})"
-    if isinstance(node, ast.BoolValue):
-        return _format_value(node.value)
-    if isinstance(node, ast.Literal):
-        if node.kind == "string":
-            return '"' + node.value.decode("latin-1").replace("\\", "\\\\").replace('"', '\\"') + '"'  # type: ignore[union-attr]
-        return str(node.value)
-    return type(node).__name__

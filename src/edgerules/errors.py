@@ -16,7 +16,9 @@ afterwards. Certificate *validation failures are not exceptions*: they are data
     ├── ListError            named lists: bad name, bad item, wrong type
     ├── PKIError             issuing, revoking, uploading CAs, hostname associations
     ├── StoreError           the persistent store (schema, locking, corruption)
-    └── ConfigError          adapters' configuration (proxy, ASGI)
+    ├── ConfigError          adapters' configuration (proxy, ASGI)
+    ├── RegexError           (regex.py) a bad pattern, without rule text: the checker
+    └── WildcardError        (wildcard.py) raises an ExpressionError at the pattern instead
 """
 
 from __future__ import annotations

@@ -55,9 +55,16 @@ def _expr(node: object, parent_precedence: int) -> str:
     if isinstance(node, ast.Not):
         return "not " + _expr(node.operand, 4)
     if isinstance(node, ast.Comparison):
-        return f"{_value(node.lhs)} {_OP_TEXT.get(node.op, node.op)} {_rhs(node.rhs)}"
+        rhs = node.rhs
+        if node.op == "matches" and isinstance(rhs, ast.Literal) and rhs.kind == "string":
+            rhs_text = _regex_literal(rhs.value)  # type: ignore[arg-type]
+        else:
+            rhs_text = _rhs(rhs)
+        return f"{_value(node.lhs)} {_OP_TEXT.get(node.op, node.op)} {rhs_text}"
     if isinstance(node, ast.BoolValue):
         return _value(node.value)
+    if isinstance(node, ast.FieldRef | ast.Index | ast.FunctionCall):
+        return _value(node)  # a bare value as a condition (hand-built ASTs)
     if isinstance(node, ast.Quantifier):
         return f"{node.kind}({_expr(node.arg, 0)})"
     if isinstance(node, ast.BoolConst):
@@ -99,6 +106,20 @@ def _rhs(node: object) -> str:
     if isinstance(node, ast.ListRef):
         return f"${node.name}"
     raise TypeError(f"not a right-hand side: {node!r}")
+
+
+def _regex_literal(pattern: bytes) -> str:
+    r"""A string Literal used as a regex (hand-built ASTs; the parser makes a ``Regex``).
+    Its bytes are the pattern, so it is written raw when it is printable UTF-8: quoted,
+    the regex string rule would keep an escaped ``\\`` as two backslashes. Other bytes
+    are written quoted as ``\xHH``, which the regex reads as those bytes."""
+    try:
+        text = pattern.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and _raw_friendly(text):
+        return format_raw_string(text)
+    return format_string(pattern)
 
 
 def _set_item(node: object) -> str:

@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edgerules.regex import CompiledRegex, RegexError, compile_regex
+from edgerules.regex import CompiledRegex, RegexError, compile_regex, pattern_text
 from edgerules.source import Span
 from edgerules.types import BOOL, BYTES, INT, IP, MISSING, Array, Map, Type
 from edgerules.wildcard import WildcardError, parse_wildcard, wildcard_captures
@@ -364,8 +364,11 @@ class _EncodeBase64(_Function):
 
 
 class _AffixTest(_Function):
+    """``starts_with`` / ``ends_with``: ``test`` is the ``bytes`` method that answers."""
+
     min_args = max_args = 2
     what = ""
+    test: Callable[[bytes, bytes], bool]
 
     def _check(self, args: Sequence[ArgInfo]) -> Type:
         self._type(args, 0, BYTES, what="source")
@@ -373,18 +376,20 @@ class _AffixTest(_Function):
         self._type(args, 1, BYTES, what=self.what)
         return BOOL
 
+    def bind(self, args: Sequence[ArgInfo]) -> Impl:
+        test = self.test
+        if args[1].is_literal:
+            affix = args[1].value
+            return lambda s, _a=None: MISSING if s is MISSING else test(s, affix)
+        return _propagating(test)
+
 
 class _StartsWith(_AffixTest):
     name = "starts_with"
     signature = "starts_with(source String (not a literal), prefix String) -> Boolean"
     summary = "The source begins with the prefix (case-sensitive)."
     what = "prefix"
-
-    def bind(self, args: Sequence[ArgInfo]) -> Impl:
-        if args[1].is_literal:
-            prefix = args[1].value
-            return lambda s, _p=None: MISSING if s is MISSING else s.startswith(prefix)
-        return _propagating(lambda s, p: s.startswith(p))
+    test = staticmethod(bytes.startswith)
 
 
 class _EndsWith(_AffixTest):
@@ -392,12 +397,7 @@ class _EndsWith(_AffixTest):
     signature = "ends_with(source String (not a literal), suffix String) -> Boolean"
     summary = "The source ends with the suffix (case-sensitive)."
     what = "suffix"
-
-    def bind(self, args: Sequence[ArgInfo]) -> Impl:
-        if args[1].is_literal:
-            suffix = args[1].value
-            return lambda s, _p=None: MISSING if s is MISSING else s.endswith(suffix)
-        return _propagating(lambda s, p: s.endswith(p))
+    test = staticmethod(bytes.endswith)
 
 
 class _Lower(_Function):
@@ -766,10 +766,8 @@ class _RegexReplace(_Function):
     def _compile(self, args: Sequence[ArgInfo]) -> CompiledRegex:
         pattern = args[1].value
         assert isinstance(pattern, bytes)
-        # Raw (non-UTF-8) bytes survive as surrogate escapes; regex.py reads them as bytes.
-        text = pattern.decode("utf-8", "surrogateescape")
         try:
-            return compile_regex(text)  # cached: check() and bind() share it
+            return compile_regex(pattern_text(pattern))  # cached: check() and bind() share it
         except RegexError as exc:
             raise ArgumentProblem(f"{exc.message} (at offset {exc.offset} of the regex)", 1) from None
 

@@ -62,7 +62,14 @@ import re2
 
 from edgerules.errors import RuleError
 
-__all__ = ["MAX_MEM", "MAX_PATTERN_LENGTH", "CompiledRegex", "RegexError", "compile_regex"]
+__all__ = [
+    "MAX_MEM",
+    "MAX_PATTERN_LENGTH",
+    "CompiledRegex",
+    "RegexError",
+    "compile_regex",
+    "pattern_text",
+]
 
 # RE2's default program budget is 8 MiB; wirefilter's compiled-program limit is 10 MiB.
 MAX_MEM: Final = 8 << 20
@@ -1099,6 +1106,13 @@ def _re2_error(err: bytes, translated: str, where: list[int]) -> RegexError:
     if message == "invalid escape sequence" and fragment[1:2].isdigit():
         hint = " (backreferences are not supported)"
     return RegexError(f"invalid regex: {text}{hint}", offset)
+
+
+def pattern_text(pattern: bytes) -> str:
+    """The pattern text of a regex written as a string literal (``regex_replace``'s
+    argument, a hand-built ``matches`` right-hand side): its UTF-8 text, with any other
+    byte kept as a surrogate escape, which the translator reads as that byte."""
+    return pattern.decode("utf-8", "surrogateescape")
 
 
 @functools.lru_cache(maxsize=512)

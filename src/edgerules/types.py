@@ -37,7 +37,6 @@ __all__ = [
     "PrimitiveType",
     "Type",
     "default_value",
-    "type_name",
 ]
 
 INT64_MIN: Final = -(2**63)
@@ -110,11 +109,6 @@ class Missing:
 
 
 MISSING: Final = Missing()
-
-
-def type_name(t: Type) -> str:
-    """The name of a type as error messages show it (``String``, ``Array<String>``)."""
-    return str(t)
 
 
 def default_value(t: Type) -> object:

@@ -151,10 +151,10 @@ def run_eval(args: argparse.Namespace) -> int:
             from edgerules.lists import load_list
 
             lists = {}
-            where: dict[str, str] = {}
+            path_of: dict[str, str] = {}  # list name -> the file that first named it
             for path in args.lists:
                 lst = load_list(path)
-                first = where.setdefault(lst.name, path)
+                first = path_of.setdefault(lst.name, path)
                 if os.path.realpath(first) != os.path.realpath(path):
                     raise RuleError(f"two lists named {lst.name!r}: {first} and {path}")
                 lists[lst.name] = lst
