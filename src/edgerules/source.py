@@ -65,7 +65,7 @@ def render_error(message: str, source: Source, span: Span, hint: str | None = No
           | http.hots eq "a.com"
           | ^^^^^^^^^ did you mean "http.host"?
 
-    One ``^`` per character of the span (at least one), clamped to the end of the line
+    One ``^`` per column of the span after tab expansion (at least one), clamped to the end of the line
     the span starts on; the hint follows the carets.
     """
     line, column = source.line_col(span.start)
@@ -76,10 +76,10 @@ def render_error(message: str, source: Source, span: Span, hint: str | None = No
     shown, shown_col = _expand_tabs(raw_line, column)
     end_line, end_col = source.line_col(span.end)
     if end_line != line:
-        end_col = len(raw_line) + 1
-    width = max(1, min(end_col, len(raw_line) + 1) - column)
-    if span.end > span.start and end_line == line:
-        width = max(1, end_col - column)
+        end_col = len(raw_line) + 1  # a span running past its line is cut at the line's end
+    # Widths are measured after tab expansion, so a span holding a TAB is fully underlined.
+    _, shown_end = _expand_tabs(raw_line, min(end_col, len(raw_line) + 1))
+    width = max(1, shown_end - shown_col)
     # The caret may sit one past the line's end (unexpected end of input).
     carets = " " * (shown_col - 1) + "^" * width
     tail = f" {hint}" if hint else ""
