@@ -14,7 +14,10 @@ Invariants:
   ``RulesetError``.
 * Evaluation builds one ``Context`` per request holding only ``ruleset.fields`` and then
   only calls precompiled closures: no per-rule dict work, no allocation unless a
-  non-terminating rule matches (decisions of terminating rules are prebuilt).
+  non-terminating rule matches (decisions of terminating rules are prebuilt) or the
+  rule index (``_RuleIndex``, large rulesets only) merges its candidate lists.
+* The rule index decides exactly like walking every enabled rule: it only leaves out
+  rules whose guard (a necessary condition) fails.
 * ``evaluate`` never raises for request data (the engine's ``execute`` never does); it
   raises ``RulesetError`` only for a configuration mistake (an ``execute`` rule whose
   target was never loaded) and ``ContextError`` for field values of the wrong type.
@@ -240,7 +243,8 @@ def _scheme_or_default(scheme: Scheme | None) -> Scheme:
 
 
 def _uses(node: object, pred: Any) -> bool:
-    """Whether any AST node below ``node`` satisfies ``pred`` (walks dataclass fields)."""
+    """Whether any AST node below ``node`` satisfies ``pred`` (walks the slots of the
+    dataclass nodes, skipping spans)."""
     stack = [node]
     while stack:
         n = stack.pop()
@@ -383,7 +387,7 @@ class Ruleset:
         rs = cls(name=name, kind=kind, phase=phase, rules=rules, description=description,
                  id=rs_id, extra=extra, scheme=scheme, lists=lists, limits=lim, origin=origin)
         if rulesets is not None:
-            _resolve([rs], _registry(rulesets), lim)
+            _resolve([rs], _registry(rulesets))
         return rs
 
     # -- writing ----------------------------------------------------------------------------
@@ -518,9 +522,9 @@ class Ruleset:
                 result = rule if code is _TERMINATE else self._matched(code, rule, ctx, acc,
                                                                       tracer)
                 if result is not _CONTINUE:
-                    tracer.leave(self, rule, result)
+                    tracer.leave(rule, result)
                     return result
-        tracer.leave(self, None, None)
+        tracer.leave(None, None)
         return None
 
     @staticmethod
@@ -876,7 +880,7 @@ def _registry(rulesets: Mapping[str, Ruleset] | Iterable[Ruleset]) -> dict[str, 
     return reg
 
 
-def _resolve(roots: Iterable[Ruleset], registry: Mapping[str, Ruleset], lim: Limits) -> None:
+def _resolve(roots: Iterable[Ruleset], registry: Mapping[str, Ruleset]) -> None:
     """Bind every ``execute`` rule reachable from ``roots`` to its target, rejecting
     unknown targets, non-custom targets and cycles; then refresh plans and fields."""
     errors: list[tuple[str, RuleError]] = []
@@ -967,7 +971,9 @@ class Policy:
             raise RulesetError("the rulesets of a policy must share one scheme")
         registry = _registry(custom)
         entries = [rs for rs in (self.account, self.zone) if rs is not None]
-        _resolve(entries + custom, registry, lim)
+        _resolve(entries + custom, registry)
+        if self.account is not None:
+            _refuse_account_phase_skips(self.account)
         # Zone limits: rules of the zone entry point + rules of the zone's custom rulesets.
         zone_custom = {id(t): t for t in _reachable(self.zone)} if self.zone else {}
         total = (len(self.zone.rules) if self.zone else 0) + sum(
@@ -1023,6 +1029,20 @@ class Policy:
         return f"Policy({names})"
 
 
+def _refuse_account_phase_skips(account: Ruleset) -> None:
+    """§9.2: ``skip phase: current`` is zone-level only. ``parse_action`` refuses it in
+    the account entry point itself; a custom ruleset the account executes runs at
+    account level too, where it would end the zone's rules as well."""
+    errors = [
+        (rule.label, RuleError(
+            f'skip phase "current" is only available at zone level; ruleset {target.name!r} '
+            f"is executed by the account-level entry point {account.name!r}"))
+        for target in _reachable(account) for rule in target.rules if rule.act.skip_phase
+    ]
+    if errors:
+        raise RulesetError("cannot run at account level", errors)
+
+
 def _reachable(rs: Ruleset | None) -> list[Ruleset]:
     out: list[Ruleset] = []
     seen: set[int] = set()
@@ -1056,7 +1076,6 @@ class _Tracer:
     def __init__(self) -> None:
         self.top: list[_Invocation] = []
         self._stack: list[_Invocation] = []
-        self._last_rule: Rule | None = None
 
     def enter(self, rs: Ruleset) -> None:
         inv = _Invocation(rs)
@@ -1071,7 +1090,7 @@ class _Tracer:
     def visit(self, rule: Rule, matched: bool) -> None:
         self._stack[-1].visits.append((rule, matched))
 
-    def leave(self, rs: Ruleset, rule: Rule | None, result: object) -> None:
+    def leave(self, rule: Rule | None, result: object) -> None:
         inv = self._stack.pop()
         inv.ended_by = rule
         inv.result = result
@@ -1155,7 +1174,7 @@ def _trace(entries: list[Ruleset], ctx: Context, explain: Iterable[str] | str,
                 continue
             if rule.index in visited:
                 matched = visited[rule.index]
-                note = _effect(rule, inv) if matched else ""
+                note = _effect(rule) if matched else ""
                 node = explain_node(rule)
                 steps.append(TraceStep(rule, inv.ruleset, "matched" if matched else "no match",
                                        note, depth, node,
@@ -1189,7 +1208,7 @@ def _values(ctx: Context, names: Iterable[str]) -> tuple[tuple[str, object], ...
     return tuple(out)
 
 
-def _effect(rule: Rule, inv: _Invocation) -> str:
+def _effect(rule: Rule) -> str:
     act = rule.act
     if act.terminating:
         return f"→ {act.outcome} (decides)"
@@ -1238,7 +1257,7 @@ def format_value(value: object) -> str:
     return repr(value)
 
 
-def _render_node(node: TraceNode, indent: str, lines: list[str], seen_text: set[str]) -> None:
+def _render_node(node: TraceNode, indent: str, lines: list[str]) -> None:
     text = " ".join(node.text.split())
     if len(text) > 160:
         text = text[:157] + "..."
@@ -1249,7 +1268,7 @@ def _render_node(node: TraceNode, indent: str, lines: list[str], seen_text: set[
            and children[0].value == node.value):
         children = list(children[0].children)
     for child in children:
-        _render_node(child, indent + "  ", lines, seen_text)
+        _render_node(child, indent + "  ", lines)
 
 
 def _render_trace(trace: RulesetTrace) -> str:
@@ -1274,7 +1293,7 @@ def _render_trace(trace: RulesetTrace) -> str:
             line += f"  {step.note}"
         lines.append(line.rstrip())
         if step.node is not None:
-            _render_node(step.node, pad + "       ", lines, set())
+            _render_node(step.node, pad + "       ", lines)
             if step.values:
                 lines.append(f"{pad}       where:")
                 width = max(len(n) for n, _ in step.values)

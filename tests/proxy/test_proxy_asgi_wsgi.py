@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
-from proxy_helpers import make_validator
+from proxy_helpers import der, make_validator
 
 from edgerules.asgi import EdgeRulesMiddleware
 from edgerules.errors import ConfigError
@@ -120,6 +120,45 @@ def test_rfc9440_header_only_from_trusted_proxy(setup, pki):
     assert len(app.scopes) == n + 1
     names = {k for k, _ in app.scopes[-1]["headers"]}
     assert names == {b"host"}
+
+
+def test_underscore_spellings_are_stripped_from_untrusted_peers(setup):
+    # An app reading headers CGI-style (WSGI adapters, environ) sees "client_cert" and
+    # "x_forwarded_client_cert" as HTTP_CLIENT_CERT / HTTP_X_FORWARDED_CLIENT_CERT.
+    app, mw = setup
+    forged = [("client_cert", ":aW5qZWN0ZWQ=:"), ("x_forwarded_client_cert", "Cert=x"),
+              ("X_SSL_Client_Cert", "x"), ("cf_cert_verified", "true"), ("x_other", "1")]
+    assert call(mw, host="www.localhost", headers=forged)[0] == 200
+    assert {k for k, _ in app.scopes[-1]["headers"]} == {b"host", b"x_other"}
+
+
+def test_repeated_certificate_header_is_no_certificate(setup, ruleset, pki):
+    # A trusted proxy that appends its header without removing the client's: which line
+    # is the proxy's cannot be told, so neither is believed. RFC 9440's Client-Cert is
+    # an Item; two field lines combine into "a, b", which is not one (RFC 8941 §4.2).
+    _app, mw = setup
+    valid = ":" + base64.b64encode(pki.valid.der).decode() + ":"
+    forged = ":" + base64.b64encode(pki.self_signed.der).decode() + ":"
+    for lines in ([valid, forged], [forged, valid], [valid, valid]):
+        status, _ = call(mw, client=("10.1.2.3", 1), headers=[("client-cert", v) for v in lines])
+        assert status == 403, lines
+    nginx = EdgeRulesMiddleware(Recorder(), ruleset, validator=make_validator(pki),
+                                trusted_proxies=["10.0.0.0/8"], cert_header="X-SSL-Client-Cert")
+    escaped = quote(pem(pki.valid))
+    assert call(nginx, client=("10.1.2.3", 1), headers=[("x-ssl-client-cert", escaped)])[0] == 200
+    twice = [("x-ssl-client-cert", escaped), ("x-ssl-client-cert", quote(pem(pki.foreign)))]
+    assert call(nginx, client=("10.1.2.3", 1), headers=twice)[0] == 403
+
+
+def test_client_cert_chain_field_lines_combine(setup, pki):
+    # Client-Cert-Chain is a List: several field lines are one list (RFC 8941 §3.1), so
+    # the intermediate on the first line counts (not only the last line).
+    leaf = ":" + base64.b64encode(pki.via_inter.der).decode() + ":"
+    inter = ":" + base64.b64encode(der(pki.inter)).decode() + ":"
+    other = ":" + base64.b64encode(pki.foreign.der).decode() + ":"
+    _app, mw = setup
+    headers = [("client-cert", leaf), ("client-cert-chain", inter), ("client-cert-chain", other)]
+    assert call(mw, client=("10.1.2.3", 1), headers=headers)[0] == 200
 
 
 def test_nginx_escaped_pem_header(ruleset, pki):

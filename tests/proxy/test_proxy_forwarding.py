@@ -92,6 +92,20 @@ def test_per_host_policy_and_no_mtls_host(proxy, pki):
     assert not any(k.startswith("cf-cert-") for k in h)
 
 
+def test_underscore_spellings_of_certificate_headers_are_removed(proxy, pki):
+    # CGI/WSGI origins (and PHP, Rack) read "Client_Cert" as HTTP_CLIENT_CERT, the same
+    # variable as "Client-Cert": a client must not inject a certificate that way.
+    forged = {"Client_Cert": ":aW5qZWN0ZWQ=:", "CF_CERT_VERIFIED": "true",
+              "cf-client_cert-sha256": "00" * 32, "X_Keep_Me": "1"}
+    for sni, cert in ((PLAIN_HOST, None), (MTLS_HOST, None), (MTLS_HOST, pki.valid)):
+        h = fetch(proxy, cert, sni=sni, headers=forged)
+        normalised = [k.replace("_", "-") for k in h]
+        assert normalised.count("client-cert") == (1 if cert else 0), h
+        assert normalised.count("cf-cert-verified") == (1 if sni == MTLS_HOST else 0), h
+        assert "cf-client-cert-sha256" not in normalised or cert is not None
+        assert "x_keep_me" in h
+
+
 def test_x_forwarded_and_host(proxy, pki):
     h = fetch(
         proxy,

@@ -141,3 +141,46 @@ def test_keep_alive_carries_several_requests(proxy, pki, origin):
     assert {r["conn"] for r in records} == {last["conn"]}  # one client connection
     # the proxy pooled its upstream connection too: the origin saw one connection reused
     assert max(echo["connection_requests"] for _, echo in results) >= 2
+
+
+# -- Host vs SNI: a certificate is asked for by SNI, rules read the Host header -----------
+@pytest.mark.parametrize(
+    ("sni", "host"),
+    [
+        (PLAIN_HOST, MTLS_HOST),  # dodge the CertificateRequest, then name the mTLS host
+        (PLAIN_HOST, MTLS_HOST.upper() + ":443"),
+        (PLAIN_HOST, MTLS_HOST + "."),
+        (None, MTLS_HOST),  # no SNI at all (connecting by address)
+    ],
+)
+def test_host_naming_an_mtls_host_on_another_sni_is_421(proxy, pki, sni, host):
+    before = len(proxy.seen)
+    with Client(proxy.port, sni=sni, cert=pki.valid) as c:
+        status, resp, body = c.request("GET", "/misdirected", headers={"Host": host})
+    assert status == 421, body
+    assert resp.getheader("connection") == "close"
+    assert len(proxy.seen) == before  # refused before any rule ran
+    record = proxy.record("/misdirected")
+    assert record["status"] == 421 and record["decision"] == "error"
+
+
+def test_host_of_a_plain_host_on_an_mtls_connection_is_served(proxy, pki):
+    # The certificate was asked for and validated; the rules see it whatever the Host.
+    before = len(proxy.seen)
+    with Client(proxy.port, sni=MTLS_HOST, cert=pki.valid) as c:
+        status, _resp, _body = c.request("GET", "/other-host", headers={"Host": PLAIN_HOST})
+        assert status == 200
+        status, _resp, _body = c.request("GET", "/same-host", headers={"Host": "API.localhost:443"})
+        assert status == 200
+    assert proxy.seen[before][A + "cert_verified"] is True
+
+
+def test_host_with_trailing_dot_is_the_same_host_for_the_rules(proxy, pki):
+    # "api.localhost." names the same host (DNS root label); origins' virtual hosts treat
+    # it so. If http.host kept the dot, `http.host eq "api.localhost"` would miss and a
+    # client without a certificate would reach the mTLS host's origin.
+    before = len(proxy.seen)
+    with Client(proxy.port, sni=MTLS_HOST) as c:
+        status, _resp, _body = c.request("GET", "/dot", headers={"Host": MTLS_HOST + ".:443"})
+    assert status == 403
+    assert proxy.seen[before]["http.host"] == MTLS_HOST.encode()

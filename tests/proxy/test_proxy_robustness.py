@@ -19,8 +19,10 @@ from proxy_helpers import (
     running_proxy,
 )
 
-from edgerules.proxy.config import Limits
+from edgerules.proxy.accesslog import AccessLog
+from edgerules.proxy.config import Limits, ProxyConfig
 from edgerules.proxy.decision import Verdict
+from edgerules.proxy.server import ProxyServer, ServerThread
 
 
 def free_port() -> int:
@@ -256,6 +258,23 @@ def test_rule_exception_is_500_and_server_survives(pki, origin):
             assert c.request("GET", "/")[0] == 200
 
 
+def test_mtls_lookup_failure_for_the_host_is_500_and_server_survives(origin):
+    # The Host check (421) asks the store about the Host header's name; a store that
+    # fails then must answer like a failing rule (500), not drop the connection silently.
+    def lookup(host):
+        if host == "boom.localhost":
+            raise RuntimeError("store is down")
+        return None
+
+    config = ProxyConfig(upstream=f"http://127.0.0.1:{origin.port}", listen_port=0)
+    server = ProxyServer(config, mtls_lookup=lookup, access_log=AccessLog(None))
+    with ServerThread(server) as thread:
+        with Client(thread.port, sni="ok.localhost") as c:
+            assert c.request("GET", "/", headers={"Host": "boom.localhost"})[0] == 500
+        with Client(thread.port, sni="ok.localhost") as c:
+            assert c.request("GET", "/")[0] == 200
+
+
 def test_sigterm_graceful_shutdown(origin, tmp_path):
     """A SIGTERM while a request is in flight: the request completes, the process exits 0
     and the port stops accepting."""
@@ -286,3 +305,37 @@ def test_sigterm_graceful_shutdown(origin, tmp_path):
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
         assert '"status":200' in (tmp_path / "access.log").read_text()
+
+
+# -- request smuggling: the proxy and the origin must agree on where a request ends -------
+def test_content_length_with_transfer_encoding_is_refused(proxy, pki):
+    # TE.CL desync: the proxy reads the chunked body, an origin trusting Content-Length
+    # would take the tail ("GET /smuggled") as a second request on the pooled connection.
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: api.localhost\r\n\r\n"
+    body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled)
+    data = exchange(
+        proxy.port,
+        pki.valid,
+        b"POST /te-cl HTTP/1.1\r\nHost: api.localhost\r\nContent-Length: 4\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + body,
+    )
+    assert data.startswith(b"HTTP/1.1 400 "), data[:200]
+    assert b"connection: close" in data.lower()
+    assert data.count(b"HTTP/1.1 ") == 1
+    with Client(proxy.port, cert=pki.valid) as c:
+        assert c.request("GET", "/")[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("case", "head"),
+    [
+        ("conflicting-content-length", b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"),
+        ("bad-chunk-size", b"Transfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n"),
+        ("negative-content-length", b"Content-Length: -3\r\n\r\n"),
+        ("transfer-coding-not-chunked", b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+    ],
+)
+def test_ambiguous_framing_is_400(proxy, pki, case, head):
+    data = exchange(proxy.port, pki.valid, b"POST /framing HTTP/1.1\r\nHost: api.localhost\r\n" + head)
+    assert data.startswith(b"HTTP/1.1 400 "), (case, data[:200])
+    assert data.count(b"HTTP/1.1 ") == 1

@@ -78,6 +78,12 @@ def test_header_fields_and_cookies():
     assert f["http.request.accepted_languages"] == (b"fr-CH", b"fr", b"en")
 
 
+def test_http_host_drops_port_case_and_one_trailing_dot():
+    for sent, host in [(b"API.Example.:8443", b"api.example"), (b"api.example.", b"api.example"),
+                       (b"[::1]:443", b"[::1]"), (b"api.example", b"api.example")]:
+        assert info(headers=[(b"host", sent)]).hostname() == host, sent
+
+
 def test_only_needed_fields_are_computed():
     class Auth:
         def fields(self):
@@ -105,6 +111,16 @@ def test_origin_headers_rules():
     resp = client_response_headers([(b"Connection", b"x-internal"), (b"X-Internal", b"1"), (b"Keep-Alive", b"5"),
                                      (b"Content-Length", b"3")])
     assert resp == [(b"Content-Length", b"3")]
+
+
+def test_origin_headers_never_pair_content_length_with_chunked():
+    head = [(b"Host", b"api"), (b"Content-Length", b"4"), (b"Transfer-Encoding", b"chunked")]
+    common = {"client_ip": "192.0.2.1", "original_host": b"api", "upstream_netloc": "o",
+              "preserve_host": True}
+    chunked = [n.lower() for n, _ in origin_request_headers(head, chunked_body=True, **common)]
+    assert b"content-length" not in chunked and chunked.count(b"transfer-encoding") == 1
+    plain = origin_request_headers(head[:2], chunked_body=False, **common)
+    assert (b"Content-Length", b"4") in plain
 
 
 def test_cert_header_parsing(pki):

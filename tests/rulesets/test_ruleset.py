@@ -384,6 +384,24 @@ def test_policy_account_then_zone() -> None:
     assert p.fields == root.fields | zone.fields
 
 
+def test_skip_phase_in_a_ruleset_the_account_executes_is_refused() -> None:
+    # §9.2: skip phase "current" is zone-level only. A custom ruleset executed by the
+    # account entry point runs at account level: its phase skip would end the zone's
+    # rules too, which Cloudflare does not offer. The same ruleset under the zone is fine.
+    shared = Ruleset.from_dict({"name": "shared", "kind": "custom", "rules": [
+        rule("vip", 'http.host eq "vip"', "skip", action_parameters={"phase": "current"}),
+    ]})
+    root = Ruleset.from_dict({"name": "acct", "kind": "root", "rules": [
+        rule("run", "true", "execute", action_parameters={"id": "shared"}),
+    ]})
+    zone = rs(rule("go", "true", "execute", action_parameters={"id": "shared"}),
+              rule("zone_block", "true"))
+    with pytest.raises(RulesetError, match="only available at zone level") as err:
+        Policy([root, rs(rule("zone_block", "true")), shared])
+    assert "vip" in str(err.value.errors)
+    assert Policy([zone, shared]).evaluate({"http.host": "vip"}).outcome == "allow"
+
+
 def test_policy_validation() -> None:
     z = rs(rule("a", "ssl"))
     with pytest.raises(RulesetError, match="two zone-level"):
@@ -520,6 +538,50 @@ def test_rule_index_agrees_with_walking_every_rule() -> None:
         db.pop("ruleset", None)
         assert da == db, req
         assert indexed.trace(req).decision == a
+
+
+def test_rule_index_agrees_on_negations_aliases_ints_disabled_and_skips() -> None:
+    """Constructs that must not yield a guard (``not``/``xor`` over a guard, ``ne``,
+    ranges) beside ones that must (aliases, hex Int literals, escapes), with disabled
+    rules and skip rules of every scope in between."""
+    import random
+
+    rnd = random.Random(11)
+    hosts = ["a.example", "b.example", "C.example", "é.example"]
+    h = lambda: rnd.choice(hosts)  # noqa: E731
+    templates = [
+        lambda: f'not (http.host eq "{h()}")',
+        lambda: f'http.host eq "{h()}" xor ssl',
+        lambda: f'not (http.host eq "{h()}" or ssl)',
+        lambda: f'http.host ne "{h()}" and not ssl',
+        lambda: f'ip.geoip.country eq "{rnd.choice(["DE", "FR"])}"',
+        lambda: f'ip.src.country in {{"DE" "{rnd.choice(["FR", "US"])}"}} and ssl',
+        lambda: f'cf.edge.server_port eq {rnd.choice(["0x1bb", "443", "80"])}',
+        lambda: 'cf.edge.server_port in {80..443}',
+        lambda: f'http.host eq "\\x{ord(h()[0]):02x}.example"',
+        lambda: f'http.host in {{"{h()}" "{h()}"}} or cf.edge.server_port eq 80',
+        lambda: 'not not ssl',
+    ]
+    skips = [{"ruleset": "current"}, {"phase": "current"}, {"phases": ["http_ratelimit"]}]
+    rules = []
+    for i in range(150):
+        action = rnd.choice(["block", "managed_challenge", "log", "skip"])
+        extra = {"action_parameters": rnd.choice(skips)} if action == "skip" else {}
+        rules.append(rule(f"r{i}", rnd.choice(templates)(), action,
+                          enabled=rnd.random() > 0.2, **extra))
+    indexed, plain = _indexed_and_plain(rules)
+    assert indexed._index is not None
+    for _ in range(400):
+        req = {
+            "http.host": rnd.choice([*hosts, "c.example", "x"]),
+            "ssl": rnd.random() < 0.5,
+            "ip.src.country": rnd.choice(["DE", "FR", "US", "de"]),
+            "cf.edge.server_port": rnd.choice([80, 443, 8443]),
+        }
+        a, b = indexed.evaluate(req).to_dict(), plain.evaluate(req).to_dict()
+        a.pop("ruleset", None)
+        b.pop("ruleset", None)
+        assert a == b, req
 
 
 def test_rule_index_is_skipped_for_small_or_unguarded_rulesets() -> None:

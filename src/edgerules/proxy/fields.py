@@ -8,8 +8,8 @@ header or cookie parsing. Values are runtime values (bytes, int, bool, IP, tuple
 dict[bytes, tuple[bytes, ...]]), ready for ``Context`` coercion.
 
 Choices for unspecified points [U] (documented in docs/proxy.md):
-* ``http.host`` is the Host header (or SNI when absent) lowercased, without ``:port``;
-  ``full_uri`` keeps the Host header exactly as sent.
+* ``http.host`` is the Host header (or SNI when absent) lowercased, without ``:port``
+  and without one trailing dot; ``full_uri`` keeps the Host header exactly as sent.
 * ``raw.*`` fields equal their non-raw twins (the proxy performs no URL rewriting).
 * Fields the proxy cannot know (geolocation, bot scores, bodies) are left to their
   defaults by not being set.
@@ -108,7 +108,10 @@ class RequestInfo:
             host = self.host_header().lower()
             if host.startswith(b"["):
                 return host.split(b"]", 1)[0] + b"]"
-            return host.rsplit(b":", 1)[0] if host.count(b":") == 1 else host
+            name = host.rsplit(b":", 1)[0] if host.count(b":") == 1 else host
+            # "api.example.com." is the same host (the DNS root label), and origins
+            # treat it so: a rule comparing http.host must not miss it.
+            return name.removesuffix(b".")
 
         return self._memo("hostname", build)
 

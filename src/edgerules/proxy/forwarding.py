@@ -9,7 +9,8 @@ the list of certificate header names, belong to :mod:`edgerules.tls.headers`.
 Invariants:
 * ``Client-Cert``, ``Client-Cert-Chain``, ``Cf-Client-Cert-Der-Base64``,
   ``Cf-Client-Cert-Sha256`` and every ``cf-cert-*`` header sent by the client are
-  removed (case-insensitively) for every request, whatever the forwarding policy.
+  removed (case-insensitively, and in any ``_`` for ``-`` spelling) for every request,
+  whatever the forwarding policy.
 * ``Client-Cert``/``Client-Cert-Chain`` are added only when the certificate verified,
   is not revoked and is not too large (the spec's safe recipe, §8.3), so their presence
   at the origin implies a verified, non-revoked certificate. ``Cf-Client-Cert-*`` follow
@@ -60,7 +61,10 @@ _OVERWRITTEN = frozenset({b"x-forwarded-proto", b"x-forwarded-host"})
 
 
 def is_cert_header(lower_name: bytes) -> bool:
-    return lower_name in CERT_HEADER_NAMES or lower_name.startswith(_CERT_HEADER_PREFIX)
+    # CGI-style origins (WSGI, PHP, Rack) map "_" and "-" to the same variable
+    # (HTTP_CLIENT_CERT): an underscore spelling is the same header to them.
+    name = lower_name.replace(b"_", b"-")
+    return name in CERT_HEADER_NAMES or name.startswith(_CERT_HEADER_PREFIX)
 
 
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
@@ -120,6 +124,8 @@ def origin_request_headers(
             continue
         if lower == b"host":
             continue  # re-added first, below
+        if chunked_body and lower == b"content-length":
+            continue  # never sent beside Transfer-Encoding (RFC 9112 §6.2)
         out.append((name, value))
     netloc = upstream_netloc.encode("ascii")
     out.insert(0, (b"Host", (original_host or netloc) if preserve_host else netloc))

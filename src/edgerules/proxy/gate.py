@@ -8,9 +8,12 @@ the ruleset on only the fields it reads, and the block response.
 Invariants:
 * A forwarded-certificate header (``cert_header``, ``Client-Cert``, ``Client-Cert-Chain``,
   ``X-Forwarded-Client-Cert`` and the ``cf-cert-*`` family) is honoured **only** when the
-  immediate peer's address is inside ``trusted_proxies``; otherwise every such header is
-  removed before the application sees the request.
+  immediate peer's address is inside ``trusted_proxies``; otherwise every such header
+  (also spelt with ``_`` for ``-``) is removed before the application sees the request.
 * A chain from the server's own TLS layer wins over any header.
+* A certificate header sent twice is never resolved by "last line wins" (a proxy that
+  appends without stripping would let the client's line count): see
+  ``_forwarded_chain``.
 * ``ip.src`` is the immediate peer, or — behind trusted proxies — the right-most
   ``X-Forwarded-For`` address that is not itself a trusted proxy.
 * Nothing here raises for request data: bad headers mean "no certificate".
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from edgerules.errors import ConfigError
-from edgerules.proxy.certheaders import der_chain_from_header, pem_to_der
+from edgerules.proxy.certheaders import der_chain_from_header, header_format, pem_to_der
 from edgerules.proxy.decision import RulesetDecider, Verdict, block_page
 from edgerules.proxy.fields import RequestInfo
 from edgerules.proxy.forwarding import is_cert_header
@@ -95,7 +98,9 @@ class Gate:
         except ValueError as exc:
             raise ConfigError(f"bad trusted_proxies entry: {exc}") from None
         self.cert_header = cert_header.lower().encode("latin-1")
-        self._strip = {self.cert_header} | _ALWAYS_CERT_HEADERS
+        # Compared "_"-insensitively like ``is_cert_header``: to CGI-style readers
+        # "x_ssl_client_cert" and "x-ssl-client-cert" are one header.
+        self._strip = {self.cert_header.replace(b"_", b"-")} | _ALWAYS_CERT_HEADERS
 
     def is_trusted(self, address: str | None) -> bool:
         if not address or not self.trusted:
@@ -109,7 +114,7 @@ class Gate:
         return any(ip in net for net in self.trusted)
 
     def _is_cert_header(self, lower: bytes) -> bool:
-        return lower in self._strip or is_cert_header(lower)
+        return lower.replace(b"_", b"-") in self._strip or is_cert_header(lower)
 
     def _client_ip(self, peer: str | None, headers: Sequence[tuple[bytes, bytes]]) -> str:
         peer = peer or "0.0.0.0"
@@ -123,6 +128,24 @@ class Gate:
             if not self.is_trusted(hop):
                 return hop
         return hops[0] if hops else peer
+
+    def _forwarded_chain(self, headers: Sequence[tuple[bytes, bytes]]) -> list[bytes] | None:
+        """The chain a trusted proxy put in ``cert_header``, or None.
+
+        Field lines of one name are one value joined by ", " (RFC 9110 §5.3), never "the
+        last line wins": a proxy that appends its line without removing the client's
+        must not let the client's count. So two lines of an RFC 9440 ``Client-Cert`` (an
+        Item) or of a PEM header mean no certificate; XFCC lines form one list whose
+        last element (the immediate peer's) is used; ``Client-Cert-Chain`` lines form
+        one list."""
+        values = [v for n, v in headers if n.lower() == self.cert_header]
+        if not values:
+            return None
+        name = self.cert_header.decode("latin-1")
+        if len(values) > 1 and header_format(name) != "xfcc":
+            return None
+        chain_lines = [v for n, v in headers if n.lower() == b"client-cert-chain"]
+        return der_chain_from_header(name, b", ".join(values), b", ".join(chain_lines) or None)
 
     def _validator_for(self, host: str) -> Any:
         if self.validator is not None:
@@ -167,12 +190,8 @@ class Gate:
         chain: list[bytes] | None = None
         if tls_chain_pem:
             chain = pem_to_der("\n".join(tls_chain_pem))
-        elif trusted and self.cert_header in lower:
-            chain = der_chain_from_header(
-                self.cert_header.decode("latin-1"),
-                lower[self.cert_header],
-                lower.get(b"client-cert-chain"),
-            )
+        elif trusted:
+            chain = self._forwarded_chain(headers)
         host = info.hostname().decode("latin-1")
         validator = self._validator_for(host)
         if validator is None:

@@ -11,6 +11,11 @@ Invariants:
 * A request is answered at most once; when a response cannot be completed (origin dies
   mid-body) the client connection is closed so the truncation is visible.
 * Client-sent certificate headers never reach the origin (``forwarding``).
+* The proxy and the origin frame every request alike: a head with both
+  ``Content-Length`` and ``Transfer-Encoding`` is refused (400, closed); h11 refuses the
+  other ambiguous framings.
+* A ``Host`` naming an mTLS host other than the SNI is refused (421, closed) before any
+  rule runs (``_misdirected``): the certificate verdict belongs to the SNI's host.
 * During shutdown no new connection is accepted, idle keep-alive connections are
   closed, in-flight requests finish (with ``Connection: close``) within the grace time.
 """
@@ -341,6 +346,15 @@ class _ClientConnection:
             if len(event.headers) > self.limits.max_header_count:
                 await self._send_error(431, "too many header fields", close=True)
                 return None
+            names = {name for name, _ in event.headers}
+            if b"transfer-encoding" in names and b"content-length" in names:
+                # h11 frames by Transfer-Encoding; an origin framing by Content-Length
+                # would read the rest as another request (TE.CL smuggling). RFC 9112
+                # §6.1 allows refusing and requires closing the connection either way.
+                await self._send_error(
+                    400, "Content-Length and Transfer-Encoding together", close=True
+                )
+                return None
             return event
         return None  # ConnectionClosed or similar
 
@@ -406,22 +420,16 @@ class _ClientConnection:
             return False
         return True
 
-    async def _send_error(self, status: int, detail: str, *, close: bool) -> None:
-        reasons = {
-            400: "Bad Request",
-            405: "Method Not Allowed",
-            408: "Request Timeout",
-            431: "Request Header Fields Too Large",
-            500: "Internal Server Error",
-            502: "Bad Gateway",
-            504: "Gateway Timeout",
-        }
-        body = f"{status} {reasons.get(status, 'Error')}\n{detail}\n".encode("utf-8", "replace")
+    async def _send_error(
+        self, status: int, detail: str, *, close: bool, info: RequestInfo | None = None
+    ) -> None:
+        reason = _reason(status).decode() or "Error"
+        body = f"{status} {reason}\n{detail}\n".encode("utf-8", "replace")
         sent = await self._send_simple(status, b"text/plain; charset=utf-8", body, close=close)
-        if sent and status in (400, 405, 408, 431):
+        if sent and status in (400, 405, 408, 421, 431):
             # Protocol-level errors are requests too: keep the one-line-per-request log.
             self._log(
-                None, None, status, len(body), time.monotonic(), decision="error", error=detail
+                info, None, status, len(body), time.monotonic(), decision="error", error=detail
             )
 
     # -- one request ---------------------------------------------------------------
@@ -448,15 +456,49 @@ class _ClientConnection:
             sni=tls.sni,
         )
         try:
+            misdirected = self._misdirected(info)
+        except Exception:  # the store lookup failed: answer like a failing rule
+            log.exception("mTLS lookup for the Host header failed; answering 500")
+            return await self._internal_error(info, started, "mTLS lookup failed")
+        if misdirected:
+            await self._send_error(
+                421,
+                "this host requires a client certificate, which this connection's TLS "
+                "server name did not ask for: connect again with the host's name as SNI",
+                close=True,
+                info=info,
+            )
+            return False
+        try:
             verdict = self.server.decider.decide(info, self.client_auth)
         except Exception:
             log.exception("rule evaluation failed; answering 500")
-            await self._send_error(500, "rule evaluation failed", close=True)
-            self._log(info, None, 500, 0, started, decision="error", error="rule evaluation failed")
-            return False
+            return await self._internal_error(info, started, "rule evaluation failed")
         if verdict.outcome != "allow":
             return await self._answer_blocked(info, verdict, started)
         return await self._forward(info, verdict, started)
+
+    async def _internal_error(self, info: RequestInfo, started: float, detail: str) -> bool:
+        """Answer 500 and close (our side failed, the request may be fine); logged."""
+        await self._send_error(500, detail, close=True)
+        self._log(info, None, 500, 0, started, decision="error", error=detail)
+        return False
+
+    def _misdirected(self, info: RequestInfo) -> bool:
+        """Whether the Host names an mTLS host other than the SNI (RFC 9110 §15.5.20).
+
+        The certificate is asked for (and validated) per connection, by SNI; rules and
+        the origin go by Host. A client could present the SNI of a plain host, skip the
+        CertificateRequest, then name an mTLS host; or name a second mTLS host, whose
+        CAs may differ from those the certificate was checked against. Either is refused
+        with 421 before any rule runs. A Host naming a plain host on an mTLS connection
+        is served (nothing is hidden from its rules)."""
+        tls = self.tls_info
+        assert tls is not None
+        host = info.hostname().decode("ascii", "replace")
+        if not host or host == tls.sni:
+            return False
+        return self.server.validator_for(host) is not None
 
     async def _request_body_done(self) -> bool:
         """Consume an already-buffered empty body; True when the request is complete."""
