@@ -133,6 +133,28 @@ def test_pkcs12_at_issue_and_export(run, tmp_path, monkeypatch):
     assert pkcs12.load_pkcs12((tmp_path / "nokey.p12").read_bytes(), None).key is None
 
 
+def test_export_with_an_encrypted_device_key_says_what_to_do(run, tmp_path):
+    # The device key given to `cert export --key` is the user's, not the store's: the
+    # store passphrase has nothing to do with it and must not be suggested.
+    from cryptography.hazmat.primitives import serialization
+
+    issued = jrun(run, "cert", "issue")
+    key = serialization.load_pem_private_key(issued["private_key"].encode(), None)
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"device pass"),
+    )
+    (tmp_path / "enc.key").write_bytes(encrypted)
+    code, _, err = run(
+        "cert", "export", issued["id"], "--p12", str(tmp_path / "x.p12"),
+        "--key", str(tmp_path / "enc.key"),
+    )
+    assert code == 1 and "encrypted" in err
+    assert "EDGERULES_STORE_PASSPHRASE" not in err and "openssl pkey" in err
+    assert not (tmp_path / "x.p12").exists()
+
+
 def test_byoca_and_hosts(run, tmp_path):
     ca_file = tmp_path / "acme.pem"
     ca_file.write_text(pem(make_cert(name("Acme CA"), ec_key())))

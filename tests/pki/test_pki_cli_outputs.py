@@ -246,6 +246,21 @@ def test_private_outputs_are_mode_0600(run, tmp_path: Path, option: str,
     assert cert_data.startswith(b"-----BEGIN CERTIFICATE-----") and OLD[:20] not in cert_data
 
 
+def test_export_with_key_into_existing_file_is_mode_0600(run, tmp_path: Path) -> None:
+    """``cert export --p12 F --key K`` puts the private key in F: an existing F with a
+    looser mode becomes 0600 (as with ``cert issue --p12``), and is truncated."""
+    issued = json.loads(run("cert", "issue", "--json")[1])
+    key_file = write(tmp_path / "dev.key", issued["private_key"].encode(), mode=0o600)
+    target = write(tmp_path / "bundle.p12", OLD * 10, mode=0o644)
+    code, _, err = run("cert", "export", issued["id"], "--p12", str(target), "--key", str(key_file))
+    assert code == 0, err
+    assert mode_of(target) == 0o600, oct(mode_of(target))
+    assert OLD[:20] not in target.read_bytes()
+    public = write(tmp_path / "trust.p12", OLD, mode=0o644)
+    assert run("cert", "export", issued["id"], "--p12", str(public))[0] == 0
+    assert mode_of(public) == 0o644  # no key inside: mode left alone
+
+
 # --- the rescue path: a failure AFTER issuing loses nothing ----------------------------------
 
 

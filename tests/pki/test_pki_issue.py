@@ -285,6 +285,24 @@ def test_ca_key_encrypted_at_rest_with_passphrase(store_path, monkeypatch):
         assert s.issue_certificate().record.status == "active"
 
 
+def test_clear_ca_key_is_encrypted_once_a_passphrase_is_configured(store_path, monkeypatch):
+    # A store created without a passphrase holds the CA key in clear; once the operator
+    # configures one, the key must not stay in clear (it is re-encrypted when first used).
+    monkeypatch.delenv("EDGERULES_STORE_PASSPHRASE", raising=False)
+    with open_store(store_path) as s:
+        s.issue_certificate()
+        assert not s.managed_ca().key_encrypted
+    with open_store(store_path, passphrase="correct horse") as s:
+        assert s.issue_certificate().record.status == "active"
+        assert s.managed_ca().key_encrypted
+    blob = _read_all(store_path)
+    assert b"ENCRYPTED PRIVATE KEY" in blob and b"BEGIN PRIVATE KEY" not in blob
+    with open_store(store_path) as s, pytest.raises(PKIError, match="encrypted"):
+        s.issue_certificate()
+    with open_store(store_path, passphrase="correct horse") as s:
+        assert s.issue_certificate().record.status == "active"
+
+
 def test_pkcs12_with_generated_key(store):
     issued = store.issue_certificate(common_name="phone")
     data = store.export_pkcs12(issued.record.id, private_key=issued.private_key, password=b"pw")

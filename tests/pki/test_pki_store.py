@@ -7,6 +7,7 @@ import hashlib
 import os
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -39,6 +40,24 @@ def test_new_store_has_current_schema_and_wal(store, store_path):
     conn = sqlite3.connect(store_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+def test_new_store_file_is_private(store_path):
+    # The store holds the managed CA's private key (in clear without a passphrase): a new
+    # file, and the WAL/SHM files SQLite derives from it, are readable by the owner only,
+    # whatever the umask. An existing file keeps the mode its owner gave it.
+    old_umask = os.umask(0o022)
+    try:
+        with open_store(store_path) as s:
+            s.issue_certificate()
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(store_path + suffix):
+                    assert stat.S_IMODE(os.stat(store_path + suffix).st_mode) == 0o600, suffix
+        os.chmod(store_path, 0o640)
+        open_store(store_path).close()
+        assert stat.S_IMODE(os.stat(store_path).st_mode) == 0o640
+    finally:
+        os.umask(old_umask)
 
 
 def test_path_from_environment(tmp_path, monkeypatch):
@@ -226,6 +245,18 @@ def test_normalize_hostname(raw, canonical):
 def test_invalid_hostnames(bad):
     with pytest.raises(PKIError, match="invalid hostname"):
         normalize_hostname(bad)
+
+
+@pytest.mark.parametrize("ambiguous", ["straße.de", "σίσυφος.gr", "a\u200db.example"])
+def test_idna_deviation_characters_are_refused(ambiguous):
+    # Python's "idna" codec (IDNA 2003) maps ß to "ss", final sigma to sigma and drops
+    # ZWJ/ZWNJ, while browsers (UTS 46 non-transitional, IDNA 2008) keep them: clients of
+    # straße.de send the SNI xn--strae-oqa.de, not strasse.de. Enabling the IDNA 2003 form
+    # would silently leave the real hostname without mTLS, so the name is refused with a
+    # request for the A-label.
+    with pytest.raises(PKIError, match="xn--"):
+        normalize_hostname(ambiguous)
+    assert lookup_key(ambiguous) is None
 
 
 def test_lookup_key_is_lenient():

@@ -649,6 +649,22 @@ def _(p):
     return [p.root], [p.leaf_with(validity=EXPIRED)]
 
 
+@scenario("first-error-nc-violation-and-expired", EXPIRED_R,
+          "leaf violates the intermediate's name constraints and is expired "
+          "(OpenSSL checks name constraints after signatures and validity)")
+def _(p):
+    i = p.int_with(cn="NC Int", label="nc-int", nc=([DNS("example.com")], None))
+    return [p.root], [p.leaf_with(i, cn="client-nc-exp", san=[DNS("a.other.com")],
+                                  validity=EXPIRED), i]
+
+
+@scenario("first-error-nc-violation-and-tampered-leaf", SIG_FAIL,
+          "leaf violates the intermediate's name constraints and its signature is broken")
+def _(p):
+    i = p.int_with(cn="NC Int", label="nc-int", nc=([DNS("example.com")], None))
+    return [p.root], [tamper(p.leaf_with(i, cn="client-nc-sig", san=[DNS("a.other.com")]).der), i]
+
+
 # --- EKU ----------------------------------------------------------------------------------
 
 @scenario("eku-client-and-server", OK, "leaf EKU serverAuth + clientAuth")
@@ -675,6 +691,28 @@ def _(p):
 def _(p):
     i = p.int_with(eku=(SERVER,))
     return [p.root], [p.leaf_with(i), i]
+
+
+@scenario("root-anchor-eku-server-only", PURPOSE,
+          "the trusted root is restricted to serverAuth (OpenSSL checks the anchor's purpose)")
+def _(p):
+    r = p.root_with(cn="EKU Root", label="eku-root", eku=(SERVER,))
+    i = p.int_with(r, cn="EKU Int", label="eku-int")
+    return [r], [p.leaf_with(i), i]
+
+
+@scenario("intermediate-anchor-eku-server-only", PURPOSE,
+          "the trusted intermediate is restricted to serverAuth")
+def _(p):
+    i = p.int_with(cn="EKU Int", label="eku-int", eku=(SERVER,))
+    return [i], [p.leaf_with(i)]
+
+
+@scenario("intermediate-anchor-without-bc", OK,
+          "the trusted intermediate has no basicConstraints (OpenSSL accepts an anchor so)")
+def _(p):
+    i = p.int_with(cn="No-BC Int", label="nobc-int", bc=None)
+    return [i], [p.leaf_with(i)]
 
 
 @scenario("intermediate-eku-client", OK, "intermediate restricted to clientAuth")
@@ -982,6 +1020,23 @@ def _(p):
 def _(p):
     ext = x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.55555.9"), b"\x05\x00")
     return [p.root], [p.leaf_with(extra=[(ext, True)]), p.int]
+
+
+@scenario("anchor-unknown-critical-extension", CRIT_EXT,
+          "the trusted root carries an unknown critical ext (OpenSSL checks anchors too)")
+def _(p):
+    ext = x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.55555.9"), b"\x05\x00")
+    r = p.root_with(cn="Crit Root", label="crit-root", extra=[(ext, True)])
+    i = p.int_with(r, cn="Crit Int", label="crit-int")
+    return [r], [p.leaf_with(i), i]
+
+
+@scenario("intermediate-anchor-unknown-critical-extension", CRIT_EXT,
+          "the trusted intermediate carries an unknown critical ext")
+def _(p):
+    ext = x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.55555.9"), b"\x05\x00")
+    i = p.int_with(cn="Crit Int", label="crit-int", extra=[(ext, True)])
+    return [i], [p.leaf_with(i)]
 
 
 @scenario("leaf-san-ip-and-uri", OK, "leaf SAN with an IP address and a URI")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
@@ -154,6 +155,20 @@ def test_crl_staleness_expires_cached_result() -> None:
     assert later.verified and not later.revoked
 
 
+def test_crl_not_yet_issued_at_an_earlier_time_is_not_served_from_cache() -> None:
+    # The cache window must be cut at every CRL edge, including those before the time
+    # the entry was computed: at NOW - 2 days the CRL (last_update NOW - 1 day) is not
+    # usable yet, so a validation at that time must not reuse the "revoked" result.
+    _, ca, leaf = _crl_case()
+    crl = make_crl(ca, [0xC0FFEE], last=NOW - DAY)
+    v = ClientCertValidator([ca.cert], crls=[crl])
+    assert v.validate([leaf.der], now=NOW).revoked
+    earlier = v.validate([leaf.der], now=NOW - 2 * DAY)
+    assert earlier.verified and not earlier.revoked
+    later = v.validate([leaf.der], now=NOW)
+    assert later.verified and later.revoked
+
+
 def test_crl_for_intermediate_issuer() -> None:
     p = pki()
     leaf = make_leaf("crl via intermediate", p.intermediate, serial=0xBEEF)
@@ -184,6 +199,29 @@ def test_cache_expires_at_not_after() -> None:
     assert v.validate([leaf.der], now=NOW + DAY).verified  # not_after itself is still valid
     after = v.validate([leaf.der], now=NOW + DAY + dt.timedelta(seconds=1))
     assert not after.verified and after.failure_reason == "certificate has expired"
+
+
+@pytest.mark.parametrize("short_lived", ["intermediate", "anchor"])
+def test_cache_window_is_cut_by_every_certificate_of_the_path(short_lived: str) -> None:
+    # Not only the leaf: an intermediate or the trust anchor expiring (or starting) ends
+    # the cached result's window, in both directions of time.
+    span = {"not_before": NOW - DAY, "not_after": NOW + DAY}
+    root = make_ca("Window Root", label="window-root", **(span if short_lived == "anchor" else {}))
+    inter = make_ca(
+        "Window Int",
+        parent=root,
+        label="window-int",
+        **(span if short_lived == "intermediate" else {}),
+    )
+    leaf = make_leaf("window leaf", inter)
+    v = ClientCertValidator([root.cert])
+    chain = [leaf.der, inter.der]
+    assert v.validate(chain, now=NOW).verified
+    later = v.validate(chain, now=NOW + 2 * DAY)
+    assert not later.verified and later.failure_reason == "certificate has expired"
+    earlier = v.validate(chain, now=NOW - 2 * DAY)
+    assert not earlier.verified and earlier.failure_reason == "certificate is not yet valid"
+    assert v.validate(chain, now=NOW).verified
 
 
 def test_cache_window_for_failures() -> None:

@@ -96,16 +96,6 @@ def _read_file(path: str) -> bytes:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _write_file(path: str, data: bytes, *, private: bool = False) -> None:
-    """Write ``data``; files holding private keys are created with mode 0600."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
 def _p12_password(args: argparse.Namespace) -> bytes | None:
     """The PKCS#12 password (``--p12-password-file``, else ``$EDGERULES_P12_PASSWORD``);
     checked here, before anything is issued: PKCS#12 passwords must be UTF-8."""
@@ -536,7 +526,8 @@ def _cert_export(args: argparse.Namespace) -> int:
         data = store.export_pkcs12(
             args.id, private_key=key, password=_p12_password(args), legacy=args.p12_legacy
         )
-    _write_file(args.p12, data, private=key is not None)
+    # _Output: a bundle holding the key is 0600 even when the file existed with another mode
+    _Output("--p12", args.p12, private=key is not None).write(data)
     what = "certificate, key and CA" if key is not None else "certificate and CA (no key)"
     if args.json:
         _print_json({"id": args.id, "p12": args.p12, "includes_key": key is not None})

@@ -1,7 +1,8 @@
 """Hostname normalisation for per-hostname mTLS (spec mtls.md §2).
 
 One canonical form is stored and looked up: lower-case ASCII (IDNA for non-ASCII
-labels), without a trailing dot. Wildcard associations (``*.example.com``) are [U] in the
+labels), without a trailing dot. Names whose IDNA 2003 and IDNA 2008 encodings differ are
+refused rather than guessed at. Wildcard associations (``*.example.com``) are [U] in the
 spec; we reject them with a clear error so that "is mTLS on for this SNI?" is always an
 exact lookup — enable every hostname a client connects to (spec §2: "enable mTLS on the
 hostname that the client actually connects to").
@@ -10,11 +11,25 @@ hostname that the client actually connects to").
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
 from edgerules.errors import PKIError
 
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
+# UTS 46 "deviation" characters: Python's IDNA 2003 codec maps them away (ß -> ss,
+# ς -> σ, ZWNJ/ZWJ dropped) while browsers (IDNA 2008, non-transitional) keep them, so
+# the codec's answer would be a different hostname from the SNI clients send.
+_IDNA_DEVIATIONS = frozenset("\u00df\u03c2\u200c\u200d")
+
+
+def _idna2008_guess(name: str) -> str:
+    """The A-label form that keeps deviation characters (for the error message only)."""
+    labels = unicodedata.normalize("NFC", name).split(".")
+    return ".".join(
+        label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii")
+        for label in labels
+    )
 
 
 def normalize_hostnames(hostnames: Iterable[str] | str) -> list[str]:
@@ -44,6 +59,12 @@ def normalize_hostname(hostname: str) -> str:
             "enable each hostname clients connect to"
         )
     if not name.isascii():
+        if _IDNA_DEVIATIONS.intersection(name):
+            raise PKIError(
+                f"invalid hostname {hostname!r}: IDNA 2003 and IDNA 2008 encode it "
+                f"differently ({_idna2008_guess(name)!r} is what browsers send); give the "
+                "A-label (xn--...) your clients connect to"
+            )
         try:
             name = name.encode("idna").decode("ascii")
         except UnicodeError as exc:

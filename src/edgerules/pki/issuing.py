@@ -50,6 +50,9 @@ DEFAULT_CLIENT_SUBJECT = x509.Name(
 # Accepted public keys in CSRs: what common TLS stacks accept for client certificates.
 _CSR_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 _MIN_RSA_BITS = 2048
+# Every signature (CA, client certificates, generated CSRs): SHA-256 with the CA's key
+# type, reported as ECDSAWithSHA256 / SHA256WithRSA (spec §5.3 "signature").
+_SIGNATURE_HASH = hashes.SHA256()
 
 
 def utcnow() -> datetime:
@@ -62,10 +65,6 @@ def random_serial() -> int:
         serial = secrets.randbits(159)
         if serial:
             return serial
-
-
-def _hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm:
-    return hashes.SHA256()
 
 
 def _key_usage(*, ca: bool) -> x509.KeyUsage:
@@ -122,7 +121,7 @@ def create_managed_ca(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
         )
     )
-    return builder.sign(key, _hash_for(key))
+    return builder.sign(key, _SIGNATURE_HASH)
 
 
 def load_csr(pem: str | bytes) -> x509.CertificateSigningRequest:
@@ -175,7 +174,7 @@ def build_csr(
     key: CertificateIssuerPrivateKeyTypes, subject: x509.Name
 ) -> x509.CertificateSigningRequest:
     """The CSR edgerules writes for a key it generated (kept in the record's ``csr``)."""
-    return x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, _hash_for(key))
+    return x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, _SIGNATURE_HASH)
 
 
 def parse_subject(text: str) -> x509.Name:
@@ -354,7 +353,7 @@ def issue_client_certificate(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
         )
     )
-    return builder.sign(ca_key, _hash_for(ca_key))
+    return builder.sign(ca_key, _SIGNATURE_HASH)
 
 
 def with_common_name(name: x509.Name, common_name: str) -> x509.Name:

@@ -28,14 +28,6 @@ def generate_key(key_type: str = "ecdsa") -> CertificateIssuerPrivateKeyTypes:
     raise PKIError(f"unsupported key type {key_type!r}: choose one of {', '.join(KEY_TYPES)}")
 
 
-def key_type_of(key: object) -> str:
-    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
-        return "ecdsa"
-    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
-        return "rsa"
-    return type(key).__name__
-
-
 def key_to_pem(key: PrivateKeyTypes, passphrase: bytes | None = None) -> str:
     """PKCS#8 PEM; ``ENCRYPTED PRIVATE KEY`` (PBES2/AES-256) when ``passphrase`` is given."""
     encryption: serialization.KeySerializationEncryption
@@ -48,14 +40,20 @@ def key_to_pem(key: PrivateKeyTypes, passphrase: bytes | None = None) -> str:
     ).decode("ascii")
 
 
-def key_from_pem(pem: str | bytes, passphrase: bytes | None = None) -> PrivateKeyTypes:
-    """Load a PEM private key; a missing or wrong passphrase is a clear :class:`PKIError`."""
+def key_from_pem(
+    pem: str | bytes,
+    passphrase: bytes | None = None,
+    *,
+    if_encrypted: str = "pass its passphrase",
+) -> PrivateKeyTypes:
+    """Load a PEM private key; a missing or wrong passphrase is a clear :class:`PKIError`.
+
+    ``if_encrypted`` tells the user what to do about an encrypted key given without a
+    passphrase (whose passphrase it is depends on where the key comes from)."""
     data = pem.encode("ascii") if isinstance(pem, str) else pem
     encrypted = b"ENCRYPTED PRIVATE KEY" in data
     if encrypted and not passphrase:
-        raise PKIError(
-            "the private key is encrypted: set EDGERULES_STORE_PASSPHRASE (or pass the passphrase)"
-        )
+        raise PKIError(f"the private key is encrypted: {if_encrypted}")
     try:
         return serialization.load_pem_private_key(data, password=passphrase if encrypted else None)
     except (ValueError, TypeError) as exc:

@@ -162,7 +162,12 @@ class Store(ABC):
         record = self.get_certificate(cert_id)
         ca = self.managed_ca(create=False)
         assert ca is not None  # a certificate exists, so its CA does
-        key = keys.key_from_pem(private_key) if private_key is not None else None
+        key = None
+        if private_key is not None:  # the device's key: edgerules takes it unencrypted
+            key = keys.key_from_pem(
+                private_key,
+                if_encrypted="give it unencrypted (`openssl pkey -in KEY -out PLAIN.key`)",
+            )
         return export_pkcs12(
             inspect.load_certificate(record.certificate),
             inspect.load_certificate(ca.certificate),

@@ -11,6 +11,9 @@ Invariants:
   RSA key never holds the write lock; only the insert is inside.
 * No sqlite3 or cryptography exception escapes: they become ``StoreError``/``PKIError``.
   X.509 parsing and reading happen in :mod:`edgerules.pki` (``inspect``, ``issuing``).
+* Secrets at rest: a new store file is created with mode 0600 (it holds the managed CA's
+  key); with a passphrase the key is stored encrypted, and a key found in clear is
+  re-encrypted on first use.
 * One connection per store object, shared by threads under a lock (queries take
   microseconds; the proxy reads the trust counter per connection, while the revocation
   counter is cached by :meth:`Store.revocation_version`).
@@ -78,6 +81,18 @@ def _normalize_id(ref: str, what: str) -> str:
     return ident
 
 
+def _create_private(path: str) -> None:
+    """Create a new store file readable by its owner only: it holds the managed CA's
+    private key (in clear without a passphrase), and SQLite gives the WAL and shared-memory
+    files the database file's mode. An existing file is left as its owner set it."""
+    if path in ("", ":memory:"):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def _short(value: object) -> str:
     """``repr(value)`` for a message, cut to 40 characters (a 5000-digit int cannot even
     be converted to text)."""
@@ -118,9 +133,12 @@ class SQLiteStore(Store):
         self._ca_key: tuple[str, CertificateIssuerPrivateKeyTypes] | None = None
         self._ca_cert: tuple[str, x509.Certificate] | None = None
         try:
+            _create_private(self.path)
             self._conn = sqlite3.connect(
                 self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
+        except OSError as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc.strerror or exc}") from None
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         try:
@@ -143,6 +161,8 @@ class SQLiteStore(Store):
         # FULL: a committed certificate survives power loss too, not just a killed process.
         c.execute("PRAGMA synchronous = FULL")
         c.execute("PRAGMA foreign_keys = ON")
+        # Deleted or rewritten content (a CA key re-encrypted in place) is zeroed on disk.
+        c.execute("PRAGMA secure_delete = ON")
 
     def _migrate(self) -> None:
         # Fast path without the write lock: an up-to-date store needs nothing, so proxies
@@ -326,12 +346,30 @@ class SQLiteStore(Store):
         cert = self._managed_cert(ca.id, ca.certificate)
         if self._ca_key is None or self._ca_key[0] != ca.id:
             with self._read() as c:
-                (key_pem,) = c.execute(
-                    "SELECT private_key FROM managed_cas WHERE id = ?", (ca.id,)
+                (key_pem, encrypted) = c.execute(
+                    "SELECT private_key, key_encrypted FROM managed_cas WHERE id = ?", (ca.id,)
                 ).fetchone()
-            key = keys.key_from_pem(key_pem, self._passphrase)
+            key = keys.key_from_pem(
+                key_pem,
+                self._passphrase,
+                if_encrypted="set EDGERULES_STORE_PASSPHRASE (or pass the passphrase)",
+            )
+            if self._passphrase is not None and not encrypted:
+                self._encrypt_ca_key(ca.id, key)
             self._ca_key = (ca.id, key)  # type: ignore[assignment]
         return ca, cert, self._ca_key[1]  # type: ignore[index]
+
+    def _encrypt_ca_key(self, ca_id: str, key: CertificateIssuerPrivateKeyTypes) -> None:
+        """A key stored in clear before a passphrase was configured: with a passphrase
+        the key is never left in clear, so it is re-encrypted on first use (secure_delete
+        overwrites the clear copy's old page content)."""
+        key_pem = keys.key_to_pem(key, self._passphrase)
+        with self._write() as c:
+            c.execute(
+                "UPDATE managed_cas SET private_key = ?, key_encrypted = 1 "
+                "WHERE id = ? AND key_encrypted = 0",
+                (key_pem, ca_id),
+            )
 
     # -- client certificates ----------------------------------------------------------
 

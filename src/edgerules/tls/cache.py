@@ -1,7 +1,8 @@
 """A bounded LRU of validation results with validity windows.
 
-Owns: memoising ``ClientAuth`` results per (chain digest, trust version, revocation
-version). Each entry carries the half-open time window ``[start, end)`` in which the
+Owns: memoising ``ClientAuth`` results per (presented chain, trust version, revocation
+version); the key holds the chain's DER bytes themselves, so two chains never share an
+entry. Each entry carries the half-open time window ``[start, end)`` in which the
 result cannot change (no certificate of the path starts or stops being valid, no CRL
 becomes usable or stale); a lookup at a time outside the window is a miss and the entry
 is dropped.

@@ -34,6 +34,8 @@ from cryptography import x509
 
 __all__ = ["CRLRevocation", "RevocationSource", "SerialRevocation", "load_crl"]
 
+_TICK = _dt.timedelta(microseconds=1)  # the first instant after ``next_update``
+
 
 @runtime_checkable
 class RevocationSource(Protocol):
@@ -98,6 +100,7 @@ class CRLRevocation:
             self._by_issuer.setdefault(crl.issuer, []).append(crl)
         # (id of CRL, issuer DER) -> signature valid?  Both objects live as long as we do.
         self._sig_ok: dict[tuple[int, bytes], bool] = {}
+        self._edges = _crl_edges(self._crls)
         self.version = version
 
     def __bool__(self) -> bool:
@@ -166,14 +169,21 @@ class CRLRevocation:
                     out.append(f"CRL of {issuer.subject.rfc4514_string()}: stale")
         return out
 
-    def next_change(self, now: _dt.datetime) -> _dt.datetime | None:
-        """The earliest CRL ``last_update``/``next_update`` after ``now``: a cached result
-        computed with these CRLs must be recomputed from then on."""
-        times = []
-        for crl in self._crls:
-            try:
-                edges = (crl.last_update_utc, crl.next_update_utc)
-            except Exception:
-                continue
-            times.extend(t for t in edges if t is not None and t > now)
-        return min(times) if times else None
+    @property
+    def edges(self) -> tuple[_dt.datetime, ...]:
+        """Every instant at which some CRL becomes usable (``last_update``) or stale (just
+        after ``next_update``): a result computed with these CRLs holds only between two
+        consecutive edges, in either direction of time."""
+        return self._edges
+
+
+def _crl_edges(crls: Iterable[x509.CertificateRevocationList]) -> tuple[_dt.datetime, ...]:
+    out: list[_dt.datetime] = []
+    for crl in crls:
+        try:
+            out.append(crl.last_update_utc)
+            if crl.next_update_utc is not None:
+                out.append(crl.next_update_utc + _TICK)
+        except Exception:
+            continue  # unreadable dates: never fresh (``_fresh``), so no edge
+    return tuple(out)

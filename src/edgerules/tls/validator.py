@@ -34,7 +34,7 @@ from edgerules.errors import PKIError
 from edgerules.tls.auth import NO_CERTIFICATE, ClientAuth
 from edgerules.tls.cache import ResultCache
 from edgerules.tls.revocation import CRLRevocation, RevocationSource
-from edgerules.tls.verify import Reason, TrustAnchors, find_issuer, verify_path
+from edgerules.tls.verify import Reason, TrustAnchors, find_issuer, valid_at, verify_path
 
 __all__ = [
     "MAX_CERT_BYTES",
@@ -116,13 +116,6 @@ def _key_id(cert: x509.Certificate) -> bytes | None:
         return None
 
 
-def _valid_at(cert: x509.Certificate, now: _dt.datetime) -> bool:
-    try:
-        return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
-    except Exception:
-        return False
-
-
 def _dedupe_same_key(certs: list[x509.Certificate], now: _dt.datetime) -> list[x509.Certificate]:
     """Drop intermediates whose subject and public key repeat an earlier one's."""
     if len(certs) < 2:
@@ -147,7 +140,7 @@ def _dedupe_same_key(certs: list[x509.Certificate], now: _dt.datetime) -> list[x
                 continue  # unusable key: leave it to the verifier (it cannot verify anything)
             groups.setdefault(key, []).append(i)
         for members in groups.values():
-            keep = next((i for i in members if _valid_at(certs[i], now)), members[0])
+            keep = next((i for i in members if valid_at(certs[i], now)), members[0])
             drop.update(i for i in members if i != keep)
     return [c for i, c in enumerate(certs) if i not in drop]
 
@@ -357,10 +350,7 @@ class ClientCertValidator:
         revoked = False
         if result.verified and issuer is not None:
             revoked = self._is_revoked(leaf, issuer, now)
-            if self._crls:
-                nxt = self._crls.next_change(now)
-                if nxt is not None:
-                    edges.append(nxt)
+            edges.extend(self._crls.edges)
         auth = ClientAuth(
             presented=True,
             verified=result.verified,

@@ -11,8 +11,9 @@ Invariants:
 * Reasons never come from the library's message text (kept only as ``detail``): after a
   failure, :func:`classify` re-walks the chain the way OpenSSL's ``X509_verify_cert``
   does (build the chain by subject / key identifier, trusted issuers first; check CA
-  flags, purpose and path length bottom-up; then signatures and validity windows
-  top-down) and reports the first problem OpenSSL would report.
+  flags, purpose and path length bottom-up; key sizes and digests; signatures and
+  validity windows top-down; name constraints last) and reports the first problem
+  OpenSSL would report.
 * Nothing here raises for any input certificate; callers pass already-decoded,
   de-duplicated, capped chains (the DoS guard lives in the validator).
 """
@@ -49,6 +50,7 @@ __all__ = [
     "TrustAnchors",
     "classify",
     "find_issuer",
+    "valid_at",
     "verify_path",
 ]
 
@@ -174,9 +176,6 @@ class TrustAnchors:
         for cert in self.certs:
             self.by_subject.setdefault(cert.subject, []).append(cert)
 
-    def __len__(self) -> int:
-        return len(self.certs)
-
 
 def _naive_utc(now: _dt.datetime) -> _dt.datetime:
     if now.tzinfo is not None:
@@ -262,7 +261,9 @@ def _signed_by(child: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _time_ok(cert: x509.Certificate, now: _dt.datetime) -> bool:
+def valid_at(cert: x509.Certificate, now: _dt.datetime) -> bool:
+    """``cert``'s validity window contains ``now`` (an aware datetime); False when its
+    dates cannot be read."""
     try:
         return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
     except Exception:
@@ -277,13 +278,13 @@ def _pick(cands: Iterable[x509.Certificate], child: x509.Certificate, now: _dt.d
     if not matches:
         return None
     for c in matches:
-        if _signed_by(child, c) and _time_ok(c, now):
+        if _signed_by(child, c) and valid_at(c, now):
             return c
     for c in matches:
         if _signed_by(child, c):
             return c
     for c in matches:
-        if _time_ok(c, now):
+        if valid_at(c, now):
             return c
     return matches[0]
 
@@ -359,9 +360,8 @@ def _classify(
     # 2. extensions: critical extensions, CA flag and purpose (bottom-up), path length
     plen = 0
     for i, cert in enumerate(chain):
-        if not (i == n - 1 and i > 0) and _unhandled_critical(cert):
+        if _unhandled_critical(cert):  # every certificate, the trust anchor included
             return tuple(chain), Reason.UNHANDLED_CRITICAL
-        is_anchor = i == n - 1 and i > 0
         if i == 0:
             if n > 1 or not anchored:
                 reason = _leaf_purpose(cert)
@@ -374,22 +374,19 @@ def _classify(
             ku = _ext(cert, ExtensionOID.KEY_USAGE)
             if isinstance(ku, x509.KeyUsage) and not ku.key_cert_sign:
                 return tuple(chain), Reason.INVALID_CA
-            if not is_anchor:
-                eku = _ext(cert, ExtensionOID.EXTENDED_KEY_USAGE)
-                if (
-                    isinstance(eku, x509.ExtendedKeyUsage)
-                    and ExtendedKeyUsageOID.CLIENT_AUTH not in eku
-                ):
-                    return tuple(chain), Reason.UNSUPPORTED_PURPOSE
+            # a CA's EKU, the anchor's included, must allow clientAuth (OpenSSL's
+            # check_purpose runs on every certificate of the chain)
+            eku = _ext(cert, ExtensionOID.EXTENDED_KEY_USAGE)
+            if (
+                isinstance(eku, x509.ExtendedKeyUsage)
+                and ExtendedKeyUsageOID.CLIENT_AUTH not in eku
+            ):
+                return tuple(chain), Reason.UNSUPPORTED_PURPOSE
             if bc.path_length is not None and plen > bc.path_length + 1:
                 return tuple(chain), Reason.PATH_LENGTH
         if i == 0 or not _self_issued(cert):
             plen += 1
-    # 3. name constraints (only the forms client certificates use)
-    reason = _name_constraints(chain)
-    if reason:
-        return tuple(chain), reason
-    # 4. key sizes and digests (OpenSSL security level 2, as a TLS server applies)
+    # 3. key sizes and digests (OpenSSL security level 2, as a TLS server applies)
     for i, cert in enumerate(chain):
         try:
             key = cert.public_key()
@@ -399,7 +396,7 @@ def _classify(
             return tuple(chain), Reason.EE_KEY_TOO_WEAK if i == 0 else Reason.CA_KEY_TOO_WEAK
         if i < n - 1 and cert.signature_algorithm_oid in _WEAK_DIGESTS:
             return tuple(chain), Reason.CA_MD_TOO_WEAK
-    # 5. signatures and validity windows, top-down (OpenSSL internal_verify)
+    # 4. signatures and validity windows, top-down (OpenSSL internal_verify)
     for i in range(n - 1, -1, -1):
         cert = chain[i]
         if i < n - 1 and not _signed_by(cert, chain[i + 1]):
@@ -408,7 +405,10 @@ def _classify(
             return tuple(chain), Reason.NOT_YET_VALID
         if now > cert.not_valid_after_utc:
             return tuple(chain), Reason.EXPIRED
-    return tuple(chain), Reason.REJECTED
+    # 5. name constraints (only the forms client certificates use); OpenSSL's
+    # verify_chain runs check_name_constraints after internal_verify
+    reason = _name_constraints(chain)
+    return tuple(chain), reason or Reason.REJECTED
 
 
 # Extensions OpenSSL handles when critical (X509_supported_extension).
