@@ -1153,6 +1153,17 @@ def _translate_unexpected_token(source: Source, exc: UnexpectedToken) -> ParseEr
         return err("CIDR only allowed inside { }", hint=f"write in {{{tok.value}}}")
     if tok.type == "DOTDOT":
         return err("ranges are only allowed inside { }")
+    # `true and ssl`: the whole-expression constant followed by more text. Point at the
+    # constant, as `ssl and true` does, rather than at the operator after it.
+    head = text[: len(text) if at_end else tok.start_pos]
+    if not at_end and head.strip() in ("true", "false"):
+        start = len(head) - len(head.lstrip())
+        word = head.strip()
+        return err(
+            f"{word} is only allowed as the whole expression",
+            hint="a rule that matches every request is just: true" if word == "true" else None,
+            where=Span(start, start + len(word)),
+        )
     if tok.type == "COMMA" and "RBRACE" in expected:
         return err("unexpected , in { }", hint="items are separated by spaces, not commas")
 
