@@ -51,6 +51,10 @@ __all__ = ["ProxyServer", "ServerThread", "run_proxy"]
 
 log = logging.getLogger("edgerules.proxy")
 
+# How long a connection closed with request input unread keeps discarding it (after
+# our response and FIN) so that the client can read the response before any reset.
+_LINGER_SECONDS = 2.0
+
 
 def _reason(status: int) -> bytes:
     try:
@@ -241,6 +245,7 @@ class _ClientConnection:
         self.client_auth: Any = None
         self.tls_info: TLSInfo | None = None
         self._out: list[bytes] = []  # serialized client output not yet written
+        self._timed_out = False  # a 408 was due: close without lingering
 
     # -- connection ----------------------------------------------------------------
     async def run(self) -> None:
@@ -288,7 +293,15 @@ class _ClientConnection:
             pass
         except (TLSError, OSError, TimeoutError) as exc:
             log.debug("connection from %s ended: %s", self.client_ip, exc)
-        await stream.close()
+        await stream.close(linger=_LINGER_SECONDS if self._input_unread() else 0.0)
+
+    def _input_unread(self) -> bool:
+        """Whether the client may still be sending what we will not read: a request body
+        left unread (answered early: blocked, refused, 502) or bytes after a bad head."""
+        h = self.h
+        if h is None or self._timed_out:
+            return False  # a client too slow for our timeouts gets no extra time
+        return h.their_state in (h11.SEND_BODY, h11.ERROR) or bool(h.trailing_data[0])
 
     # -- reading from the client ---------------------------------------------------
     async def _recv(self, timeout: float) -> bytes:
@@ -423,6 +436,8 @@ class _ClientConnection:
     async def _send_error(
         self, status: int, detail: str, *, close: bool, info: RequestInfo | None = None
     ) -> None:
+        if status == 408:
+            self._timed_out = True
         reason = _reason(status).decode() or "Error"
         body = f"{status} {reason}\n{detail}\n".encode("utf-8", "replace")
         sent = await self._send_simple(status, b"text/plain; charset=utf-8", body, close=close)

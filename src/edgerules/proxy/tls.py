@@ -47,6 +47,7 @@ __all__ = ["ServerTLS", "TLSError", "TLSInfo", "TLSStream", "boringssl_cipher_na
 log = logging.getLogger("edgerules.proxy")
 
 _READ_SIZE = 65536
+_LINGER_MAX = 16 * 1024 * 1024  # bytes discarded at most while lingering
 _SESSION_ID_CONTEXT = b"edgerules-proxy"
 
 # OpenSSL names TLS 1.3 suites after the RFC; Cloudflare's cf.tls_cipher uses BoringSSL's
@@ -368,14 +369,36 @@ class TLSStream:
             raise TLSError(f"TLS error while sending: {_describe(exc)}") from None
         await self._flush()
 
-    async def close(self) -> None:
-        """Send close_notify when possible, then close the socket (never raises)."""
+    async def close(self, linger: float = 0.0) -> None:
+        """Send close_notify when possible, then close the socket (never raises).
+
+        close_notify is sent also in answer to the peer's own (RFC 8446 §6.1): a client
+        that shuts TLS down cleanly (Python's ``unwrap()``) waits for it.
+
+        ``linger`` > 0: the client may still be sending (a request body we did not read):
+        after our response and close_notify, half-close (FIN) and read and discard what
+        it sends for up to ``linger`` seconds (and ``_LINGER_MAX`` bytes). Closing with
+        unread input makes the kernel send a reset, which can destroy the response the
+        client has not read yet (the "lingering close" of RFC 9112 §9.6)."""
         try:
-            if self._conn.get_shutdown() == 0 and self.info.version:
+            if not self._conn.get_shutdown() & SSL.SENT_SHUTDOWN and self.info.version:
                 self._conn.shutdown()
                 await asyncio.wait_for(self._flush(), 1.0)
         except Exception:  # the peer may be gone; closing must not fail
             pass
+        if linger > 0 and not self._eof:
+            try:
+                if self._writer.can_write_eof():
+                    self._writer.write_eof()
+                async with asyncio.timeout(linger):
+                    discarded = 0
+                    while discarded < _LINGER_MAX:
+                        data = await self._reader.read(_READ_SIZE)
+                        if not data:
+                            break
+                        discarded += len(data)
+            except Exception:  # timeout, reset: close anyway
+                pass
         close_transport(self._writer)
 
 
