@@ -164,3 +164,36 @@ def test_ip_text_parsing_matches_ipaddress() -> None:
         except ValueError:
             got = ValueError
         assert got == expected and type(got) is type(expected), text
+
+
+def test_fused_leaves_are_not_confused_with_later_closures() -> None:
+    """Leaves are recognised by ``id(closure)``; a fused leaf is discarded, so the
+    compiler must keep it alive or a later closure could get its id (and be fused as a
+    leaf it is not). The rule below mixes fused leaves with closures built after them."""
+    from edgerules.engine import _compile
+    from edgerules.scheme import default_scheme
+
+    scheme = default_scheme()
+    text = (
+        '((http.host eq "api.example.com" and http.request.uri.path eq "/api/v2/auth") or '
+        '(http.host matches "^(www|store|blog)\\.example\\.com" and '
+        'http.request.uri.path contains "wp-login.php") or '
+        'ip.geoip.country in {"CN" "US"} or ip.geoip.asnum in {12345 54321}) '
+        "and not ip.src in {11.22.33.0/24}"
+    )
+    fields = {"http.host": "blog.example.com", "http.request.uri.path": "/wp-login.php",
+              "ip.src": "198.51.100.1", "ip.src.country": "FR", "ip.src.asnum": 1}
+    for _ in range(20):
+        f = _compile(text, scheme, None, None)
+        assert f.execute(scheme.context(fields)) is True
+        assert f.trace(fields).value is True
+
+
+def test_trace_closures_are_built_on_first_trace_only() -> None:
+    from edgerules.engine import _compile
+    from edgerules.scheme import default_scheme
+
+    f = _compile('http.host eq "a" and not ssl', default_scheme(), None, None)
+    assert f._compiled.closures == {} and f._traced is None
+    assert f.trace({"http.host": "a"}).value is True
+    assert f._traced is not None and f._traced.closures

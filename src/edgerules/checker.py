@@ -63,6 +63,11 @@ _OP_TEXT = {
     "bitwise_and": "&",
 }
 _LITERAL_TYPES = {"string": BYTES, "int": INT, "ip": IP}
+# Fast path of ``comparison`` (``field op …``): the operators allowed on a type, by the
+# type's identity (no dataclass ``__hash__``/``__eq__`` calls).
+_OPS_BY_ID: dict[int, frozenset[str]] = {id(t): ops for t, ops in _OPS.items()}
+# The operators whose right side must be a plain literal of the left side's type.
+_LITERAL_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "contains", "bitwise_and"})
 
 
 def index_path(node: Any) -> tuple[Any, list[ast.Index]]:
@@ -93,6 +98,10 @@ class Info:
     missing: bool = False
     elem_missing: bool = False
     star: Any = None
+
+
+# Shared results (``Info`` objects are never modified after they are recorded).
+_INFO_BOOL = Info(BOOL)
 
 
 @dataclass
@@ -156,6 +165,10 @@ class _Checker:
         self.scheme = out.scheme
         self.lists = lists
         self.once_seen: str | None = None
+        self.info = out.info
+        # name -> (Field, Info of a reference to it), shared by every check of the scheme.
+        cache = getattr(self.scheme, "_check_cache", None)
+        self.field_cache: dict[str, tuple[Field, Info]] = {} if cache is None else cache
 
     # -- errors --------------------------------------------------------------------------
 
@@ -174,6 +187,13 @@ class _Checker:
     # -- predicates ----------------------------------------------------------------------
 
     def pred(self, node: Any) -> Info:
+        tp = type(node)
+        if tp is ast.Comparison:
+            info = self.info[id(node)] = self.comparison(node)
+            return info
+        if tp is ast.Logical:
+            info = self.info[id(node)] = self.logical(node)
+            return info
         if isinstance(node, ast.Comparison):
             return self.record(node, self.comparison(node))
         if isinstance(node, ast.Logical):
@@ -191,9 +211,9 @@ class _Checker:
                     _span(node.arg),
                     hint="use [*] inside, e.g. any(http.request.headers.names[*] eq \"x\")",
                 )
-            return self.record(node, Info(BOOL))
+            return self.record(node, _INFO_BOOL)
         if isinstance(node, ast.BoolConst):
-            return self.record(node, Info(BOOL))
+            return self.record(node, _INFO_BOOL)
         if isinstance(node, (ast.FieldRef, ast.Index, ast.FunctionCall)):
             # A bare value where a condition is expected (the parser wraps it in BoolValue;
             # hand-built ASTs may not). Not recorded: ``info[id(node)]`` stays the value's
@@ -206,7 +226,7 @@ class _Checker:
         if v.unpacked:
             if v.type == BOOL:
                 return Info(BOOL_ARRAY, star=v.star)
-        elif v.type == BOOL:
+        elif v.type is BOOL or v.type == BOOL:
             return Info(BOOL, missing=v.missing)
         elif v.type == BOOL_ARRAY:
             return Info(BOOL_ARRAY)
@@ -222,7 +242,7 @@ class _Checker:
         first = infos[0].type
         star = None
         for item, info in zip(node.items, infos, strict=True):
-            if info.type != first:
+            if info.type is not first and info.type != first:
                 raise self.error(
                     f'cannot combine {first} and {info.type} with "{node.op}"',
                     _span(item),
@@ -236,10 +256,38 @@ class _Checker:
                         "all [*] in one expression must refer to the same array",
                         _span(item),
                     )
+        if first is BOOL and star is None:
+            return _INFO_BOOL
         return Info(first, star=star if first == BOOL_ARRAY else None)
 
     def comparison(self, node: ast.Comparison) -> Info:
-        lhs = self.value(node.lhs)
+        lhs_node = node.lhs
+        if type(lhs_node) is ast.FieldRef:
+            # Fast path: a known field of type String, Int or IP (by identity: no dataclass
+            # ``__eq__``/``__hash__`` calls) with an operator allowed on it. The general
+            # path below would record the same facts and check the right side the same
+            # way (``operand``), so errors are the same.
+            entry = self.field_cache.get(lhs_node.name)
+            if entry is not None:
+                fld, finfo = entry
+                t = fld.type
+                allowed = _OPS_BY_ID.get(id(t))
+                op = node.op
+                if allowed is not None and op in allowed:
+                    out = self.out
+                    key = id(lhs_node)
+                    self.info[key] = finfo
+                    out.fields[key] = fld
+                    out.used[fld.name] = fld
+                    rhs = node.rhs
+                    if not (
+                        op in _LITERAL_OPS
+                        and type(rhs) is ast.Literal
+                        and _LITERAL_TYPES.get(rhs.kind) is t
+                    ):
+                        self.operand(node, t)
+                    return _INFO_BOOL
+        lhs = self.value(lhs_node)
         t = lhs.type
         op = node.op
         if isinstance(t, (Array, Map)):
@@ -248,7 +296,7 @@ class _Checker:
                 _span(node.lhs),
                 hint="index it ([0], [\"key\"]) or use [*] inside any(…)/all(…)",
             )
-        if t == BOOL:
+        if t is BOOL or t == BOOL:
             raise self.error(
                 f'Bool takes no operator ("{_op_text(op)}")',
                 node.op_span,
@@ -257,6 +305,15 @@ class _Checker:
         allowed = _OPS.get(t, frozenset())
         if op not in allowed:
             raise self.error(self._op_message(op, t), node.op_span)
+        self.operand(node, t)
+        if lhs.unpacked:
+            return Info(BOOL_ARRAY, star=lhs.star)
+        return _INFO_BOOL
+
+    def operand(self, node: ast.Comparison, t: Type) -> None:
+        """Check the right side of a comparison whose left side has type ``t`` (with
+        the operator allowed on ``t``)."""
+        op = node.op
         rhs = node.rhs
         if op == "matches":
             self.regex(rhs, node)
@@ -271,9 +328,6 @@ class _Checker:
                 raise self.error('"in" needs a set { … } or a named list $name', _span(rhs))
         else:
             self.literal(rhs, t)
-        if lhs.unpacked:
-            return Info(BOOL_ARRAY, star=lhs.star)
-        return Info(BOOL)
 
     @staticmethod
     def _op_message(op: str, t: Type) -> str:
@@ -287,6 +341,8 @@ class _Checker:
         return f'"{shown}" is not allowed on {t}'
 
     def literal(self, rhs: Any, t: Type) -> None:
+        if type(rhs) is ast.Literal and _LITERAL_TYPES.get(rhs.kind) is t:
+            return
         if not isinstance(rhs, ast.Literal):
             what = {
                 ast.SetLiteral: "a set",
@@ -302,7 +358,7 @@ class _Checker:
         for item in rhs.items:
             if isinstance(item, ast.Literal):
                 lt = _LITERAL_TYPES.get(item.kind)
-                if lt != t:
+                if lt is not t and lt != t:
                     raise self.error(f"expected {t}, got {lt or item.kind}", item.span)
             elif isinstance(item, ast.IntRangeItem):
                 if t != INT:
@@ -391,16 +447,20 @@ class _Checker:
         raise self.error(f"expected a field or a function call, got {type(node).__name__}", _span(node))
 
     def field_ref(self, node: ast.FieldRef) -> Info:
-        fld = self.scheme.get(node.name)
-        if fld is None:
-            raise self.error(
-                f'unknown field "{node.name}"',
-                node.span,
-                suggestion=self.scheme.suggest_field(node.name),
-            )
+        entry = self.field_cache.get(node.name)
+        if entry is None:
+            fld = self.scheme.get(node.name)
+            if fld is None:
+                raise self.error(
+                    f'unknown field "{node.name}"',
+                    node.span,
+                    suggestion=self.scheme.suggest_field(node.name),
+                )
+            entry = self.field_cache[node.name] = (fld, Info(fld.type, missing=fld.optional))
+        fld, info = entry
         self.out.fields[id(node)] = fld
         self.out.used[fld.name] = fld
-        return Info(fld.type, missing=fld.optional)
+        return info
 
     def index_chain(self, node: ast.Index) -> Info:
         base, chain = index_path(node)

@@ -54,6 +54,21 @@ def _own(lit: Any) -> Any:
     return bytes(bytearray(lit)) if type(lit) is bytes and len(lit) > 1 else lit
 
 
+def _field_index(f: Field) -> int:
+    return f.index
+
+
+def _is_ip(t: Any) -> bool:
+    """``t == IP`` without the dataclass ``__eq__`` call for the common types."""
+    return t is IP or (t is not BYTES and t is not INT and t == IP)
+
+
+def _is_bool_array(t: Any) -> bool:
+    """``t == Array<Bool>`` without the dataclass ``__eq__`` call in the common case (a
+    predicate's type is ``BOOL`` or ``Array<Bool>``)."""
+    return t is BOOL_ARRAY or (t is not BOOL and t == BOOL_ARRAY)
+
+
 def _true(v: list) -> bool:
     return True
 
@@ -76,17 +91,21 @@ _CASE: dict[int, Any] = {id(FUNCTIONS["lower"]): bytes.lower, id(FUNCTIONS["uppe
 class Compiled:
     """The top closure, plus for ``Filter.trace`` the closure of every predicate node
     (``closures``) and of every value node compiled (``values``), both keyed by
-    ``id(node)``."""
+    ``id(node)`` (filled only when compiled with ``trace=True``; empty otherwise)."""
 
     fn: Pred
     closures: dict[int, Pred]
     values: dict[int, Value]
 
 
-def compile_checked(checked: Checked, slot: Callable[[Field], int] | None = None) -> Compiled:
+def compile_checked(
+    checked: Checked, slot: Callable[[Field], int] | None = None, *, trace: bool = False
+) -> Compiled:
     """Compile a checked expression. ``slot(field)`` gives the list index a closure reads
-    for ``field`` (default: ``field.index``, the scheme's slots)."""
-    c = _Compiler(checked, slot or (lambda f: f.index))
+    for ``field`` (default: ``field.index``, the scheme's slots). ``trace=True`` also
+    records every node's closure in ``Compiled.closures``/``values`` (for
+    ``Filter.trace``; the closures are the same either way)."""
+    c = _Compiler(checked, slot or _field_index, trace)
     fn, _ = c.pred(checked.expr)
     return Compiled(fn, c.closures, c.values)
 
@@ -99,14 +118,22 @@ def _ip_intervals(items: tuple[Any, ...]) -> tuple[list[tuple[int, int]], list[t
     family (IPv4 never matches IPv6 items, spec §3.6)."""
     v4: list[tuple[int, int]] = []
     v6: list[tuple[int, int]] = []
+    # Integers from ``ipaddress``'s ``_ip`` attributes (as the closures read them): the
+    # broadcast address is the network's integer with the host bits set, without building
+    # the address objects.
     for item in items:
         if isinstance(item, ast.Literal):
-            lo = hi = item.value
+            addr = item.value
+            lo = hi = addr._ip
         elif isinstance(item, ast.CidrItem):
-            lo, hi = item.network.network_address, item.network.broadcast_address
+            net = item.network
+            addr = net.network_address
+            lo = addr._ip
+            hi = lo | (net._ALL_ONES ^ net.netmask._ip)
         else:
-            lo, hi = item.lo, item.hi
-        (v4 if lo.version == 4 else v6).append((int(lo), int(hi)))
+            addr = item.lo
+            lo, hi = addr._ip, item.hi._ip
+        (v4 if addr._version == 4 else v6).append((lo, hi))
     return v4, v6
 
 
@@ -197,10 +224,12 @@ def _fuse_leaves(op: str, leaves: list[tuple[int, Any]]) -> Pred:
 
 
 class _Compiler:
-    def __init__(self, checked: Checked, slot: Callable[[Field], int]) -> None:
+    def __init__(self, checked: Checked, slot: Callable[[Field], int], trace: bool = False) -> None:
         self.ck = checked
+        self.trace = trace
         self.info = checked.info
         self.slot = slot
+        self.default_slot = slot is _field_index
         self.closures: dict[int, Pred] = {}
         self.values: dict[int, Value] = {}
         # id(unpacked comparison) -> (elements closure, per-element test, node) so that
@@ -210,23 +239,29 @@ class _Compiler:
         # Boolean field is ``== True``, its ``not`` ``== False``), so that an and/or of
         # several can be one closure.
         self.leaves: dict[int, tuple[int, Any]] = {}
+        # The leaf closures themselves, kept alive while compiling: ``leaves`` is keyed by
+        # ``id``, and a fused (discarded) leaf's id could otherwise be reused by a new
+        # closure.
+        self.leaf_fns: list[Pred] = []
 
     def leaf(self, fn: Pred, slot: int, lit: Any) -> Pred:
         self.leaves[id(fn)] = (slot, lit)
+        self.leaf_fns.append(fn)
         return fn
 
     # -- predicates ----------------------------------------------------------------------
 
     def pred(self, node: Any) -> tuple[Pred, bool | None]:
         """Compile a predicate; returns (closure, constant value or None)."""
-        if isinstance(node, ast.Comparison):
+        tp = type(node)
+        if tp is ast.Comparison or isinstance(node, ast.Comparison):
             fn, const = self.comparison(node)
-        elif isinstance(node, ast.Logical):
+        elif tp is ast.Logical or isinstance(node, ast.Logical):
             fn, const = self.logical(node)
         elif isinstance(node, ast.Not):
             fn, const = self.not_(node)
         elif isinstance(node, ast.BoolValue):
-            fn, const = self.bool_value(node.value, self.info[id(node)].type == BOOL_ARRAY), None
+            fn, const = self.bool_value(node.value, _is_bool_array(self.info[id(node)].type)), None
         elif isinstance(node, ast.Quantifier):
             fn, const = self.quantifier(node), None
         elif isinstance(node, ast.BoolConst):
@@ -236,12 +271,13 @@ class _Compiler:
             fn, const = self.bool_value(node, vinfo.unpacked or vinfo.type == BOOL_ARRAY), None
         if const is not None:
             fn = _true if const else _false
-        self.closures[id(node)] = fn
+        if self.trace:
+            self.closures[id(node)] = fn
         return fn, const
 
     def not_(self, node: ast.Not) -> tuple[Pred, bool | None]:
         inner, const = self.pred(node.operand)
-        if self.info[id(node)].type == BOOL_ARRAY:
+        if _is_bool_array(self.info[id(node)].type):
             return (lambda v: tuple([not a for a in inner(v)])), None
         if const is not None:
             return inner, not const
@@ -255,7 +291,7 @@ class _Compiler:
 
     def logical(self, node: ast.Logical) -> tuple[Pred, bool | None]:
         compiled = [self.pred(item) for item in node.items]
-        if self.info[id(node)].type == BOOL_ARRAY:
+        if _is_bool_array(self.info[id(node)].type):
             return self.elementwise_logical(node.op, [fn for fn, _ in compiled]), None
         op = node.op
         if op == "xor":
@@ -353,19 +389,23 @@ class _Compiler:
     def fuse_runs(self, op: str, fns: list[Pred]) -> list[Pred]:
         """Replace every run of two or more consecutive one-slot leaves by one fused
         closure (order kept, so short-circuiting is unchanged)."""
+        leaves = self.leaves
         out: list[Pred] = []
-        run: list[Pred] = []
-        for fn in [*fns, None]:
-            if fn is not None and id(fn) in self.leaves:
-                run.append(fn)
+        run: list[tuple[int, Any]] = []  # the current run's leaves
+        first: Pred | None = None  # the current run's first closure
+        for fn in fns:
+            leaf = leaves.get(id(fn))
+            if leaf is not None:
+                if not run:
+                    first = fn
+                run.append(leaf)
                 continue
-            if len(run) >= 2:
-                out.append(_fuse_leaves(op, [self.leaves[id(f)] for f in run]))
-            else:
-                out.extend(run)
-            run = []
-            if fn is not None:
-                out.append(fn)
+            if run:
+                out.append(_fuse_leaves(op, run) if len(run) >= 2 else first)  # type: ignore[arg-type]
+                run = []
+            out.append(fn)
+        if run:
+            out.append(_fuse_leaves(op, run) if len(run) >= 2 else first)  # type: ignore[arg-type]
         return out
 
     def inline_leaf(self, op: str, a: Pred, b: Pred) -> Pred | None:
@@ -399,7 +439,7 @@ class _Compiler:
 
     def quantifier(self, node: ast.Quantifier) -> Pred:
         arg = node.arg
-        self.pred(arg)  # records the argument's closure (for traces)
+        fn, _ = self.pred(arg)  # (also records the argument's closure for traces)
         special = self.elementwise.get(id(arg))
         if special is not None:
             elems, test, cmp = special
@@ -410,7 +450,6 @@ class _Compiler:
             if node.kind == "any":
                 return lambda v: any(map(test, elems(v)))
             return lambda v: all(map(test, elems(v)))
-        fn = self.closures[id(arg)]
         if node.kind == "any":
             return lambda v: True in fn(v)
         return lambda v: False not in fn(v)
@@ -488,7 +527,24 @@ class _Compiler:
     # -- comparisons ---------------------------------------------------------------------
 
     def comparison(self, node: ast.Comparison) -> tuple[Pred, bool | None]:
-        lhs_info = self.info[id(node.lhs)]
+        lhs = node.lhs
+        lhs_info = self.info[id(lhs)]
+        if type(lhs) is ast.FieldRef and not lhs_info.missing and not lhs_info.unpacked:
+            # A plain field: the specialised closure, without building the generic test
+            # first — unless the comparison is a constant (``in {}``, ``contains ""``),
+            # which ``test`` folds.
+            op, rhs = node.op, node.rhs
+            if not (
+                (op == "in" and type(rhs) is ast.SetLiteral and not rhs.items)
+                or (op == "contains" and rhs.value == b"")
+            ):
+                fld = self.ck.fields[id(lhs)]
+                i = fld.index if self.default_slot else self.slot(fld)
+                fast = self.field_comparison(node, i, lhs_info.type)
+                if fast is not None:
+                    if self.trace:
+                        self.values[id(lhs)] = itemgetter(i)
+                    return fast, None
         test, const = self.test(node, lhs_info)
         if lhs_info.unpacked:
             elems = self.elems(node.lhs)
@@ -498,16 +554,18 @@ class _Compiler:
             return (_true if const else _false), const
         if isinstance(node.lhs, ast.FieldRef) and not lhs_info.missing:
             i = self.slot(self.ck.fields[id(node.lhs)])
-            fast = self.field_comparison(node, i)
+            fast = self.field_comparison(node, i, lhs_info.type)
             if fast is not None:
-                self.values[id(node.lhs)] = itemgetter(i)  # for traces only
+                if self.trace:
+                    self.values[id(node.lhs)] = itemgetter(i)
                 return fast, None
         cased = self.cased_field(node.lhs)
         if cased is not None:
             fast = self.cased_comparison(node, *cased)
             if fast is not None:
                 case, i = cased
-                self.values[id(node.lhs)] = lambda v: case(v[i])  # for traces only
+                if self.trace:
+                    self.values[id(node.lhs)] = lambda v: case(v[i])
                 return fast, None
         val = self.value(node.lhs)
         fused = self.fused_comparison(node, lhs_info, val)
@@ -600,16 +658,19 @@ class _Compiler:
             return lambda v: (x := val(v)) is not MISSING and x >= lit
         return None
 
-    def field_comparison(self, node: ast.Comparison, i: int) -> Pred | None:
+    def field_comparison(self, node: ast.Comparison, i: int, lhs_type: Any) -> Pred | None:
         """Specialised closures for ``<plain field> op literal`` (the common case): one
         closure, one slot read, one operation."""
         op = node.op
         rhs = node.rhs
-        lhs_type = self.info[id(node.lhs)].type
-        if isinstance(rhs, ast.Literal) and lhs_type != IP:
+        is_ip = _is_ip(lhs_type)
+        if not is_ip and isinstance(rhs, ast.Literal):
             lit = _own(rhs.value)
             if op == "eq":
-                return self.leaf(lambda v: v[i] == lit, i, lit)
+                fn = lambda v: v[i] == lit  # noqa: E731
+                self.leaves[id(fn)] = (i, lit)
+                self.leaf_fns.append(fn)
+                return fn
             if op == "ne":
                 return lambda v: v[i] != lit
             if op == "contains":
@@ -624,7 +685,7 @@ class _Compiler:
                 return lambda v: v[i] >= lit
             if op == "bitwise_and":
                 return lambda v: v[i] & lit != 0
-        if isinstance(rhs, ast.Literal) and lhs_type == IP and op in ("eq", "ne"):
+        if is_ip and op in ("eq", "ne") and isinstance(rhs, ast.Literal):
             k = int(rhs.value)
             family = type(rhs.value)
             if op == "eq":
@@ -709,7 +770,8 @@ class _Compiler:
     def value(self, node: Any) -> Value:
         """Closure computing a (non-unpacked) value expression."""
         fn = self._value(node)
-        self.values[id(node)] = fn
+        if self.trace:
+            self.values[id(node)] = fn
         return fn
 
     def _value(self, node: Any) -> Value:
@@ -724,7 +786,8 @@ class _Compiler:
             fn = self.value(base)
             for idx in chain:
                 fn = self.index_value(idx, fn)
-                self.values[id(idx)] = fn
+                if self.trace:
+                    self.values[id(idx)] = fn
             return fn
         raise AssertionError(f"not a value: {node!r}")  # pragma: no cover
 
@@ -759,7 +822,8 @@ class _Compiler:
                     unpacked = True
                 else:
                     fn = self.index_value(idx, fn)
-                    self.values[id(idx)] = fn
+                    if self.trace:
+                        self.values[id(idx)] = fn
                 continue
             fn = self.index_each(fn, key, base_info)
         return fn

@@ -6,8 +6,9 @@ Data flow: text -> ``parser.parse_expression`` (AST with spans) -> ``checker.che
 Invariants:
 
 * A ``Filter`` is immutable and holds no per-request state, so one filter may be shared
-  by threads and tasks. (The closures for the ``matches(dict)`` path are built on first
-  use and cached on the filter; building them twice is harmless.)
+  by threads and tasks. (The closures for the ``matches(dict)`` path and the per-node
+  closures ``trace`` reads are built on first use and cached on the filter; building
+  them twice is harmless.)
 * ``Filter.execute(ctx)`` checks once that the context belongs to the filter's scheme and
   then never raises for data: values were coerced by the Context, types were checked,
   patterns were compiled.
@@ -189,6 +190,7 @@ class Filter:
         "_checked",
         "_compiled",
         "_fn",
+        "_traced",
         "ast",
         "execute",
         "fields",
@@ -210,6 +212,7 @@ class Filter:
         self.fields: frozenset[str] = frozenset(checked.used)
         self._checked = checked
         self._compiled = compiled
+        self._traced: Compiled | None = None  # compiled with trace=True on first trace()
         self._fn = compiled.fn
         self.execute = self._make_execute()
         self.matches = self._make_lazy_matches()
@@ -360,21 +363,26 @@ class Filter:
             values = ctx.values
         else:
             values = Context(self.scheme, ctx, only=self._readable_names()).values
-        return self._trace(self.ast, values)
+        traced = self._traced
+        if traced is None:
+            # The per-node closures are recorded only for traces (not the hot path); the
+            # filter's own closures are compiled without them.
+            traced = self._traced = compile_checked(self._checked, trace=True)
+        return self._trace(self.ast, values, traced)
 
-    def _trace(self, node: Any, values: list) -> TraceNode:
-        fn = self._compiled.closures.get(id(node))
+    def _trace(self, node: Any, values: list, traced: Compiled) -> TraceNode:
+        fn = traced.closures.get(id(node))
         value = fn(values) if fn is not None else None
         children: list[TraceNode] = []
         if isinstance(node, ast.Logical):
-            children = [self._trace(item, values) for item in node.items]
+            children = [self._trace(item, values, traced) for item in node.items]
         elif isinstance(node, ast.Not):
-            children = [self._trace(node.operand, values)]
+            children = [self._trace(node.operand, values, traced)]
         elif isinstance(node, ast.Quantifier):
-            children = [self._trace(node.arg, values)]
+            children = [self._trace(node.arg, values, traced)]
         elif isinstance(node, ast.Comparison):
             lhs = node.lhs
-            getter = self._compiled.values.get(id(lhs))
+            getter = traced.values.get(id(lhs))
             info = self._checked.info.get(id(lhs))
             if getter is not None and info is not None and not info.unpacked:
                 children = [TraceNode(format_expr(lhs), lhs.span, getter(values))]

@@ -68,6 +68,7 @@ class Scheme:
     __slots__ = (
         "__weakref__",
         "_by_name",
+        "_check_cache",
         "_coercers",
         "_defaults",
         "_fields",
@@ -118,6 +119,8 @@ class Scheme:
             by_name[alias] = by_name[target]
         self._fields: tuple[Field, ...] = tuple(out)
         self._by_name: dict[str, Field] = by_name
+        # The checker's per-scheme table (name -> (Field, static Info)), filled on use.
+        self._check_cache: dict[str, Any] = {}
         self._names: tuple[str, ...] = tuple(by_name)
         self._defaults: tuple[object, ...] = tuple(f.default for f in out)
         self._coercers: tuple[Callable[[object], object], ...] = tuple(
