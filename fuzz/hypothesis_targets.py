@@ -19,6 +19,7 @@ reach deep into the grammar, which uniform random text rarely does.
 from __future__ import annotations
 
 import ipaddress
+import typing
 
 from hypothesis import strategies as st
 
@@ -80,18 +81,9 @@ sets = st.lists(set_items, max_size=5).map(lambda items: ast.SetLiteral(tuple(it
 
 # --- values and predicates (mutually recursive) ----------------------------------------------
 
-SIMPLE_OPS = [
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "contains",
-    "wildcard",
-    "strict_wildcard",
-    "bitwise_and",
-]
+# Every comparison operator with a plain literal right-hand side: the AST's own list minus
+# `matches` (a Regex) and `in` (a set or a list).
+SIMPLE_OPS = [op for op in typing.get_args(ast.ComparisonOp) if op not in ("matches", "in")]
 
 indexes = st.one_of(st.integers(0, INT64_MAX), st.binary(max_size=8), st.just(ast.Star()))
 

@@ -433,28 +433,23 @@ def test_httpx_ssl_context_without_certificate_blocked(dep):
 
 
 # -- openssl s_client ------------------------------------------------------------------
-@needs_openssl
-def test_openssl_s_client_with_certificate(dep):
+def _s_client(dep, eof_flag: str, request: bytes) -> subprocess.CompletedProcess:
+    """`openssl s_client` with the valid client certificate, SNI api.localhost, sending
+    ``request`` on stdin; ``eof_flag`` says what it does when stdin ends."""
     pki = dep["pki"]
-    result = subprocess.run(
-        [
-            "openssl",
-            "s_client",
-            "-connect",
-            f"127.0.0.1:{dep['port']}",
-            "-servername",
-            HOST,
-            "-cert",
-            str(pki.valid.cert_path),
-            "-key",
-            str(pki.valid.key_path),
-            "-quiet",
-            "-ign_eof",
-        ],
-        input=b"GET /s-client HTTP/1.1\r\nHost: api.localhost\r\nConnection: close\r\n\r\n",
+    return subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{dep['port']}", "-servername", HOST,
+         "-cert", str(pki.valid.cert_path), "-key", str(pki.valid.key_path), "-quiet", eof_flag],
+        input=request,
         capture_output=True,
         timeout=20,
     )
+
+
+@needs_openssl
+def test_openssl_s_client_with_certificate(dep):
+    result = _s_client(dep, "-ign_eof",
+                       b"GET /s-client HTTP/1.1\r\nHost: api.localhost\r\nConnection: close\r\n\r\n")
     assert result.stdout.startswith(b"HTTP/1.1 200 "), (result.stdout, result.stderr)
     payload = result.stdout.partition(b"\r\n\r\n")[2]
     assert json.loads(payload)["target"] == "/s-client"
@@ -606,26 +601,7 @@ def test_pipelined_after_connection_close_not_answered(dep):
 def test_openssl_s_client_stdin_eof(dep):
     """s_client with -no_ign_eof: it sends close_notify and exits as soon as stdin ends,
     right after the request: the proxy still handles the request it read, then closes."""
-    pki = dep["pki"]
-    result = subprocess.run(
-        [
-            "openssl",
-            "s_client",
-            "-connect",
-            f"127.0.0.1:{dep['port']}",
-            "-servername",
-            HOST,
-            "-cert",
-            str(pki.valid.cert_path),
-            "-key",
-            str(pki.valid.key_path),
-            "-quiet",
-            "-no_ign_eof",
-        ],
-        input=b"GET /s-eof HTTP/1.1\r\nHost: api.localhost\r\n\r\n",
-        capture_output=True,
-        timeout=20,
-    )
+    result = _s_client(dep, "-no_ign_eof", b"GET /s-eof HTTP/1.1\r\nHost: api.localhost\r\n\r\n")
     rec = log_record(dep, "/s-eof")
     assert rec and rec[0]["status"] == 200, result.stderr
     _still_serving(dep, "/after-s-eof")
