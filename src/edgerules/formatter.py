@@ -113,13 +113,17 @@ def _regex_literal(pattern: bytes) -> str:
     Its bytes are the pattern, so it is written raw when it is printable UTF-8: quoted,
     the regex string rule would keep an escaped ``\\`` as two backslashes. Other bytes
     are written quoted as ``\xHH``, which the regex reads as those bytes."""
+    return _raw_if_friendly(pattern)
+
+
+def _raw_if_friendly(value: bytes) -> str:
+    """``value`` as a raw string when it is printable UTF-8 a raw string can hold, else as
+    a quoted string with escapes."""
     try:
-        text = pattern.decode("utf-8")
+        text = value.decode("utf-8")
     except UnicodeDecodeError:
-        text = None
-    if text is not None and _raw_friendly(text):
-        return format_raw_string(text)
-    return format_string(pattern)
+        return format_string(value)
+    return format_raw_string(text) if _raw_friendly(text) else format_string(value)
 
 
 def _set_item(node: object) -> str:
@@ -134,14 +138,7 @@ def _literal(node: ast.Literal) -> str:
     if node.kind == "string":
         value = node.value
         assert isinstance(value, bytes)
-        if node.raw:
-            try:
-                text = value.decode("utf-8")
-            except UnicodeDecodeError:
-                text = None
-            if text is not None and _raw_friendly(text):
-                return format_raw_string(text)
-        return format_string(value)
+        return _raw_if_friendly(value) if node.raw else format_string(value)
     if node.kind == "int":
         return str(node.value)
     if node.kind == "ip":
