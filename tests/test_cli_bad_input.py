@@ -694,7 +694,7 @@ def test_cert_issue_unwritable_output_loses_nothing(capsys: pytest.CaptureFixtur
     """The certificate is issued before the files are written; when a file cannot be
     written (or the PKCS#12 bundle cannot be built) the user must not lose the private
     key (edgerules keeps no copy): either nothing is issued, or the key is still printed.
-    OPEN BUG (cli/pki_cmd.py ``_cert_issue``): ``_write_file`` raises ConfigError (and
+    OPEN BUG (cli/cert_cmd.py ``_cert_issue``): ``_write_file`` raises ConfigError (and
     ``export_pkcs12`` PKIError for a non-UTF-8 password) after the store issued the
     certificate, so the one copy of the private key is discarded."""
     target = str(tmp_path / "no-such-dir" / "out.pem")
@@ -714,7 +714,7 @@ def test_cert_issue_unwritable_output_loses_nothing(capsys: pytest.CaptureFixtur
 
 def test_store_passphrase_file_not_utf8(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                         store: str) -> None:
-    """OPEN BUG (cli/pki_cmd.py ``_open``): ``.decode("utf-8")`` of the passphrase file
+    """OPEN BUG (cli/common.py ``open_store_from_args``): ``.decode("utf-8")`` of the passphrase file
     is unguarded -> UnicodeDecodeError (an internal error)."""
     path = write(tmp_path / "pass.txt", GARBAGE)
     fails(capsys, ["cert", "list", "--store", store, "--passphrase-file", str(path)],

@@ -1,7 +1,7 @@
 """``cert issue`` output files, ``--subject`` messages and ``cert list --page`` limits.
 
-Regression tests for the bad-input fixes in cli/pki_cmd.py (``_Output``,
-``_open_outputs``, ``_rescue``), pki/issuing.py (``_subject_mistake``) and
+Regression tests for the bad-input fixes in cli/common.py and cli/cert_cmd.py (``Output``,
+``open_outputs``, ``_rescue``), pki/issuing.py (``_subject_mistake``) and
 store/sqlite.py (``MAX_PAGE``). The rule they pin down: the generated private key exists
 only in this process (the store keeps no copy), so every output is checked BEFORE the
 certificate is issued, a failed command leaves existing files as they were, and a

@@ -21,7 +21,9 @@ from collections.abc import Sequence
 _COMMAND_MODULES = (
     "edgerules.cli.rules_cmd",  # check, eval
     "edgerules.cli.ruleset_cmd",  # test, trace
-    "edgerules.cli.pki_cmd",  # ca, cert, host
+    "edgerules.cli.ca_cmd",  # ca
+    "edgerules.cli.cert_cmd",  # cert
+    "edgerules.cli.host_cmd",  # host
     "edgerules.cli.proxy_cmd",  # proxy
 )
 

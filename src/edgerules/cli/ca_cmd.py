@@ -1,0 +1,137 @@
+"""``edgerules ca``: the managed CA and uploaded CAs (BYOCA).
+
+    edgerules ca show [--pem] [--key-type rsa|ecdsa]   # the managed CA (created on first use)
+    edgerules ca upload FILE [--name NAME]             # BYOCA
+    edgerules ca list | delete ID
+
+Common options and output conventions: :mod:`edgerules.cli.common`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edgerules.cli.common import (
+    key_type_option,
+    open_store_from_args,
+    print_fields,
+    print_json,
+    print_table,
+    read_input_file,
+    store_options,
+)
+
+
+def _ca_show(args: argparse.Namespace) -> int:
+    with open_store_from_args(args) as store:
+        ca = store.managed_ca(create=True, key_type=args.key_type)
+        hosts = store.get_hostname_associations(None)
+    if args.json:
+        print_json({**ca.to_dict(), "hostnames": hosts})
+    elif args.pem:
+        sys.stdout.write(ca.certificate)
+    else:
+        print_fields(
+            [
+                ("id", ca.id),
+                ("name", ca.name),
+                ("subject", ca.subject),
+                ("key_type", ca.key_type),
+                ("key_encrypted", "yes" if ca.key_encrypted else "no"),
+                ("serial_number", ca.serial_number),
+                ("ski", ca.ski),
+                ("fingerprint_sha256", ca.fingerprint_sha256),
+                ("signature", ca.signature),
+                ("issued_on", ca.issued_on),
+                ("expires_on", ca.expires_on),
+                ("hostnames", ", ".join(hosts) or "(none)"),
+            ]
+        )
+    return 0
+
+
+def _ca_upload(args: argparse.Namespace) -> int:
+    data = read_input_file(args.file)
+    with open_store_from_args(args) as store:
+        ca = store.upload_ca(data, name=args.name)
+    if args.json:
+        print_json(ca.to_dict())
+    else:
+        print(f"Uploaded CA {ca.id}")
+        print_fields(
+            [
+                ("name", ca.name),
+                ("subject", ca.subject),
+                ("issuer", ca.issuer),
+                ("signature", ca.signature),
+                ("expires_on", ca.expires_on),
+            ]
+        )
+    return 0
+
+
+def _ca_list(args: argparse.Namespace) -> int:
+    with open_store_from_args(args) as store:
+        managed = store.managed_ca(create=False)
+        uploaded = store.list_uploaded_cas()
+        table = store.hostname_table()
+    hosts: dict[str, list[str]] = {}
+    for hostname, _kind, ca_id, _name in table:
+        hosts.setdefault(ca_id, []).append(hostname)
+    if args.json:
+        out = []
+        if managed is not None:
+            out.append({**managed.to_dict(), "hostnames": hosts.get(managed.id, [])})
+        out.extend({**u.to_dict(), "hostnames": hosts.get(u.id, [])} for u in uploaded)
+        print_json(out)
+        return 0
+    rows: list[list[object]] = []
+    if managed is not None:
+        rows.append(
+            [
+                managed.id,
+                "managed",
+                managed.name,
+                managed.expires_on,
+                len(hosts.get(managed.id, [])),
+            ]
+        )
+    for u in uploaded:
+        rows.append([u.id, u.type, u.name or "", u.expires_on, len(hosts.get(u.id, []))])
+    if not rows:
+        print("No CAs yet (the managed CA is created on first use: `edgerules ca show`).")
+        return 0
+    print_table(["ID", "TYPE", "NAME", "EXPIRES_ON", "HOSTS"], rows)
+    return 0
+
+
+def _ca_delete(args: argparse.Namespace) -> int:
+    with open_store_from_args(args) as store:
+        ca = store.delete_uploaded_ca(args.id)
+    if args.json:
+        print_json({"id": ca.id, "deleted": True})
+    else:
+        print(f"Deleted CA {ca.id}" + (f" ({ca.name})" if ca.name else ""))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    common = store_options()
+    ca = subparsers.add_parser("ca", help="managed CA and uploaded CAs (BYOCA)")
+    ca_sub = ca.add_subparsers(dest="ca_command", metavar="ACTION", required=True)
+    p = ca_sub.add_parser(
+        "show", parents=[common], help="show the managed CA (created on first use)"
+    )
+    p.add_argument("--pem", action="store_true", help="print only the CA certificate PEM")
+    key_type_option(p, "key type if the CA is created now (default ecdsa P-256)")
+    p.set_defaults(func=_ca_show)
+    p = ca_sub.add_parser("upload", parents=[common], help="upload a CA certificate (BYOCA)")
+    p.add_argument("file", metavar="FILE", help="PEM file with one CA certificate ('-' = stdin)")
+    p.add_argument("--name", default=None, help="a unique name for the CA")
+    p.set_defaults(func=_ca_upload)
+    p = ca_sub.add_parser("list", parents=[common], help="list the managed and uploaded CAs")
+    p.set_defaults(func=_ca_list)
+    p = ca_sub.add_parser("delete", parents=[common], help="delete an uploaded CA not in use")
+    p.add_argument("id", metavar="ID", help="uploaded CA id or name")
+    p.set_defaults(func=_ca_delete)

@@ -1,0 +1,214 @@
+"""Plumbing shared by the control-plane commands (``ca``, ``cert``, ``host``, ``crl``).
+
+Owns: the options every store command takes (``--store``, ``--account``,
+``--passphrase-file``, ``--json``), opening the store from them, reading input files,
+output files that are opened (so checked) before anything irreversible happens, and the
+table/field/JSON printers. Nothing here raises for a user mistake: problems become
+``ConfigError`` messages (DESIGN.md anti-pattern 12).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import stat
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from edgerules.errors import ConfigError
+
+
+def store_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "--store",
+        metavar="PATH",
+        default=None,
+        help="SQLite store (default: $EDGERULES_STORE, else ./edgerules.db)",
+    )
+    p.add_argument(
+        "--account",
+        metavar="ID",
+        default=None,
+        help='account id (default: $EDGERULES_ACCOUNT, else "default")',
+    )
+    p.add_argument(
+        "--passphrase-file",
+        metavar="FILE",
+        default=None,
+        help="file holding the CA key passphrase (default: $EDGERULES_STORE_PASSPHRASE)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    return p
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def open_store_from_args(args: argparse.Namespace) -> Any:
+    from edgerules.store import open_store
+
+    passphrase = None
+    if args.passphrase_file:
+        data = read_input_file(args.passphrase_file)
+        try:
+            passphrase = data.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"passphrase file {args.passphrase_file} is not valid UTF-8 text "
+                f"(byte 0x{data[exc.start]:02x} at offset {exc.start})"
+            ) from None
+    return open_store(args.store, account_id=args.account, passphrase=passphrase)
+
+
+def read_input_file(path: str) -> bytes:
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read()
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def p12_password(args: argparse.Namespace) -> bytes | None:
+    """The PKCS#12 password (``--p12-password-file``, else ``$EDGERULES_P12_PASSWORD``);
+    checked here, before anything is issued: PKCS#12 passwords must be UTF-8."""
+    if getattr(args, "p12_password_file", None):
+        data = read_input_file(args.p12_password_file).rstrip(b"\r\n")
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"PKCS#12 password file {args.p12_password_file} is not valid UTF-8 text "
+                f"(byte 0x{data[exc.start]:02x} at offset {exc.start}); PKCS#12 passwords "
+                "must be UTF-8"
+            ) from None
+        return data or None
+    env = os.environ.get("EDGERULES_P12_PASSWORD")
+    if not env:
+        return None
+    try:
+        return env.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes in the environment (surrogateescape)
+        raise ConfigError(
+            "$EDGERULES_P12_PASSWORD is not valid UTF-8; PKCS#12 passwords must be UTF-8"
+        ) from None
+
+
+class Output:
+    """An output file opened (and so checked) before a certificate is issued.
+
+    The file is opened without truncating it: an existing file keeps its content until
+    :meth:`write`, and a file this created is removed again by :meth:`discard` (used when
+    issuing fails), so a failed command changes nothing."""
+
+    def __init__(self, option: str, path: str, *, private: bool = False) -> None:
+        self.option = option
+        self.path = path
+        self.private = private
+        self.created = False
+        mode = 0o600 if private else 0o644
+        try:
+            try:
+                self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+                self.created = True
+            except FileExistsError:
+                self._fd = os.open(path, os.O_WRONLY)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {path} ({option}): {exc.strerror or exc}") from None
+
+    def write(self, data: bytes) -> None:
+        fd, self._fd = self._fd, None
+        assert fd is not None, "written twice"
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.ftruncate(fd, 0)
+                    if self.private and not self.created:
+                        os.fchmod(fd, 0o600)  # an existing file: the key is still private
+                fh.write(data)
+        except OSError as exc:
+            if self.created:  # do not leave a partial file behind
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+            raise ConfigError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+
+    def discard(self) -> None:
+        """Close without writing; remove the file if this created it (still empty)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.close(fd)
+            if self.created:
+                os.unlink(self.path)
+
+
+def open_outputs(specs: Sequence[tuple[str, str | None, bool]]) -> list[Output]:
+    """Open every ``(option, path, private)`` output, or none: a failure closes (and
+    removes) the ones already opened. Two options naming one file are refused."""
+    seen: dict[str, str] = {}
+    for option, path, _private in specs:
+        if path is None:
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            raise ConfigError(f"{seen[real]} and {option} name the same file {path}")
+        seen[real] = option
+    outputs: list[Output] = []
+    try:
+        for option, path, private in specs:
+            if path is not None:
+                outputs.append(Output(option, path, private=private))
+    except BaseException:
+        for out in outputs:
+            out.discard()
+        raise
+    return outputs
+
+
+def print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=False))
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def print_fields(pairs: Sequence[tuple[str, object]]) -> None:
+    width = max(len(k) for k, _ in pairs)
+    for key, value in pairs:
+        print(f"{key.ljust(width)}  {'' if value is None else value}".rstrip())
+
+
+def key_type_option(parser: Any, help_text: str) -> None:
+    parser.add_argument("--key-type", choices=("ecdsa", "rsa"), default=None, help=help_text)
+
+
+def p12_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--p12-password-file",
+        metavar="FILE",
+        help="PKCS#12 password file (default: $EDGERULES_P12_PASSWORD; none = unencrypted)",
+    )
+    p.add_argument(
+        "--p12-legacy",
+        action="store_true",
+        help="3DES/SHA-1 PKCS#12 for old Android/iOS/macOS importers",
+    )
