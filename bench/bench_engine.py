@@ -29,13 +29,13 @@ from typing import Any
 
 import pytest
 
-from edgerules import ast
-from edgerules.checker import check
-from edgerules.compiler import compile_checked
-from edgerules.engine import Filter, _compile, parse
-from edgerules.engine import compile as compile_filter
-from edgerules.scheme import default_scheme
-from edgerules.source import Source
+from edgerules.lang import ast
+from edgerules.lang.checker import check
+from edgerules.lang.compiler import compile_checked
+from edgerules.lang.engine import Filter, _compile, parse
+from edgerules.lang.engine import compile as compile_filter
+from edgerules.lang.scheme import default_scheme
+from edgerules.lang.source import Source
 
 SCHEME = default_scheme()
 _rng = random.Random(1234)  # seeded: the workloads are the same on every run

@@ -1,6 +1,6 @@
 """Parser benchmarks (pytest-benchmark group ``parse``): ``parse_expression`` on realistic
 rules of 50-400 characters, and the same rules through lark's path alone (group
-``parse-lark``: what every parse cost before the fast path of ``edgerules.parser``; it is
+``parse-lark``: what every parse cost before the fast path of ``edgerules.lang.parser``; it is
 still the path of every invalid text), and parse+check+compile (group ``parse+compile``:
 ``engine._compile``, which bypasses ``compile()``'s cache).
 
@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-import edgerules.parser as parser_mod
-from edgerules import ast
-from edgerules.engine import Filter, _compile
-from edgerules.parser import parse_expression
-from edgerules.scheme import default_scheme
-from edgerules.source import Source
+import edgerules.lang.parser as parser_mod
+from edgerules.lang import ast
+from edgerules.lang.engine import Filter, _compile
+from edgerules.lang.parser import parse_expression
+from edgerules.lang.scheme import default_scheme
+from edgerules.lang.source import Source
 
 SCHEME = default_scheme()
 

@@ -14,8 +14,8 @@ import sys
 
 def test_one_input(data: bytes) -> None:
     from edgerules.errors import ParseError
-    from edgerules.formatter import format_expr
-    from edgerules.parser import parse_expression
+    from edgerules.lang.formatter import format_expr
+    from edgerules.lang.parser import parse_expression
 
     text = data.decode("utf-8", "surrogateescape")
     try:
@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     import atheris  # imported here so that the module itself imports without atheris
 
     with atheris.instrument_imports():
-        import edgerules.formatter
-        import edgerules.parser  # noqa: F401
+        import edgerules.lang.formatter
+        import edgerules.lang.parser  # noqa: F401
     atheris.Setup(sys.argv if argv is None else argv, test_one_input)
     atheris.Fuzz()
 

@@ -23,10 +23,10 @@ import typing
 
 from hypothesis import strategies as st
 
-from edgerules import ast
 from edgerules.errors import ParseError
-from edgerules.formatter import format_expr
-from edgerules.parser import KEYWORDS, parse_expression
+from edgerules.lang import ast
+from edgerules.lang.formatter import format_expr
+from edgerules.lang.parser import KEYWORDS, parse_expression
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

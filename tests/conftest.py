@@ -33,7 +33,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 @pytest.fixture(scope="session")
 def cf_scheme():
     """Cloudflare's default scheme."""
-    from edgerules.scheme import default_scheme
+    from edgerules.lang.scheme import default_scheme
 
     return default_scheme()
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from edgerules import ast
-from edgerules.checker import BOOL_ARRAY, Checked
-from edgerules.context import Context
-from edgerules.regex import compile_regex, pattern_text
-from edgerules.scheme import Scheme
-from edgerules.types import BOOL, BYTES, INT, IP, MISSING, Array, Map
+from edgerules.lang import ast
+from edgerules.lang.checker import BOOL_ARRAY, Checked
+from edgerules.lang.context import Context
+from edgerules.lang.regex import compile_regex, pattern_text
+from edgerules.lang.scheme import Scheme
+from edgerules.lang.types import BOOL, BYTES, INT, IP, MISSING, Array, Map
 
 
 def small_scheme() -> Scheme:

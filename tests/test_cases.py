@@ -23,14 +23,14 @@ from typing import Any
 import pytest
 
 import edgerules.errors as errors_module
-from edgerules import ast
-from edgerules.engine import compile as compile_filter
-from edgerules.engine import parse
-from edgerules.scheme import Scheme, default_scheme
+from edgerules.lang import ast
+from edgerules.lang.engine import compile as compile_filter
+from edgerules.lang.engine import parse
+from edgerules.lang.scheme import Scheme, default_scheme
 from reference_interpreter import evaluate, small_scheme
 
 CASES_DIR = Path(__file__).parent / "cases"
-_HAS_FORMATTER = importlib.util.find_spec("edgerules.formatter") is not None
+_HAS_FORMATTER = importlib.util.find_spec("edgerules.lang.formatter") is not None
 _SMALL: Scheme | None = None
 
 

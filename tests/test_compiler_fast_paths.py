@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from edgerules.compiler import _own
 from edgerules.errors import ContextError
-from edgerules.ipset import interval_test, merge_intervals
-from edgerules.regex import compile_regex
+from edgerules.lang.compiler import _own
+from edgerules.lang.ipset import interval_test, merge_intervals
+from edgerules.lang.regex import compile_regex
 from reference_interpreter import evaluate, small_scheme
 
 SCHEME = small_scheme()
@@ -146,7 +146,7 @@ def test_matches_keeps_coercion_and_alias_rules() -> None:
 
 
 def test_ip_text_parsing_matches_ipaddress() -> None:
-    from edgerules.context import _parse_ip
+    from edgerules.lang.context import _parse_ip
 
     texts = ["0.0.0.0", "1.2.3.4", "255.255.255.255", "192.0.2.1", "10.0.0.01", "01.2.3.4",
              "256.1.1.1", "1.2.3", "1.2.3.4.5", " 1.2.3.4", "1.2.3.4\n", "1.2.3.4 ", "1..3.4",
@@ -170,8 +170,8 @@ def test_fused_leaves_are_not_confused_with_later_closures() -> None:
     """Leaves are recognised by ``id(closure)``; a fused leaf is discarded, so the
     compiler must keep it alive or a later closure could get its id (and be fused as a
     leaf it is not). The rule below mixes fused leaves with closures built after them."""
-    from edgerules.engine import _compile
-    from edgerules.scheme import default_scheme
+    from edgerules.lang.engine import _compile
+    from edgerules.lang.scheme import default_scheme
 
     scheme = default_scheme()
     text = (
@@ -190,8 +190,8 @@ def test_fused_leaves_are_not_confused_with_later_closures() -> None:
 
 
 def test_trace_closures_are_built_on_first_trace_only() -> None:
-    from edgerules.engine import _compile
-    from edgerules.scheme import default_scheme
+    from edgerules.lang.engine import _compile
+    from edgerules.lang.scheme import default_scheme
 
     f = _compile('http.host eq "a" and not ssl', default_scheme(), None, None)
     assert f._compiled.closures == {} and f._traced is None

@@ -9,15 +9,15 @@ from collections.abc import Iterator, Mapping
 import pytest
 
 import edgerules
-from edgerules import ast
-from edgerules.checker import check
-from edgerules.compiler import compile_checked
-from edgerules.context import Context
-from edgerules.engine import Filter, TraceNode, compile, format, parse
 from edgerules.errors import ContextError, ParseError, RuleTypeError, SchemeError
-from edgerules.scheme import Scheme, default_scheme
-from edgerules.source import Span
-from edgerules.types import BOOL, BYTES, INT, IP, MISSING, Array, Map
+from edgerules.lang import ast
+from edgerules.lang.checker import check
+from edgerules.lang.compiler import compile_checked
+from edgerules.lang.context import Context
+from edgerules.lang.engine import Filter, TraceNode, compile, format, parse
+from edgerules.lang.scheme import Scheme, default_scheme
+from edgerules.lang.source import Span
+from edgerules.lang.types import BOOL, BYTES, INT, IP, MISSING, Array, Map
 from reference_interpreter import evaluate, small_scheme
 
 # --- Scheme -----------------------------------------------------------------------------

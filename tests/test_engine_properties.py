@@ -15,11 +15,11 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgerules import ast
-from edgerules.checker import check
-from edgerules.compiler import compile_checked
-from edgerules.engine import compile, parse
-from edgerules.formatter import format_expr
+from edgerules.lang import ast
+from edgerules.lang.checker import check
+from edgerules.lang.compiler import compile_checked
+from edgerules.lang.engine import compile, parse
+from edgerules.lang.formatter import format_expr
 from reference_interpreter import evaluate, small_scheme
 
 SCHEME = small_scheme()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from edgerules.errors import ParseError
-from edgerules.parser import parse_expression
+from edgerules.lang.parser import parse_expression
 
 HERE = Path(__file__).parent
 GOLDEN = tomllib.loads((HERE / "golden" / "parse_errors.toml").read_text(encoding="utf-8"))["case"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgerules.fields import CLOUDFLARE_FIELDS, FIELD_ALIASES, FIELD_DOCS
-from edgerules.types import BOOL, BYTES, INT, IP, Array, Map
+from edgerules.lang.fields import CLOUDFLARE_FIELDS, FIELD_ALIASES, FIELD_DOCS
+from edgerules.lang.types import BOOL, BYTES, INT, IP, Array, Map
 
 SPEC = Path("/work/shared/spec/fields.md")
 CATALOGUE = dict(CLOUDFLARE_FIELDS)

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgerules.functions import FUNCTIONS, ArgInfo, ArgumentProblem, url_decode
-from edgerules.types import BOOL, BYTES, INT, IP, MISSING, Array, Map, Type
+from edgerules.lang.functions import FUNCTIONS, ArgInfo, ArgumentProblem, url_decode
+from edgerules.lang.types import BOOL, BYTES, INT, IP, MISSING, Array, Map, Type
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -551,7 +551,7 @@ def test_string_functions_never_raise(a: object, b: object) -> None:
 
 
 def test_hmac_doc_example_layout_splits() -> None:
-    from edgerules.functions import split_hmac_token
+    from edgerules.lang.functions import split_hmac_token
 
     token = b"/download/cat.jpg?verify=1484063787-IaLGSmELTvlhfd0ItdN6PhhHTFhzx73EX8uy%2FcSDiIU%3D"
     assert split_hmac_token(token, 8) == (

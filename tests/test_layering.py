@@ -19,6 +19,9 @@ from edgerules.tls import ClientCertValidator
 ClientCertValidator().validate([b"garbage"])
 loaded = sorted(m for m in sys.modules if m.startswith(
     ("edgerules.proxy", "edgerules.pki", "edgerules.store", "edgerules.cli", "OpenSSL", "h11")))
+# The validator raises PKIError for bad trust material; that error module (and the lazy
+# package that holds it) is all of the PKI it may load.
+loaded = [m for m in loaded if m not in ("edgerules.pki", "edgerules.pki.errors")]
 print(",".join(loaded))
 """
 
@@ -39,7 +42,7 @@ def test_only_the_parser_imports_lark() -> None:
             for line in (s.strip() for s in p.read_text(encoding="utf-8").splitlines())
         )
     )
-    assert importers == ["parser.py"]
+    assert importers == ["lang/parser.py"]
 
 
 def test_only_tls_and_pki_use_cryptography_at_run_time() -> None:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 
 import fuzz_parser
-from edgerules import ast
+from edgerules.lang import ast
 from hypothesis_targets import (
     check_any_text,
     check_round_trip,

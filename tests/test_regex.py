@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgerules.regex import MAX_PATTERN_LENGTH, RegexError, compile_regex
+from edgerules.lang.regex import MAX_PATTERN_LENGTH, RegexError, compile_regex
 
 
 def search(pattern: str, data: bytes) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgerules.source import Source, Span, render_error
+from edgerules.lang.source import Source, Span, render_error
 
 
 def test_a_span_holding_tabs_is_underlined_entirely() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgerules.engine import compile as compile_filter
+from edgerules.lang.engine import compile as compile_filter
 from edgerules.proxy.fields import RequestInfo, request_fields
 
 

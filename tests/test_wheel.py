@@ -1,7 +1,7 @@
 """The grammar ships in the wheel: build the wheel, install it into a fresh virtualenv and
 parse (and compile) an expression there, from outside the source tree.
 
-``src/edgerules/rules.lark`` is a symlink to ``grammar/rules.lark`` (the only copy);
+``src/edgerules/lang/rules.lark`` is a symlink to ``grammar/rules.lark`` (the only copy);
 hatchling copies the symlink's target into the wheel as a regular file. This test fails
 if that ever stops being true. Everything runs offline: the wheel is built without build
 isolation (hatchling comes from the current venv) and installed with ``--no-deps``; the
@@ -72,7 +72,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_contains_the_grammar(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
-        grammar = zf.read("edgerules/rules.lark").decode("utf-8")
+        grammar = zf.read("edgerules/lang/rules.lark").decode("utf-8")
     assert grammar == (ROOT / "grammar" / "rules.lark").read_text(encoding="utf-8")
 
 
@@ -102,16 +102,16 @@ def test_installed_wheel_parses_and_compiles(wheel: Path, tmp_path: Path) -> Non
     (site / "zz_edgerules_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     script = textwrap.dedent(
         """
-        import pathlib, edgerules, edgerules.parser
-        from edgerules.parser import parse_expression
-        from edgerules.formatter import format_expr
-        here = pathlib.Path(edgerules.__file__).parent
+        import pathlib, edgerules, edgerules.lang.parser
+        from edgerules.lang.parser import parse_expression
+        from edgerules.lang.formatter import format_expr
+        here = pathlib.Path(edgerules.lang.parser.__file__).parent
         grammar = here / "rules.lark"
         assert grammar.is_file() and not grammar.is_symlink(), grammar
         print(here)
         print(format_expr(parse_expression('http.host == "a.com" && ip.src in {192.0.2.0/24}')))
         try:
-            from edgerules.engine import compile
+            from edgerules.lang.engine import compile
         except ImportError:
             print("no engine")
         else:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgerules.wildcard import (
+from edgerules.lang.wildcard import (
     WildcardError,
     compile_wildcard,
     parse_wildcard,

@@ -1,4 +1,4 @@
-"""The one exception hierarchy of edgerules.
+"""The root of edgerules' one exception hierarchy.
 
 Every error the package raises on purpose derives from ``RuleError``; nothing from a
 library (Lark, cryptography, sqlite3, OpenSSL) escapes a public entry point. Errors are
@@ -6,38 +6,50 @@ built complete where they are raised (message, source, span, hint) and never pat
 afterwards. Certificate *validation failures are not exceptions*: they are data
 (``ClientAuth.verified = False`` with a reason).
 
-    RuleError
-    ├── ExpressionError      tied to rule text: has ``source`` and ``span``; renders a caret
-    │   ├── ParseError       syntax, bad literals (escape, IP, CIDR, regex, wildcard), limits
-    │   └── RuleTypeError    unknown field/function, type mismatch, argument mistakes
-    ├── SchemeError          defining a scheme wrongly (a programmer error, at start-up)
-    ├── ContextError         a field value of the wrong type or an unknown field name
-    ├── RulesetError         broken rulesets: wraps every broken rule's error at once
-    ├── ListError            named lists: bad name, bad item, wrong type
-    ├── PKIError             issuing, revoking, uploading CAs, hostname associations
-    ├── StoreError           the persistent store (schema, locking, corruption)
-    ├── ConfigError          adapters' configuration (proxy, ASGI)
-    ├── RegexError           (regex.py) a bad pattern, without rule text: the checker
-    └── WildcardError        (wildcard.py) raises an ExpressionError at the pattern instead
+Each part defines its own errors next to its code; this module defines the base and the
+adapters' ``ConfigError``, and re-exports the rest (lazily, so importing it loads no
+part)::
+
+    RuleError                           edgerules.errors
+    ├── ExpressionError                 edgerules.lang.errors — tied to rule text: has
+    │   │                               ``source`` and ``span``; renders a caret
+    │   ├── ParseError                  syntax, bad literals (escape, IP, CIDR, regex,
+    │   │                               wildcard), limits
+    │   └── RuleTypeError               unknown field/function, type mismatch, arguments
+    ├── SchemeError                     edgerules.lang.errors — a scheme defined wrongly
+    ├── ContextError                    edgerules.lang.errors — a field value of the wrong
+    │                                   type or an unknown field name
+    ├── RegexError / WildcardError      edgerules.lang.regex / .wildcard — a bad pattern
+    │                                   without rule text (the checker adds the caret)
+    ├── RulesetError                    edgerules.rulesets.errors — broken rulesets: wraps
+    │                                   every broken rule's error at once
+    ├── ListError                       edgerules.rulesets.errors — named lists
+    ├── PKIError                        edgerules.pki.errors — issuing, revoking, CAs,
+    │                                   hostname associations, trust material
+    ├── StoreError                      edgerules.store.errors — the persistent store
+    └── ConfigError                     here — adapters' configuration (proxy, middleware,
+                                        CLI)
 """
 
 from __future__ import annotations
 
-from edgerules.source import Source, Span, render_error
+import importlib
+from typing import Any
 
-__all__ = [
-    "ConfigError",
-    "ContextError",
-    "ExpressionError",
-    "ListError",
-    "PKIError",
-    "ParseError",
-    "RuleError",
-    "RuleTypeError",
-    "RulesetError",
-    "SchemeError",
-    "StoreError",
-]
+# name -> the module of the part that defines it (re-exported on first access)
+_PARTS = {
+    "ExpressionError": "edgerules.lang.errors",
+    "ParseError": "edgerules.lang.errors",
+    "RuleTypeError": "edgerules.lang.errors",
+    "SchemeError": "edgerules.lang.errors",
+    "ContextError": "edgerules.lang.errors",
+    "RulesetError": "edgerules.rulesets.errors",
+    "ListError": "edgerules.rulesets.errors",
+    "PKIError": "edgerules.pki.errors",
+    "StoreError": "edgerules.store.errors",
+}
+
+__all__ = sorted(["ConfigError", "RuleError", *_PARTS])
 
 
 class RuleError(Exception):
@@ -51,92 +63,18 @@ class RuleError(Exception):
         return self.message
 
 
-class ExpressionError(RuleError):
-    """An error located in rule text; ``str()`` renders line, column and a caret."""
-
-    def __init__(
-        self,
-        message: str,
-        source: Source | str,
-        span: Span,
-        *,
-        hint: str | None = None,
-        suggestion: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.source = source if isinstance(source, Source) else Source(source)
-        self.span = span
-        self.suggestion = suggestion
-        if hint is None and suggestion is not None:
-            hint = f'did you mean "{suggestion}"?'
-        self.hint = hint
-
-    @property
-    def line(self) -> int:
-        return self.source.line_col(self.span.start)[0]
-
-    @property
-    def column(self) -> int:
-        return self.source.line_col(self.span.start)[1]
-
-    def render(self) -> str:
-        return render_error(self.message, self.source, self.span, self.hint)
-
-    def __str__(self) -> str:
-        return self.render()
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}({self.message!r}, span={self.span.start}..{self.span.end})"
-        )
-
-
-class ParseError(ExpressionError):
-    """Syntax errors, malformed literals and exceeded limits."""
-
-
-class RuleTypeError(ExpressionError):
-    """Name, type and argument errors found by the checker."""
-
-
-class SchemeError(RuleError):
-    """A scheme was defined wrongly (duplicate field, bad default)."""
-
-
-class ContextError(RuleError):
-    """A context was given an unknown field or a value of the wrong type."""
-
-
-class RulesetError(RuleError):
-    """A ruleset failed to load. ``errors`` holds ``(rule ref, error)`` for every broken
-    rule, so all of them are reported at once."""
-
-    def __init__(self, message: str, errors: list[tuple[str, RuleError]] | None = None) -> None:
-        self.errors = list(errors or [])
-        if self.errors:
-            parts = [message]
-            for ref, err in self.errors:
-                parts.append(f"rule {ref!r}:\n{err}")
-            message = "\n".join(parts)
-        super().__init__(message)
-
-
-class ListError(RuleError):
-    """A named list is malformed or used with the wrong field type."""
-
-
-class PKIError(RuleError):
-    """Issuing, revoking, uploading or associating failed; ``code`` mirrors the
-    Cloudflare API error code where one exists (e.g. 1489 for the BYOCA quota)."""
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class StoreError(RuleError):
-    """The persistent store could not be opened, migrated or written."""
-
-
 class ConfigError(RuleError):
     """An adapter (proxy, ASGI middleware, CLI) was configured wrongly."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _PARTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgerules.errors' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PARTS))

@@ -43,8 +43,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from edgerules.errors import ListError
-from edgerules.ipset import merge_intervals
+from edgerules.lang.ipset import merge_intervals
+from edgerules.rulesets.errors import ListError
 
 __all__ = [
     "KINDS",

@@ -64,7 +64,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgerules.errors import RuleError, RulesetError
+from edgerules.errors import RuleError
+from edgerules.rulesets.errors import RulesetError
 
 __all__ = [
     "PROFILES",

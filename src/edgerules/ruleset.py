@@ -56,12 +56,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgerules.actions import Action, BlockResponse, Limits, parse_action
-from edgerules.context import Context
-from edgerules.errors import ContextError, RuleError, RulesetError
+from edgerules.errors import RuleError
+from edgerules.lang.context import Context
+from edgerules.lang.errors import ContextError
+from edgerules.rulesets.errors import RulesetError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from edgerules.engine import Filter, TraceNode
-    from edgerules.scheme import Scheme
+    from edgerules.lang.engine import Filter, TraceNode
+    from edgerules.lang.scheme import Scheme
 
 __all__ = [
     "ALLOW",
@@ -237,7 +239,7 @@ def _copy(value: Any) -> Any:
 def _scheme_or_default(scheme: Scheme | None) -> Scheme:
     if scheme is not None:
         return scheme
-    from edgerules.scheme import default_scheme
+    from edgerules.lang.scheme import default_scheme
 
     return default_scheme()
 
@@ -353,7 +355,7 @@ class Ruleset:
             raise RulesetError(f"{where}: {len(raw_rules)} rules exceed the limit of "
                                f"{lim.max_rules} ({lim.plan} plan)")
         scheme = _scheme_or_default(scheme)
-        from edgerules.engine import compile as compile_expr
+        from edgerules.lang.engine import compile as compile_expr
 
         origin_text = origin or f"ruleset {name!r}"
         errors: list[tuple[str, RuleError]] = []
@@ -633,7 +635,7 @@ def _fast_execute(flt: Filter) -> Any:
     checked = getattr(flt, "_checked", None)
     fn = getattr(flt, "_fn", None)
     if checked is not None and callable(fn):
-        from edgerules.compiler import compile_checked
+        from edgerules.lang.compiler import compile_checked
 
         return compile_checked(checked).fn
     if callable(fn):
@@ -721,8 +723,8 @@ def _guards(expr: object, scheme: Scheme) -> _Guard | None:
     values)``: the expression can only be true when, for at least one entry, the slot
     holds one of the values. ``None`` when no such condition is known (see
     ``_RuleIndex``)."""
-    from edgerules import ast as A
-    from edgerules.types import BOOL, BYTES, INT
+    from edgerules.lang import ast as A
+    from edgerules.lang.types import BOOL, BYTES, INT
 
     if isinstance(expr, A.Logical) and expr.op == "or":
         out: _Guard = []

@@ -266,7 +266,7 @@ def test_evaluate_accepts_context_and_checks_scheme() -> None:
     r = rs(rule("b", 'http.host eq "x"'))
     ctx = r.context({"http.host": "x"})
     assert r.evaluate(ctx).outcome == "block"
-    other = edgerules.Scheme([("http.host", edgerules.types.BYTES)])
+    other = edgerules.Scheme([("http.host", edgerules.lang.types.BYTES)])
     with pytest.raises(ContextError):
         r.evaluate(other.context({"http.host": "x"}))
     with pytest.raises(ContextError):

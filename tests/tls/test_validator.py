@@ -312,8 +312,8 @@ def test_fields_types() -> None:
 
 
 def test_engine_context_reads_only_requested_fields() -> None:
-    from edgerules import engine
-    from edgerules.scheme import default_scheme
+    from edgerules.lang import engine
+    from edgerules.lang.scheme import default_scheme
 
     scheme = default_scheme()
     flt = engine.compile(

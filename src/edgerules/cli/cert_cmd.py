@@ -32,7 +32,8 @@ from edgerules.cli.common import (
     read_input_file,
     store_options,
 )
-from edgerules.errors import ConfigError, PKIError, RuleError
+from edgerules.errors import ConfigError, RuleError
+from edgerules.pki.errors import PKIError
 
 _STATUSES = ("all", "active", "pending_revocation", "revoked", "pending_reactivation")
 

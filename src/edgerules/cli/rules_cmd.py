@@ -1,7 +1,7 @@
 """``edgerules check`` and ``edgerules eval``: one expression from the command line.
 
 Owns only argument handling and I/O for these two subcommands; parsing, checking and
-evaluation are ``edgerules.engine.compile`` and ``Filter.matches``.
+evaluation are ``edgerules.lang.engine.compile`` and ``Filter.matches``.
 
 Exit status (documented in docs/engine-front.md):
 
@@ -99,13 +99,13 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         text = _read_expr(args.expr)
         if args.parse_only:
-            from edgerules.engine import format as format_expr
-            from edgerules.engine import parse
+            from edgerules.lang.engine import format as format_expr
+            from edgerules.lang.engine import parse
 
             tree = parse(text)
             print(repr(tree) if args.ast else format_expr(tree))
         else:
-            from edgerules.engine import compile as compile_filter
+            from edgerules.lang.engine import compile as compile_filter
 
             f = compile_filter(text)
             print(repr(f.ast) if args.ast else str(f))
@@ -116,7 +116,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def _load_fields(path: str | None) -> dict[str, Any]:
-    from edgerules.errors import ContextError, RuleError
+    from edgerules.errors import RuleError
+    from edgerules.lang.errors import ContextError
 
     if path is None:
         return {}
@@ -141,8 +142,9 @@ def _load_fields(path: str | None) -> dict[str, Any]:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from edgerules.engine import compile as compile_filter
-    from edgerules.errors import ContextError, RuleError
+    from edgerules.errors import RuleError
+    from edgerules.lang.engine import compile as compile_filter
+    from edgerules.lang.errors import ContextError
 
     try:
         text = _read_expr(args.expr)

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from edgerules.errors import PKIError
+from edgerules.pki.errors import PKIError
 
 
 def _spki(public_key: object) -> bytes:

@@ -16,7 +16,7 @@ import re
 
 from cryptography import x509
 
-from edgerules.errors import PKIError
+from edgerules.pki.errors import PKIError
 from edgerules.pki.inspect import SIGNATURE_NAMES
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")

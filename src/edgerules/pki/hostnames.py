@@ -14,7 +14,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-from edgerules.errors import PKIError
+from edgerules.pki.errors import PKIError
 
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 # UTS 46 "deviation" characters: Python's IDNA 2003 codec maps them away (ß -> ss,

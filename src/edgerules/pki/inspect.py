@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
-from edgerules.errors import PKIError
+from edgerules.pki.errors import PKIError
 from edgerules.pki.records import ClientCertificate, ManagedCA, UploadedCA
 
 # Cloudflare's names for the signature algorithms it accepts for BYOCA (spec §6); the

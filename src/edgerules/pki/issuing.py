@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from edgerules.errors import PKIError
 from edgerules.pki import inspect, keys
+from edgerules.pki.errors import PKIError
 
 DEFAULT_VALIDITY_DAYS = 3650  # spec §5.1: 10 years by default
 MIN_VALIDITY_DAYS = 1

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     PrivateKeyTypes,
 )
 
-from edgerules.errors import PKIError
+from edgerules.pki.errors import PKIError
 
 KEY_TYPES = ("ecdsa", "rsa")
 

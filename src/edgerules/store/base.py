@@ -33,9 +33,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from edgerules.errors import PKIError, RuleError, StoreError
+from edgerules.errors import RuleError
 from edgerules.pki import inspect, issuing, keys
 from edgerules.pki.bundle import export_pkcs12
+from edgerules.pki.errors import PKIError
 from edgerules.pki.hostnames import lookup_key, normalize_hostnames
 from edgerules.pki.records import (
     CertificatePage,
@@ -44,6 +45,7 @@ from edgerules.pki.records import (
     ManagedCA,
     UploadedCA,
 )
+from edgerules.store.errors import StoreError
 
 if TYPE_CHECKING:  # types only: certificates are read by edgerules.pki; the validator is
     # another part, imported only when building one

@@ -29,9 +29,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from edgerules.errors import PKIError, StoreError
 from edgerules.pki import inspect, issuing, keys
 from edgerules.pki.byoca import parse_ca_upload
+from edgerules.pki.errors import PKIError
 from edgerules.pki.records import (
     REVOKED_STATUSES,
     STATUSES,
@@ -46,6 +46,7 @@ from edgerules.store.base import (
     DEFAULT_REVOCATION_POLL_S,
     Store,
 )
+from edgerules.store.errors import StoreError
 from edgerules.store.schema import CURRENT_VERSION, MIGRATIONS, SCHEMA_VERSION_TABLE
 
 if TYPE_CHECKING:  # certificates are parsed and read by edgerules.pki only

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from edgerules.errors import PKIError
+from edgerules.pki.errors import PKIError
 from edgerules.tls.auth import NO_CERTIFICATE, ClientAuth
 from edgerules.tls.cache import ResultCache
 from edgerules.tls.revocation import CRLRevocation, RevocationSource

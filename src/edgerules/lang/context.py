@@ -26,8 +26,8 @@ import socket
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from edgerules.errors import ContextError
-from edgerules.types import (
+from edgerules.lang.errors import ContextError
+from edgerules.lang.types import (
     BOOL,
     BYTES,
     INT,
@@ -41,7 +41,7 @@ from edgerules.types import (
 )
 
 if TYPE_CHECKING:
-    from edgerules.scheme import Scheme
+    from edgerules.lang.scheme import Scheme
 
 __all__ = ["Context", "make_coercer"]
 
@@ -211,8 +211,8 @@ def _coercer(name: str, t: Type) -> Callable[[object], object]:
 class Context:
     """The values of one request for one scheme (a flat slot list, filled once).
 
-    >>> from edgerules.scheme import Scheme
-    >>> from edgerules.types import BYTES, BOOL
+    >>> from edgerules.lang.scheme import Scheme
+    >>> from edgerules.lang.types import BYTES, BOOL
     >>> ctx = Scheme([("http.host", BYTES), ("ssl", BOOL)]).context({"http.host": "a.com"})
     >>> ctx["http.host"], ctx["ssl"]
     (b'a.com', False)

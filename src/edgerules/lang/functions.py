@@ -38,10 +38,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edgerules.regex import CompiledRegex, RegexError, compile_regex, pattern_text
-from edgerules.source import Span
-from edgerules.types import BOOL, BYTES, INT, IP, MISSING, Array, Map, Type
-from edgerules.wildcard import WildcardError, parse_wildcard, wildcard_captures
+from edgerules.lang.regex import CompiledRegex, RegexError, compile_regex, pattern_text
+from edgerules.lang.source import Span
+from edgerules.lang.types import BOOL, BYTES, INT, IP, MISSING, Array, Map, Type
+from edgerules.lang.wildcard import WildcardError, parse_wildcard, wildcard_captures
 
 __all__ = ["FUNCTIONS", "ArgInfo", "ArgumentProblem", "FunctionDef"]
 

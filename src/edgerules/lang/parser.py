@@ -1,7 +1,7 @@
 """Text -> AST for the Rules language: the only module that imports lark.
 
-Owns: loading ``grammar/rules.lark`` (through the package symlink ``rules.lark``), the
-handlers that build ``edgerules.ast`` nodes with spans, literal decoding (string
+Owns: loading ``grammar/rules.lark`` (through the package symlink ``lang/rules.lark``), the
+handlers that build ``edgerules.lang.ast`` nodes with spans, literal decoding (string
 escapes, the regex string rule, raw strings, integers, IPs, CIDRs, hex byte strings,
 ranges), syntactic limits, and the translation of every lark error into ``ParseError``.
 
@@ -48,9 +48,9 @@ from lark.exceptions import (
     UnexpectedToken,
 )
 
-from edgerules import ast
-from edgerules.errors import ParseError
-from edgerules.source import Source, Span
+from edgerules.lang import ast
+from edgerules.lang.errors import ParseError
+from edgerules.lang.source import Source, Span
 
 __all__ = [
     "MAX_EXPRESSION_LENGTH",
@@ -135,7 +135,7 @@ def _check_field_token(token: Token) -> Token:
 
 def _build_parser() -> Lark:
     return Lark.open_from_package(
-        "edgerules",
+        "edgerules.lang",
         "rules.lark",
         ("",),
         parser="lalr",
@@ -227,7 +227,7 @@ def parse_expression(text: str, name: str | None = None) -> ast.Expr:
 
 def _fast_new(cls: type) -> Callable[..., object]:
     """``cls(field1, field2, …)`` (every field, in order) for a frozen slotted dataclass
-    of ``edgerules.ast`` / ``Span``, at about a third of the generated ``__init__``'s
+    of ``edgerules.lang.ast`` / ``Span``, at about a third of the generated ``__init__``'s
     cost (which calls ``object.__setattr__`` once per field, since the class is frozen;
     a parse builds a node and a span per token). The object is made as an instance of a
     plain class with the same slots, filled by ordinary attribute stores, and then given

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal as TypingLiteral
 from typing import TypeAlias
 
-from edgerules.source import Span
+from edgerules.lang.source import Span
 
 __all__ = [
     "Arg",

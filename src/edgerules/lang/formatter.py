@@ -18,7 +18,7 @@ No recursion limit concerns: parsed ASTs are at most MAX_NESTING_DEPTH levels de
 
 from __future__ import annotations
 
-from edgerules import ast
+from edgerules.lang import ast
 
 __all__ = ["format_expr", "format_raw_string", "format_string"]
 

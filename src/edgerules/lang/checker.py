@@ -37,14 +37,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgerules import ast
-from edgerules.errors import ParseError, RuleTypeError
-from edgerules.functions import ArgInfo, ArgumentProblem
-from edgerules.regex import RegexError, compile_regex, pattern_text
-from edgerules.scheme import Field, Scheme
-from edgerules.source import Source, Span
-from edgerules.types import BOOL, BYTES, INT, IP, Array, Map, Type
-from edgerules.wildcard import WildcardError, compile_wildcard
+from edgerules.lang import ast
+from edgerules.lang.errors import ParseError, RuleTypeError
+from edgerules.lang.functions import ArgInfo, ArgumentProblem
+from edgerules.lang.regex import RegexError, compile_regex, pattern_text
+from edgerules.lang.scheme import Field, Scheme
+from edgerules.lang.source import Source, Span
+from edgerules.lang.types import BOOL, BYTES, INT, IP, Array, Map, Type
+from edgerules.lang.wildcard import WildcardError, compile_wildcard
 
 __all__ = ["Checked", "Info", "check", "index_path"]
 

@@ -13,7 +13,7 @@ Invariants:
 * ``optional`` fields may hold ``MISSING`` (spec rules-language §4.1 "an absent optional
   field"); every other field always holds a value of its type. The Cloudflare scheme has
   no optional fields (fields.md §8: unset fields take defaults).
-* Functions default to ``edgerules.functions.FUNCTIONS``, imported lazily on first use so
+* Functions default to ``edgerules.lang.functions.FUNCTIONS``, imported lazily on first use so
   a scheme can be built (and tested) without the function library.
 """
 
@@ -25,12 +25,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from edgerules.errors import ContextError, SchemeError
-from edgerules.types import MISSING, Type, default_value
+from edgerules.lang.errors import ContextError, SchemeError
+from edgerules.lang.types import MISSING, Type, default_value
 
 if TYPE_CHECKING:
-    from edgerules.context import Context
-    from edgerules.engine import Filter
+    from edgerules.lang.context import Context
+    from edgerules.lang.engine import Filter
 
 __all__ = ["Field", "Scheme", "default_scheme"]
 
@@ -57,7 +57,7 @@ class Scheme:
     Args:
         fields: ``(name, type)`` pairs or a ``{name: type}`` mapping, in slot order.
         aliases: ``{alias: canonical name}``; the alias reads the canonical field's slot.
-        functions: ``{name: FunctionDef}``; ``None`` means ``edgerules.functions.FUNCTIONS``.
+        functions: ``{name: FunctionDef}``; ``None`` means ``edgerules.lang.functions.FUNCTIONS``.
         optional: names of fields that may be absent (hold ``MISSING``) instead of taking
             their default.
 
@@ -84,7 +84,7 @@ class Scheme:
         functions: Mapping[str, Any] | None = None,
         optional: Iterable[str] = (),
     ) -> None:
-        from edgerules.context import make_coercer
+        from edgerules.lang.context import make_coercer
 
         items = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
         optional_set = set(optional)
@@ -180,7 +180,7 @@ class Scheme:
     def functions(self) -> Mapping[str, Any]:
         """``{name: FunctionDef}`` (the library's ``FUNCTIONS`` unless given)."""
         if self._functions is None:
-            from edgerules.functions import FUNCTIONS
+            from edgerules.lang.functions import FUNCTIONS
 
             # Resolved once; FUNCTIONS is an immutable module constant.
             self._functions = dict(FUNCTIONS)
@@ -201,13 +201,13 @@ class Scheme:
     ) -> Context:
         """A new ``Context`` of this scheme, filled from ``values`` (only the ``only`` keys
         when given)."""
-        from edgerules.context import Context
+        from edgerules.lang.context import Context
 
         return Context(self, values, only=only)
 
     def compile(self, text: str, **kw: Any) -> Filter:
         """``edgerules.compile(text, self, **kw)``."""
-        from edgerules.engine import compile as _compile
+        from edgerules.lang.engine import compile as _compile
 
         return _compile(text, self, **kw)
 
@@ -220,6 +220,6 @@ def _closest(name: str, candidates: Iterable[str]) -> str | None:
 @functools.cache
 def default_scheme() -> Scheme:
     """Cloudflare's scheme (every field of fields.md with its aliases), built once."""
-    from edgerules.fields import CLOUDFLARE_FIELDS, FIELD_ALIASES
+    from edgerules.lang.fields import CLOUDFLARE_FIELDS, FIELD_ALIASES
 
     return Scheme(CLOUDFLARE_FIELDS, aliases=FIELD_ALIASES)

@@ -2,7 +2,7 @@
 
 This module owns the list of fields of Cloudflare's default scheme, their types, the
 deprecated aliases and a one-line description of each. It computes nothing; the scheme
-(``edgerules.scheme.default_scheme``) is built from it.
+(``edgerules.lang.scheme.default_scheme``) is built from it.
 
 Invariants:
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from edgerules.types import BOOL, BYTES, INT, IP, Array, Map, Type
+from edgerules.lang.types import BOOL, BYTES, INT, IP, Array, Map, Type
 
 __all__ = ["CLOUDFLARE_FIELDS", "FIELD_ALIASES", "FIELD_DOCS"]
 

@@ -29,13 +29,13 @@ from functools import reduce
 from operator import itemgetter
 from typing import Any
 
-from edgerules import ast
-from edgerules.checker import BOOL_ARRAY, Checked, Info, index_path
-from edgerules.functions import FUNCTIONS
-from edgerules.ipset import interval_test, merge_intervals
-from edgerules.regex import CompiledRegex
-from edgerules.scheme import Field
-from edgerules.types import BOOL, BYTES, INT, IP, MISSING, Map
+from edgerules.lang import ast
+from edgerules.lang.checker import BOOL_ARRAY, Checked, Info, index_path
+from edgerules.lang.functions import FUNCTIONS
+from edgerules.lang.ipset import interval_test, merge_intervals
+from edgerules.lang.regex import CompiledRegex
+from edgerules.lang.scheme import Field
+from edgerules.lang.types import BOOL, BYTES, INT, IP, MISSING, Map
 
 __all__ = ["Compiled", "compile_checked"]
 

@@ -23,15 +23,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from edgerules import ast
-from edgerules.checker import Checked, check
-from edgerules.compiler import Compiled, compile_checked
-from edgerules.context import Context
-from edgerules.errors import ContextError
-from edgerules.formatter import format_expr
-from edgerules.scheme import Field, Scheme, default_scheme
-from edgerules.source import Source, Span
-from edgerules.types import BOOL, BYTES, INT, INT64_MAX, INT64_MIN, MISSING
+from edgerules.lang import ast
+from edgerules.lang.checker import Checked, check
+from edgerules.lang.compiler import Compiled, compile_checked
+from edgerules.lang.context import Context
+from edgerules.lang.errors import ContextError
+from edgerules.lang.formatter import format_expr
+from edgerules.lang.scheme import Field, Scheme, default_scheme
+from edgerules.lang.source import Source, Span
+from edgerules.lang.types import BOOL, BYTES, INT, INT64_MAX, INT64_MIN, MISSING
 
 __all__ = ["Filter", "TraceNode", "compile", "format", "parse"]
 
@@ -89,7 +89,7 @@ def parse(text: str, *, name: str | None = None) -> ast.Expr:
     Raises:
         ParseError: syntax errors, malformed literals, exceeded limits.
     """
-    from edgerules.parser import parse_expression
+    from edgerules.lang.parser import parse_expression
 
     return parse_expression(text, name)
 
