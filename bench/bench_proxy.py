@@ -235,8 +235,8 @@ def test_proxy_roundtrip(benchmark, tmp_path):
     import http.client
     import socket
 
+    from edgerules.enforcement.decision import RulesetDecider
     from edgerules.proxy.config import ProxyConfig
-    from edgerules.proxy.decision import RulesetDecider
     from edgerules.proxy.echo import EchoOrigin
     from edgerules.proxy.server import ProxyServer, ServerThread
     from edgerules.ruleset import Ruleset

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from edgerules.enforcement.request_fields import RequestInfo, request_fields
 from edgerules.lang.engine import compile as compile_filter
-from edgerules.proxy.fields import RequestInfo, request_fields
 
 
 def _run(expr: str, info: RequestInfo) -> bool:

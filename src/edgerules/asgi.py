@@ -7,7 +7,7 @@
 ...                           trusted_proxies=["10.0.0.0/8"], cert_header="client-cert")  # doctest: +SKIP
 
 Owns the ASGI plumbing; the logic (certificate source, trusted proxies, header
-stripping, fields, decision, block page) lives in ``edgerules.proxy.gate``.
+stripping, fields, decision, block page) lives in ``edgerules.enforcement.gate``.
 
 * The certificate comes from the ASGI TLS extension
   (``scope["extensions"]["tls"]["client_cert_chain"]``, PEM strings) when the server
@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Unpack
 
-from edgerules.proxy.gate import Gate, GateOptions
+from edgerules.enforcement.gate import Gate, GateOptions
 
 __all__ = ["EdgeRulesMiddleware"]
 
@@ -46,7 +46,7 @@ class EdgeRulesMiddleware:
         **options: Unpack[GateOptions],
     ) -> None:
         """``options``: ``validator``/``store``, ``trusted_proxies``, ``cert_header``
-        (see :class:`edgerules.proxy.gate.Gate`)."""
+        (see :class:`edgerules.enforcement.gate.Gate`)."""
         self.app = app
         self.gate = Gate(ruleset, **options)
 

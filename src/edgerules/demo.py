@@ -106,10 +106,10 @@ def _wait_record(records: list[dict[str, Any]], index: int) -> dict[str, Any] | 
 
 
 def run(out: Any = sys.stdout) -> int:
+    from edgerules.enforcement.decision import RulesetDecider
     from edgerules.pki.devcert import generate_dev_certificate
     from edgerules.proxy.accesslog import AccessLog
     from edgerules.proxy.config import ProxyConfig
-    from edgerules.proxy.decision import RulesetDecider
     from edgerules.proxy.echo import EchoOrigin
     from edgerules.proxy.server import ProxyServer, ServerThread
     from edgerules.ruleset import Ruleset

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any, Unpack
 
-from edgerules.proxy.gate import Gate, GateOptions
+from edgerules.enforcement.gate import Gate, GateOptions
 
 __all__ = ["EdgeRulesWSGIMiddleware"]
 
@@ -50,7 +50,7 @@ class EdgeRulesWSGIMiddleware:
         **options: Unpack[GateOptions],
     ) -> None:
         """``options``: ``validator``/``store``, ``trusted_proxies``, ``cert_header``
-        (see :class:`edgerules.proxy.gate.Gate`)."""
+        (see :class:`edgerules.enforcement.gate.Gate`)."""
         self.app = app
         self.gate = Gate(ruleset, **options)
 

@@ -18,9 +18,9 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import Encoding
 from proxy_certs import ProxyTestPKI
 
+from edgerules.enforcement.decision import FunctionDecider, Verdict
 from edgerules.proxy.accesslog import AccessLog
 from edgerules.proxy.config import ForwardingPolicy, Limits, ProxyConfig
-from edgerules.proxy.decision import FunctionDecider, Verdict
 from edgerules.proxy.server import ProxyServer, ServerThread
 from edgerules.tls import ClientCertValidator
 

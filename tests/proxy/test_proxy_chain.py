@@ -13,7 +13,7 @@ import pytest
 from proxy_helpers import MTLS_HOST, Client, make_validator, running_proxy
 
 from edgerules.asgi import EdgeRulesMiddleware
-from edgerules.proxy.decision import Verdict
+from edgerules.enforcement.decision import Verdict
 
 uvicorn = pytest.importorskip("uvicorn")
 

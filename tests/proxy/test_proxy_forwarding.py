@@ -16,8 +16,8 @@ from proxy_helpers import (
     running_proxy,
 )
 
+from edgerules.enforcement.decision import Verdict
 from edgerules.proxy.config import ForwardingPolicy
-from edgerules.proxy.decision import Verdict
 
 INJECTED = {
     "Client-Cert": ":aW5qZWN0ZWQ=:",

@@ -19,9 +19,9 @@ from proxy_helpers import (
     running_proxy,
 )
 
+from edgerules.enforcement.decision import Verdict
 from edgerules.proxy.accesslog import AccessLog
 from edgerules.proxy.config import Limits, ProxyConfig
-from edgerules.proxy.decision import Verdict
 from edgerules.proxy.server import ProxyServer, ServerThread
 
 

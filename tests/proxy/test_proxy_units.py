@@ -10,8 +10,11 @@ from urllib.parse import quote
 
 import pytest
 
+from edgerules.enforcement.certheaders import der_chain_from_header, pem_to_der
+from edgerules.enforcement.decision import Verdict, block_page
+from edgerules.enforcement.forwarding import client_response_headers, origin_request_headers
+from edgerules.enforcement.request_fields import PROVIDED_FIELDS, RequestInfo, request_fields
 from edgerules.errors import ConfigError
-from edgerules.proxy.certheaders import der_chain_from_header, pem_to_der
 from edgerules.proxy.config import (
     ForwardingPolicy,
     Limits,
@@ -19,9 +22,6 @@ from edgerules.proxy.config import (
     parse_hostport,
     parse_upstream,
 )
-from edgerules.proxy.decision import Verdict, block_page
-from edgerules.proxy.fields import PROVIDED_FIELDS, RequestInfo, request_fields
-from edgerules.proxy.forwarding import client_response_headers, origin_request_headers
 from edgerules.proxy.tls import boringssl_cipher_name
 
 
@@ -209,7 +209,7 @@ def test_middlewares_need_no_proxy_extra():
     code = (
         "import sys\n"
         "sys.modules['OpenSSL'] = sys.modules['h11'] = None\n"
-        "import edgerules.asgi, edgerules.wsgi, edgerules.proxy.forwarding\n"
+        "import edgerules.asgi, edgerules.wsgi, edgerules.enforcement.forwarding\n"
         "assert not any(m.startswith(('OpenSSL', 'h11')) and sys.modules[m] for m in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

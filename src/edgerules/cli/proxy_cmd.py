@@ -101,9 +101,9 @@ def register(subparsers: Any) -> None:
 
 
 def build_server(args: argparse.Namespace) -> Any:
+    from edgerules.enforcement.decision import AllowAll, RulesetDecider
     from edgerules.proxy.accesslog import AccessLog
     from edgerules.proxy.config import ForwardingPolicy, Limits, ProxyConfig, parse_hostport
-    from edgerules.proxy.decision import AllowAll, RulesetDecider
     from edgerules.proxy.server import ProxyServer
 
     host, port = parse_hostport(args.listen)

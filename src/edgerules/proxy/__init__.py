@@ -1,14 +1,13 @@
-"""The mTLS-terminating reverse proxy (``edgerules proxy``).
+"""The mTLS-terminating reverse proxy (``edgerules proxy``): sockets, TLS records, HTTP.
 
-Modules: ``config`` (limits, forwarding policy), ``tls`` (pyOpenSSL over asyncio memory
-BIOs, SNI-driven certificate requests), ``server`` (connections, h11, decisions,
-forwarding, shutdown), ``upstream`` (pooled h11 client), ``forwarding`` (header rules),
-``fields`` (rule fields from a request, shared with ASGI/WSGI), ``decision`` (the hook
-and block pages), ``gate``/``certheaders`` (the ASGI/WSGI core), ``accesslog``; the
-development certificate comes from ``edgerules.pki.devcert``.
+Modules: ``config`` (limits, timeouts), ``tls`` (pyOpenSSL over asyncio memory BIOs,
+SNI-driven certificate requests), ``server`` (connections, h11, shutdown), ``upstream``
+(pooled h11 client), ``accesslog``, ``echo`` (a test origin); the development
+certificate comes from ``edgerules.pki.devcert``. What a request *means* — its rule
+fields, the decision, the block page, which headers reach the origin — is
+:mod:`edgerules.enforcement`, shared with the ASGI and WSGI middleware.
 
-Nothing is imported eagerly: ``edgerules.asgi`` uses ``fields``/``decision`` without
-pulling in pyOpenSSL or h11.
+Nothing is imported eagerly.
 """
 
 from __future__ import annotations
@@ -19,13 +18,13 @@ from typing import Any
 _EXPORTS = {
     "ProxyConfig": "edgerules.proxy.config",
     "Limits": "edgerules.proxy.config",
-    "ForwardingPolicy": "edgerules.proxy.config",
+    "ForwardingPolicy": "edgerules.enforcement.forwarding",
     "ProxyServer": "edgerules.proxy.server",
     "ServerThread": "edgerules.proxy.server",
     "run_proxy": "edgerules.proxy.server",
     "AccessLog": "edgerules.proxy.accesslog",
-    "RulesetDecider": "edgerules.proxy.decision",
-    "Verdict": "edgerules.proxy.decision",
+    "RulesetDecider": "edgerules.enforcement.decision",
+    "Verdict": "edgerules.enforcement.decision",
 }
 
 __all__ = sorted(_EXPORTS)

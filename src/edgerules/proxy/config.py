@@ -1,8 +1,8 @@
 """Configuration of the mTLS-terminating proxy: limits, timeouts and forwarding policy.
 
-Owns: ``ProxyConfig`` (everything the server needs besides the decision hook),
-``Limits`` (robustness defaults) and ``ForwardingPolicy`` (which certificate headers go
-to the origin, per hostname). Invariants: every value is validated here, once, and a
+Owns: ``ProxyConfig`` (everything the server needs besides the decision hook) and
+``Limits`` (robustness defaults); ``ForwardingPolicy`` (which certificate headers go to
+the origin, per hostname) belongs to :mod:`edgerules.enforcement.forwarding`. Invariants: every value is validated here, once, and a
 wrong value raises ``ConfigError``; the rest of the proxy trusts these objects.
 """
 
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from edgerules.enforcement.forwarding import FORWARDING_STYLES, ForwardingPolicy
 from edgerules.errors import ConfigError
 
 __all__ = [
@@ -24,10 +25,6 @@ __all__ = [
     "parse_hostport",
     "parse_upstream",
 ]
-
-# Style names accepted by --forward / ForwardingPolicy.from_styles.
-FORWARDING_STYLES = ("rfc9440", "cf-client-cert", "cf-cert", "none")
-
 
 @dataclass(frozen=True)
 class Limits:
@@ -59,37 +56,6 @@ class Limits:
                 raise ConfigError(
                     f"limit {f.name} must be a positive finite number, got {value!r}"
                 )
-
-
-@dataclass(frozen=True)
-class ForwardingPolicy:
-    """Which certificate data is forwarded to the origin for one hostname.
-
-    Client-sent copies of *every* certificate header are removed whatever the policy
-    says (``forwarding.CERT_HEADER_NAMES`` / ``cf-cert-*``).
-    """
-
-    rfc9440: bool = True  # Client-Cert / Client-Cert-Chain (verified, not revoked, not too large)
-    cf_client_cert: bool = False  # Cf-Client-Cert-Der-Base64 / Cf-Client-Cert-Sha256
-    # [X]/[U] spec §8.1: first request of a connection only (the forwarding page), as the
-    # spec recommends as default; True sends them on every request (the learning path).
-    cf_client_cert_every_request: bool = False
-    cf_cert: bool = False  # the 17 cf-cert-* headers of the managed transform
-
-    @classmethod
-    def from_styles(cls, styles: Iterable[str], *, every_request: bool = False) -> ForwardingPolicy:
-        names = [s.strip().lower() for s in styles if s.strip()]
-        for name in names:
-            if name not in FORWARDING_STYLES:
-                raise ConfigError(
-                    f"unknown forwarding style {name!r}; expected one of {', '.join(FORWARDING_STYLES)}"
-                )
-        return cls(
-            rfc9440="rfc9440" in names,
-            cf_client_cert="cf-client-cert" in names,
-            cf_client_cert_every_request=every_request,
-            cf_cert="cf-cert" in names,
-        )
 
 
 def parse_hostport(text: str, *, default_port: int | None = None) -> tuple[str, int]:

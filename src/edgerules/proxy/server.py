@@ -34,15 +34,15 @@ from typing import Any
 
 import h11
 
-from edgerules.proxy.accesslog import AccessLog
-from edgerules.proxy.config import ProxyConfig
-from edgerules.proxy.decision import AllowAll, Decider, Verdict, block_page
-from edgerules.proxy.fields import RequestInfo
-from edgerules.proxy.forwarding import (
+from edgerules.enforcement.decision import AllowAll, Decider, Verdict, block_page
+from edgerules.enforcement.forwarding import (
     certificate_headers,
     client_response_headers,
     origin_request_headers,
 )
+from edgerules.enforcement.request_fields import RequestInfo
+from edgerules.proxy.accesslog import AccessLog
+from edgerules.proxy.config import ProxyConfig
 from edgerules.proxy.tls import ServerTLS, TLSError, TLSInfo, TLSStream, close_transport
 from edgerules.proxy.upstream import UpstreamConnection, UpstreamError, UpstreamPool
 from edgerules.tls import NOT_REQUESTED

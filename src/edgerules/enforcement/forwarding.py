@@ -3,7 +3,7 @@
 Owns: hop-by-hop removal (RFC 9110 §7.6.1, including names listed in ``Connection``),
 removal of every client-sent certificate header, ``X-Forwarded-*``/``Host`` handling,
 and *which* certificate header families go to the origin for a request (the
-:class:`~edgerules.proxy.config.ForwardingPolicy`). The header formats themselves, and
+:class:`ForwardingPolicy`). The header formats themselves, and
 the list of certificate header names, belong to :mod:`edgerules.tls.headers`.
 
 Invariants:
@@ -24,14 +24,17 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from edgerules.proxy.config import ForwardingPolicy
+from edgerules.errors import ConfigError
 from edgerules.tls.headers import STRIP_HEADERS
 
 __all__ = [
     "CERT_HEADER_NAMES",
+    "FORWARDING_STYLES",
     "HOP_BY_HOP",
+    "ForwardingPolicy",
     "certificate_headers",
     "client_response_headers",
     "is_cert_header",
@@ -58,6 +61,40 @@ CERT_HEADER_NAMES = frozenset(name.encode("ascii") for name in STRIP_HEADERS)
 _CERT_HEADER_PREFIX = b"cf-cert-"  # and any other cf-cert-* a client may invent
 # Proxy-owned headers: whatever the client sent is replaced.
 _OVERWRITTEN = frozenset({b"x-forwarded-proto", b"x-forwarded-host"})
+
+# Style names accepted by --forward / ForwardingPolicy.from_styles.
+FORWARDING_STYLES = ("rfc9440", "cf-client-cert", "cf-cert", "none")
+
+
+@dataclass(frozen=True)
+class ForwardingPolicy:
+    """Which certificate data is forwarded to the origin for one hostname.
+
+    Client-sent copies of *every* certificate header are removed whatever the policy
+    says (``forwarding.CERT_HEADER_NAMES`` / ``cf-cert-*``).
+    """
+
+    rfc9440: bool = True  # Client-Cert / Client-Cert-Chain (verified, not revoked, not too large)
+    cf_client_cert: bool = False  # Cf-Client-Cert-Der-Base64 / Cf-Client-Cert-Sha256
+    # [X]/[U] spec §8.1: first request of a connection only (the forwarding page), as the
+    # spec recommends as default; True sends them on every request (the learning path).
+    cf_client_cert_every_request: bool = False
+    cf_cert: bool = False  # the 17 cf-cert-* headers of the managed transform
+
+    @classmethod
+    def from_styles(cls, styles: Iterable[str], *, every_request: bool = False) -> ForwardingPolicy:
+        names = [s.strip().lower() for s in styles if s.strip()]
+        for name in names:
+            if name not in FORWARDING_STYLES:
+                raise ConfigError(
+                    f"unknown forwarding style {name!r}; expected one of {', '.join(FORWARDING_STYLES)}"
+                )
+        return cls(
+            rfc9440="rfc9440" in names,
+            cf_client_cert="cf-client-cert" in names,
+            cf_client_cert_every_request=every_request,
+            cf_cert="cf-cert" in names,
+        )
 
 
 def is_cert_header(lower_name: bytes) -> bool:

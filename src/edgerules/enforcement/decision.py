@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edgerules.proxy.fields import RequestInfo, request_fields
+from edgerules.enforcement.request_fields import RequestInfo, request_fields
 
 __all__ = [
     "AllowAll",

@@ -26,11 +26,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+from edgerules.enforcement.certheaders import der_chain_from_header, header_format, pem_to_der
+from edgerules.enforcement.decision import RulesetDecider, Verdict, block_page
+from edgerules.enforcement.forwarding import is_cert_header
+from edgerules.enforcement.request_fields import RequestInfo
 from edgerules.errors import ConfigError
-from edgerules.proxy.certheaders import der_chain_from_header, header_format, pem_to_der
-from edgerules.proxy.decision import RulesetDecider, Verdict, block_page
-from edgerules.proxy.fields import RequestInfo
-from edgerules.proxy.forwarding import is_cert_header
 from edgerules.tls import NOT_REQUESTED
 
 __all__ = ["Gate", "GateOptions", "GateResult"]
