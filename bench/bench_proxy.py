@@ -239,7 +239,7 @@ def test_proxy_roundtrip(benchmark, tmp_path):
     from edgerules.proxy.config import ProxyConfig
     from edgerules.proxy.echo import EchoOrigin
     from edgerules.proxy.server import ProxyServer, ServerThread
-    from edgerules.ruleset import Ruleset
+    from edgerules.rulesets import Ruleset
     from edgerules.store import open_store
 
     store = open_store(str(tmp_path / "s.db"))

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from edgerules.actions import Limits
-from edgerules.ruleset import Ruleset
+from edgerules.rulesets import Ruleset
+from edgerules.rulesets.actions import Limits
 
 SIZES = (10, 100, 1000, 10_000)
 Pred = Callable[[dict[str, Any]], bool]

@@ -48,7 +48,7 @@ def _scheme(name: str | None) -> Scheme:
 def _make_lists(spec: dict[str, Any] | None) -> dict[str, Any] | None:
     if spec is None:
         return None
-    from edgerules.lists import make_list
+    from edgerules.rulesets.lists import make_list
 
     return {name: make_list(name, d["kind"], d.get("items", [])) for name, d in spec.items()}
 

@@ -37,6 +37,7 @@ from edgerules import (
     RulesetError,
 )
 from edgerules.cli import main
+from edgerules.tls.headers import forwarding_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
@@ -1104,12 +1105,12 @@ def test_internal_errors_are_one_line_not_a_traceback(
 ) -> None:
     """The last line of defence in ``main``: an unexpected exception (a bug) is reported
     in one line naming it, exit status 70; EDGERULES_DEBUG=1 re-raises it."""
-    import edgerules.ruleset
+    import edgerules.rulesets
 
     def boom(*a: object, **k: object) -> None:
         raise ZeroDivisionError("simulated bug")
 
-    monkeypatch.setattr(edgerules.ruleset.Ruleset, "load", boom)
+    monkeypatch.setattr(edgerules.rulesets.Ruleset, "load", boom)
     code, out, err = run(capsys, "lint", str(good))
     assert code == 70 and out == "" and "Traceback" not in err
     assert "internal error: ZeroDivisionError: simulated bug" in err
@@ -1365,7 +1366,7 @@ def test_validator_garbage_is_unverified_with_reason(label: str, chain: object) 
     assert fields["cf.tls_client_auth.cert_verified"] is False
     assert fields["cf.tls_client_auth.cert_presented"] is True
     assert isinstance(auth.tls_client_auth, dict)  # every derived value computes
-    assert isinstance(auth.forwarding_headers(), list)
+    assert isinstance(forwarding_headers(auth), list)
 
 
 @pytest.mark.parametrize(("label", "chain"), _garbage_chains()[:8], ids=lambda v: str(v)[:20])

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import edgerules
 from edgerules.errors import ContextError
 from edgerules.lang.compiler import _own
 from edgerules.lang.ipset import interval_test, merge_intervals
@@ -89,7 +90,7 @@ CONTEXTS += [{"ip": ip} for ip in IPS[4:]] + [{"ip": ipaddress.ip_address("10.0.
 
 @pytest.mark.parametrize("text", EXPRESSIONS)
 def test_fast_paths_agree_with_reference(text: str) -> None:
-    f = SCHEME.compile(text)
+    f = edgerules.compile(text, SCHEME)
     for fields in CONTEXTS:
         ctx = SCHEME.context(fields)
         expected = evaluate(f._checked, ctx)
@@ -135,7 +136,7 @@ def test_regex_exposes_inline_search() -> None:
 
 
 def test_matches_keeps_coercion_and_alias_rules() -> None:
-    f = SCHEME.compile('s eq "a" and i eq 3 and b')
+    f = edgerules.compile('s eq "a" and i eq 3 and b', SCHEME)
     assert f.matches({"s": "a", "i": 3, "b": True})
     assert f.matches({"alias.s": "a", "i": 3, "b": True})
     assert not f.matches({"s": "a", "alias.s": "x", "i": 3, "b": True})  # the alias wins

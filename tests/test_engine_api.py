@@ -75,7 +75,7 @@ def test_scheme_field_unknown_suggests() -> None:
 
 def test_scheme_compile_and_context() -> None:
     s = small_scheme()
-    f = s.compile('s eq "x"')
+    f = edgerules.compile('s eq "x"', s)
     assert f.scheme is s
     assert f.execute(s.context({"s": "x"}))
 
@@ -338,7 +338,7 @@ def test_compile_cache_returns_same_filter() -> None:
 
 
 def test_compile_with_lists_is_not_cached() -> None:
-    from edgerules.lists import make_list
+    from edgerules.rulesets.lists import make_list
 
     lists = {"bad": make_list("bad", "ip", ["10.0.0.0/8"])}
     f = compile("ip.src in $bad", lists=lists)

@@ -63,3 +63,77 @@ def test_only_tls_and_pki_use_cryptography_at_run_time() -> None:
             if stripped.startswith(("from cryptography", "import cryptography")) and not in_type_checking:
                 offenders.append(f"{rel}: {stripped}")
     assert offenders == []
+
+
+# Which part may import which (run-time imports, including imports inside functions;
+# imports under ``if TYPE_CHECKING`` are for type checkers only and not counted). The
+# architecture, from the bottom: errors → lang → rulesets; tls/pki → store;
+# enforcement (shared by the adapters) → proxy, asgi, wsgi, cli. docs/architecture.md
+# shows the same table.
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "lang": {"errors"},
+    "rulesets": {"errors", "lang"},
+    "pki": {"errors"},
+    "tls": {"errors", "pki.errors"},
+    "store": {"errors", "pki", "tls"},
+    "enforcement": {"errors", "tls"},
+    "asgi": {"errors", "enforcement"},
+    "wsgi": {"errors", "enforcement"},
+    "proxy": {"errors", "enforcement", "tls", "pki"},
+    "testing": {"errors", "lang", "rulesets"},
+    "demo": {"errors", "enforcement", "pki", "proxy", "rulesets", "store", "lang", "tls"},
+    "cli": {"errors", "enforcement", "lang", "pki", "proxy", "rulesets", "store", "tls"},
+}
+
+
+def _imports_by_part() -> dict[str, set[str]]:
+    import ast
+
+    found: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC).with_suffix("").parts
+        part = rel[0]
+        if part in ("__init__", "__main__", "_moved"):
+            continue  # the package root re-exports lazily; __main__ is the CLI's
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        type_only = {
+            id(n)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for n in ast.walk(node)
+        }
+        for node in ast.walk(tree):
+            if id(node) in type_only:
+                continue
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("edgerules"):
+                if node.module == "edgerules":
+                    targets = [f"edgerules.{a.name}" for a in node.names]
+                else:
+                    targets = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names if a.name.startswith("edgerules")]
+            for target in targets:
+                bits = target.split(".")[1:]
+                if not bits or bits[0] == part:
+                    continue
+                # tls may use the PKI's error class only, not the PKI itself
+                name = "pki.errors" if bits[:2] == ["pki", "errors"] and part == "tls" else bits[0]
+                found.setdefault(part, set()).add(name)
+    return found
+
+
+def test_parts_import_only_what_the_architecture_allows() -> None:
+    found = _imports_by_part()
+    unknown = sorted(set(found) - set(ALLOWED))
+    assert unknown == [], f"new top-level parts need a row in ALLOWED: {unknown}"
+    offenders = {part: sorted(deps - ALLOWED[part]) for part, deps in found.items()
+                 if deps - ALLOWED[part]}
+    assert offenders == {}
+
+
+def test_the_middleware_does_not_depend_on_the_proxy() -> None:
+    found = _imports_by_part()
+    assert "proxy" not in found.get("asgi", set()) | found.get("wsgi", set())
+    assert "proxy" not in found.get("enforcement", set())

@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from edgerules import _moved
+
 # name -> module that defines it
 _EXPORTS = {
     # errors
@@ -42,17 +44,19 @@ _EXPORTS = {
     "Context": "edgerules.lang.context",
     "default_scheme": "edgerules.lang.scheme",
     # rulesets
-    "Ruleset": "edgerules.ruleset",
-    "Rule": "edgerules.ruleset",
-    "Decision": "edgerules.ruleset",
-    "Policy": "edgerules.ruleset",
-    "NamedLists": "edgerules.lists",
+    "Ruleset": "edgerules.rulesets",
+    "Rule": "edgerules.rulesets",
+    "Decision": "edgerules.rulesets",
+    "Policy": "edgerules.rulesets",
+    "NamedLists": "edgerules.rulesets",
     # mTLS
     "ClientCertValidator": "edgerules.tls",
     "ClientAuth": "edgerules.tls",
 }
 
 __all__ = sorted(_EXPORTS)
+
+_moved.install()  # old module paths (edgerules.engine, edgerules.ruleset, …) still import
 __version__ = "0.1.0"
 
 

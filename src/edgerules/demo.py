@@ -112,7 +112,7 @@ def run(out: Any = sys.stdout) -> int:
     from edgerules.proxy.config import ProxyConfig
     from edgerules.proxy.echo import EchoOrigin
     from edgerules.proxy.server import ProxyServer, ServerThread
-    from edgerules.ruleset import Ruleset
+    from edgerules.rulesets import Ruleset
     from edgerules.store import open_store
 
     started = time.monotonic()

@@ -39,7 +39,7 @@ _CACHE: dict[tuple[str, str | None], Any] = {}
 def load_ruleset(path: str | os.PathLike[str], *, lists: Any = None,
                  limits: Any = None) -> Any:
     """Load (and cache, per path and plan, when no lists are given) a ruleset file."""
-    from edgerules.ruleset import Ruleset
+    from edgerules.rulesets import Ruleset
 
     key = (str(Path(path).resolve()), limits if isinstance(limits, str) else None)
     if lists is None and (limits is None or isinstance(limits, str)):
@@ -52,8 +52,8 @@ def load_ruleset(path: str | os.PathLike[str], *, lists: Any = None,
 def decide(target: Any, request: Mapping[str, object] | None = None, *,
            client_cert: str | None = None, cert: Mapping[str, object] | None = None) -> Any:
     """Evaluate ``request`` (field values) with an optional certificate profile (see
-    ``edgerules.policytest.PROFILES``) against a Ruleset, Policy or ruleset path."""
-    from edgerules.policytest import _request_context
+    ``edgerules.rulesets.policytest.PROFILES``) against a Ruleset, Policy or ruleset path."""
+    from edgerules.rulesets.policytest import _request_context
 
     if isinstance(target, str | os.PathLike):
         target = load_ruleset(target)
@@ -62,7 +62,7 @@ def decide(target: Any, request: Mapping[str, object] | None = None, *,
 
 def _values(request: object, client_cert: str | None, cert: object) -> dict[str, object]:
     """The request's field values with the certificate profile's under them."""
-    from edgerules.policytest import profile_fields
+    from edgerules.rulesets.policytest import profile_fields
 
     if request is not None and not isinstance(request, Mapping):
         raise RuleError(f"the request must be a mapping of field values, not "
@@ -88,7 +88,7 @@ def assert_decision(target: Any, request: Mapping[str, object] | None = None,
     actual decision and the full trace.
     """
     __tracebackhide__ = True
-    from edgerules.policytest import _request_context, check_decision
+    from edgerules.rulesets.policytest import _request_context, check_decision
 
     if isinstance(target, str | os.PathLike):
         target = load_ruleset(target)
@@ -140,7 +140,7 @@ def _pytest_classes() -> tuple[type, type]:
 
     class _PolicyTestFile(pytest.File):  # type: ignore[misc]
         def collect(self) -> Any:
-            from edgerules.policytest import load_cases
+            from edgerules.rulesets.policytest import load_cases
 
             cf = load_cases(self.path)
             target = cf.load_target()
@@ -154,7 +154,7 @@ def _pytest_classes() -> tuple[type, type]:
             self.case = case
 
         def runtest(self) -> None:
-            from edgerules.policytest import run_case
+            from edgerules.rulesets.policytest import run_case
 
             result = run_case(self.target, self.case)
             if not result.passed:

@@ -35,7 +35,7 @@ RULES = {
 
 @pytest.fixture(scope="module")
 def ruleset():
-    from edgerules.ruleset import Ruleset
+    from edgerules.rulesets import Ruleset
 
     return Ruleset.from_dict(RULES)
 

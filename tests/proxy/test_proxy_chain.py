@@ -25,7 +25,7 @@ def uvicorn_app(pki):
         from starlette.applications import Starlette
         from starlette.responses import JSONResponse
         from starlette.routing import Route
-    from edgerules.ruleset import Ruleset
+    from edgerules.rulesets import Ruleset
 
     ruleset = Ruleset.from_dict(
         {

@@ -1,11 +1,11 @@
-"""Action parameter validation and plan limits (edgerules.actions)."""
+"""Action parameter validation and plan limits (edgerules.rulesets.actions)."""
 
 from __future__ import annotations
 
 import pytest
 
-from edgerules.actions import Limits, parse_action
 from edgerules.errors import RuleError
+from edgerules.rulesets.actions import Limits, parse_action
 
 
 def test_block_default_and_custom_response() -> None:

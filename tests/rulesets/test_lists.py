@@ -1,4 +1,4 @@
-"""Named lists: item syntax, naming rules, lookups, files (edgerules.lists)."""
+"""Named lists: item syntax, naming rules, lookups, files (edgerules.rulesets.lists)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from edgerules.errors import ListError
-from edgerules.lists import (
+from edgerules.rulesets.lists import (
     ASNList,
     HostnameList,
     IPList,

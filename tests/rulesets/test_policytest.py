@@ -1,4 +1,4 @@
-"""Policy tests (edgerules.policytest), the example rulesets in rules/, the CLI commands
+"""Policy tests (edgerules.rulesets.policytest), the example rulesets in rules/, the CLI commands
 test/trace/lint, and the pytest helpers of edgerules.testing."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import pytest
 
 from edgerules.cli import main
 from edgerules.errors import RuleError, RulesetError
-from edgerules.policytest import (
+from edgerules.rulesets import Ruleset
+from edgerules.rulesets.policytest import (
     PROFILES,
     TEST_CA_SKI,
     load_cases,
@@ -20,7 +21,6 @@ from edgerules.policytest import (
     profile_fields,
     run_cases,
 )
-from edgerules.ruleset import Ruleset
 from edgerules.testing import assert_decision, decide
 
 ROOT = Path(__file__).resolve().parents[2]

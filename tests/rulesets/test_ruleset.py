@@ -11,8 +11,8 @@ import pytest
 
 import edgerules
 from edgerules.errors import ContextError, ExpressionError, RuleError, RulesetError
-from edgerules.lists import NamedLists
-from edgerules.ruleset import ALLOW, Decision, Policy, Ruleset
+from edgerules.rulesets import ALLOW, Decision, Policy, Ruleset
+from edgerules.rulesets.lists import NamedLists
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 CERT = "cf.tls_client_auth."

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgerules.tls import ClientCertValidator
+from edgerules.tls.headers import forwarding_headers
 from edgerules.tls.validator import MAX_DISTINCT, MAX_PRESENTED
 
 from .ca_fixture import NOW, key, make_cert, make_leaf, pki, profiles
@@ -32,7 +33,7 @@ def _failed(auth, reason: str | None = None) -> None:
     # every derived view works
     assert auth.tls_client_auth["certVerified"] == "FAILED:" + auth.failure_reason
     dict(auth.fields())
-    auth.forwarding_headers("all")
+    forwarding_headers(auth, "all")
 
 
 def test_garbage(validator) -> None:
@@ -151,7 +152,7 @@ def test_arbitrary_bytes_never_raise(chain: list[bytes]) -> None:
     assert "internal error" not in auth.detail
     dict(auth.fields())
     auth.tls_client_auth  # noqa: B018
-    auth.forwarding_headers("all")
+    forwarding_headers(auth, "all")
 
 
 @given(st.data())

@@ -11,7 +11,7 @@ from cryptography.x509.oid import NameOID
 
 from edgerules.errors import ConfigError
 from edgerules.tls import NOT_REQUESTED, STRIP_HEADERS, ClientCertValidator, SerialRevocation
-from edgerules.tls.headers import MANAGED_HEADERS, escape_header_value
+from edgerules.tls.headers import MANAGED_HEADERS, escape_header_value, forwarding_headers
 from edgerules.tls.rfc9440 import CERT_LIMIT, CHAIN_LIMIT, encode_cert, encode_chain
 
 from .ca_fixture import NOW, make_ca, make_leaf, name, pki, profiles
@@ -29,19 +29,19 @@ def test_rfc9440_values() -> None:
     auth = _auth("via_intermediate")
     assert auth.rfc9440 == ":" + base64.b64encode(sc.chain[0]).decode() + ":"
     assert auth.chain_rfc9440 == ":" + base64.b64encode(sc.chain[1]).decode() + ":"
-    headers = dict(auth.forwarding_headers("rfc9440"))
+    headers = dict(forwarding_headers(auth, "rfc9440"))
     assert headers == {"Client-Cert": auth.rfc9440, "Client-Cert-Chain": auth.chain_rfc9440}
 
 
 def test_rfc9440_only_for_verified_not_revoked() -> None:
-    assert _auth("expired").forwarding_headers("rfc9440") == []
+    assert forwarding_headers(_auth("expired"), "rfc9440") == []
     assert _auth("expired").rfc9440 != ""  # the field is filled even so
     assert (
-        _auth("revoked", revocation=SerialRevocation({0x01AB})).forwarding_headers("rfc9440") == []
+        forwarding_headers(_auth("revoked", revocation=SerialRevocation({0x01AB})), "rfc9440") == []
     )
-    assert NOT_REQUESTED.forwarding_headers("rfc9440") == []
+    assert forwarding_headers(NOT_REQUESTED, "rfc9440") == []
     # only a leaf: no chain header
-    assert [h for h, _ in _auth("valid").forwarding_headers("rfc9440")] == ["Client-Cert"]
+    assert [h for h, _ in forwarding_headers(_auth("valid"), "rfc9440")] == ["Client-Cert"]
 
 
 def test_rfc9440_limits_exact() -> None:
@@ -67,7 +67,7 @@ def test_too_large_leaf_and_chain() -> None:
     assert auth.rfc9440 == "" and auth.rfc9440_too_large is True
     assert auth.tls_client_auth["certRFC9440TooLarge"] is True
     assert auth.fields()["cf.tls_client_auth.cert_rfc9440_too_large"] is True
-    assert auth.forwarding_headers("rfc9440") == []
+    assert forwarding_headers(auth, "rfc9440") == []
 
     fat = [
         make_ca(f"Fat CA {i}", parent=p.root, extra=[x509.UnrecognizedExtension(BIG, b"f" * 5000)])
@@ -78,22 +78,22 @@ def test_too_large_leaf_and_chain() -> None:
     assert auth.verified
     assert auth.chain_rfc9440 == "" and auth.chain_rfc9440_too_large is True
     assert auth.rfc9440 != "" and not auth.rfc9440_too_large
-    assert dict(auth.forwarding_headers("rfc9440")) == {"Client-Cert": auth.rfc9440}
+    assert dict(forwarding_headers(auth, "rfc9440")) == {"Client-Cert": auth.rfc9440}
 
 
 def test_access_headers() -> None:
     sc = profiles()["valid"]
     auth = _auth("valid")
-    headers = dict(auth.forwarding_headers("access"))
+    headers = dict(forwarding_headers(auth, "access"))
     assert headers["Cf-Client-Cert-Der-Base64"] == base64.b64encode(sc.chain[0]).decode()
     assert base64.b64decode(headers["Cf-Client-Cert-Der-Base64"], validate=True) == sc.chain[0]
     assert headers["Cf-Client-Cert-Sha256"] == hashlib.sha256(sc.chain[0]).hexdigest()
-    assert _auth("expired").forwarding_headers("access") == []
+    assert forwarding_headers(_auth("expired"), "access") == []
 
 
 def test_managed_headers() -> None:
     auth = _auth("valid")
-    headers = auth.forwarding_headers("managed")
+    headers = forwarding_headers(auth, "managed")
     assert [h for h, _ in headers] == [h for h, _ in MANAGED_HEADERS]
     assert len(headers) == 17
     d = dict(headers)
@@ -105,7 +105,7 @@ def test_managed_headers() -> None:
     assert d["cf-cert-subject-dn"] == "CN=Cloudflare,C=US"
     assert d["cf-cert-subject-dn-legacy"] == "/C=US/CN=Cloudflare"
     assert d["cf-cert-serial"] == auth.serial and d["cf-cert-issuer-ski"] == auth.issuer_ski
-    none = dict(NOT_REQUESTED.forwarding_headers("managed"))
+    none = dict(forwarding_headers(NOT_REQUESTED, "managed"))
     assert none["cf-cert-presented"] == "false" and none["cf-cert-subject-dn"] == ""
 
 
@@ -113,16 +113,16 @@ def test_managed_headers_escape_non_ascii() -> None:
     p = pki()
     leaf = make_leaf(name((NameOID.COUNTRY_NAME, "CH"), (NameOID.COMMON_NAME, "Zürich 😀")), p.root)
     auth = ClientCertValidator([p.root.cert]).validate([leaf.der], now=NOW)
-    d = dict(auth.forwarding_headers("managed"))
+    d = dict(forwarding_headers(auth, "managed"))
     assert d["cf-cert-subject-dn"] == "CN=Z\\u00fcrich \\ud83d\\ude00,C=CH"
     assert d["cf-cert-subject-dn-rfc2253"] == "CN=Z\\C3\\BCrich \\F0\\9F\\98\\80,C=CH"
-    assert all(v.isascii() for _, v in auth.forwarding_headers("all"))
+    assert all(v.isascii() for _, v in forwarding_headers(auth, "all"))
     assert escape_header_value("a\r\nb") == "a\\u000d\\u000ab"
 
 
 def test_all_and_bad_style() -> None:
     auth = _auth("via_intermediate")
-    names = [h for h, _ in auth.forwarding_headers()]
+    names = [h for h, _ in forwarding_headers(auth)]
     assert names[:4] == [
         "Client-Cert",
         "Client-Cert-Chain",
@@ -132,4 +132,4 @@ def test_all_and_bad_style() -> None:
     assert len(names) == 21
     assert {n.lower() for n in names} == STRIP_HEADERS
     with pytest.raises(ConfigError):
-        auth.forwarding_headers("bogus")
+        forwarding_headers(auth, "bogus")

@@ -140,11 +140,11 @@ def build_server(args: argparse.Namespace) -> Any:
     decider: Any = AllowAll()
     lists = None
     if args.lists:  # loaded (so checked) even without --rules: a bad --list is an error
-        from edgerules.lists import NamedLists
+        from edgerules.rulesets.lists import NamedLists
 
         lists = NamedLists.load(*args.lists)
     if args.rules:
-        from edgerules.ruleset import Ruleset
+        from edgerules.rulesets import Ruleset
 
         decider = RulesetDecider(Ruleset.load(args.rules, lists=lists))
     elif args.lists:

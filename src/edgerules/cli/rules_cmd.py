@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         action="append",
         default=[],
         dest="lists",
-        help="a named list file for `in $name` (JSON or text, see edgerules.lists); repeatable",
+        help="a named list file for `in $name` (JSON or text, see edgerules.rulesets.lists); repeatable",
     )
     ev.set_defaults(func=run_eval)
 
@@ -150,7 +150,7 @@ def run_eval(args: argparse.Namespace) -> int:
         text = _read_expr(args.expr)
         lists = None
         if args.lists:
-            from edgerules.lists import load_list
+            from edgerules.rulesets.lists import load_list
 
             lists = {}
             path_of: dict[str, str] = {}  # list name -> the file that first named it

@@ -74,13 +74,13 @@ def register(subparsers: Any) -> None:
 def _lists(args: argparse.Namespace) -> Any:
     if not args.lists:
         return None
-    from edgerules.lists import NamedLists
+    from edgerules.rulesets.lists import NamedLists
 
     return NamedLists.load(*args.lists)
 
 
 def _target(path: str, args: argparse.Namespace, lists: Any = None) -> Any:
-    from edgerules.ruleset import Policy, Ruleset
+    from edgerules.rulesets import Policy, Ruleset
 
     lists = lists if lists is not None else _lists(args)
     rs = Ruleset.load(path, lists=lists, limits=args.plan)
@@ -91,7 +91,7 @@ def _target(path: str, args: argparse.Namespace, lists: Any = None) -> Any:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    from edgerules.policytest import load_cases, run_cases
+    from edgerules.rulesets.policytest import load_cases, run_cases
 
     ruleset: str | None = args.ruleset
     case_paths = list(args.cases)
@@ -145,7 +145,7 @@ def _parse_set(text: str) -> tuple[str, object]:
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
-    from edgerules.policytest import _request_context, profile_fields
+    from edgerules.rulesets.policytest import _request_context, profile_fields
 
     target = _target(args.ruleset, args)
     request: dict[str, object] = {}
@@ -211,7 +211,7 @@ def _check_explain(target: Any, trace: Any, refs: list[str]) -> None:
 
 
 def _cmd_lint(args: argparse.Namespace) -> int:
-    from edgerules.ruleset import Policy, Ruleset
+    from edgerules.rulesets import Policy, Ruleset
 
     lists = _lists(args)
     status = 0

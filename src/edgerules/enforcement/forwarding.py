@@ -16,7 +16,7 @@ Invariants:
   at the origin implies a verified, non-revoked certificate. ``Cf-Client-Cert-*`` follow
   the same condition [U]. ``cf-cert-*`` mirror the rule fields whatever the verdict
   (booleans as ``true``/``false``), like the managed transform (§8.2). All three are
-  built by ``ClientAuth.forwarding_headers`` (:mod:`edgerules.tls.headers`).
+  built by :func:`edgerules.tls.headers.forwarding_headers`.
 * ``X-Forwarded-For`` gets the client address appended; ``X-Forwarded-Proto`` and
   ``X-Forwarded-Host`` are overwritten.
 """
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgerules.errors import ConfigError
-from edgerules.tls.headers import STRIP_HEADERS
+from edgerules.tls.headers import STRIP_HEADERS, forwarding_headers
 
 __all__ = [
     "CERT_HEADER_NAMES",
@@ -116,7 +116,7 @@ def certificate_headers(
     client_auth: Any, policy: ForwardingPolicy, *, first_request: bool = True
 ) -> list[tuple[bytes, bytes]]:
     """Headers carrying certificate data to the origin for this request: the families
-    ``policy`` enables, each built by ``client_auth.forwarding_headers(style)``."""
+    ``policy`` enables, each built by ``forwarding_headers(client_auth, style)``."""
     if client_auth is None:
         return []
     send_access = policy.cf_client_cert and (first_request or policy.cf_client_cert_every_request)
@@ -133,7 +133,7 @@ def certificate_headers(
     return [
         (name.encode("ascii"), value.encode("ascii"))
         for style in styles
-        for name, value in client_auth.forwarding_headers(style)
+        for name, value in forwarding_headers(client_auth, style)
     ]
 
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 from typing import Literal as TypingLiteral
-from typing import TypeAlias
 
 from edgerules.lang.source import Span
 
@@ -45,6 +45,7 @@ __all__ = [
     "SetLiteral",
     "Star",
     "ValueExpr",
+    "index_path",
 ]
 
 
@@ -245,3 +246,15 @@ Expr: TypeAlias = Logical | Not | Comparison | BoolValue | Quantifier | BoolCons
 # A function argument: a value expression, a literal, or a predicate (e.g. a comparison
 # passed to a function that takes Booleans).
 Arg: TypeAlias = ValueExpr | Literal | Expr
+
+
+def index_path(node: Any) -> tuple[Any, list[Index]]:
+    """``(base, indexes)`` of an index chain ``base[a][b]…``: the innermost non-index
+    expression and the ``Index`` nodes from the innermost out (``[]`` when ``node`` is not
+    an ``Index``). Iterative: index chains are not limited by the nesting limit."""
+    chain: list[Index] = []
+    while isinstance(node, Index):
+        chain.append(node)
+        node = node.base
+    chain.reverse()
+    return node, chain

@@ -38,17 +38,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgerules.lang import ast
+from edgerules.lang.ast import index_path
 from edgerules.lang.errors import ParseError, RuleTypeError
 from edgerules.lang.functions import ArgInfo, ArgumentProblem
 from edgerules.lang.regex import RegexError, compile_regex, pattern_text
 from edgerules.lang.scheme import Field, Scheme
 from edgerules.lang.source import Source, Span
-from edgerules.lang.types import BOOL, BYTES, INT, IP, Array, Map, Type
+from edgerules.lang.types import BOOL, BOOL_ARRAY, BYTES, INT, IP, Array, Map, Type
 from edgerules.lang.wildcard import WildcardError, compile_wildcard
 
-__all__ = ["Checked", "Info", "check", "index_path"]
+__all__ = ["Checked", "Info", "check"]
 
-BOOL_ARRAY = Array(BOOL)
 
 _STRING_OPS = frozenset(
     {"eq", "ne", "lt", "le", "gt", "ge", "contains", "matches", "wildcard", "strict_wildcard", "in"}
@@ -68,18 +68,6 @@ _LITERAL_TYPES = {"string": BYTES, "int": INT, "ip": IP}
 _OPS_BY_ID: dict[int, frozenset[str]] = {id(t): ops for t, ops in _OPS.items()}
 # The operators whose right side must be a plain literal of the left side's type.
 _LITERAL_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "contains", "bitwise_and"})
-
-
-def index_path(node: Any) -> tuple[Any, list[ast.Index]]:
-    """``(base, indexes)`` of an index chain ``base[a][b]…``: the innermost non-index
-    expression and the ``Index`` nodes from the innermost out (``[]`` when ``node`` is not
-    an ``Index``). Iterative: index chains are not limited by the nesting limit."""
-    chain: list[ast.Index] = []
-    while isinstance(node, ast.Index):
-        chain.append(node)
-        node = node.base
-    chain.reverse()
-    return node, chain
 
 
 @dataclass(slots=True)

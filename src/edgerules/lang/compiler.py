@@ -30,12 +30,13 @@ from operator import itemgetter
 from typing import Any
 
 from edgerules.lang import ast
-from edgerules.lang.checker import BOOL_ARRAY, Checked, Info, index_path
+from edgerules.lang.ast import index_path
+from edgerules.lang.checker import Checked, Info
 from edgerules.lang.functions import FUNCTIONS
 from edgerules.lang.ipset import interval_test, merge_intervals
 from edgerules.lang.regex import CompiledRegex
 from edgerules.lang.scheme import Field
-from edgerules.lang.types import BOOL, BYTES, INT, IP, MISSING, Map
+from edgerules.lang.types import BOOL, BOOL_ARRAY, BYTES, INT, IP, MISSING, Map
 
 __all__ = ["Compiled", "compile_checked"]
 

@@ -30,7 +30,6 @@ from edgerules.lang.types import MISSING, Type, default_value
 
 if TYPE_CHECKING:
     from edgerules.lang.context import Context
-    from edgerules.lang.engine import Filter
 
 __all__ = ["Field", "Scheme", "default_scheme"]
 
@@ -204,12 +203,6 @@ class Scheme:
         from edgerules.lang.context import Context
 
         return Context(self, values, only=only)
-
-    def compile(self, text: str, **kw: Any) -> Filter:
-        """``edgerules.compile(text, self, **kw)``."""
-        from edgerules.lang.engine import compile as _compile
-
-        return _compile(text, self, **kw)
 
 
 def _closest(name: str, candidates: Iterable[str]) -> str | None:

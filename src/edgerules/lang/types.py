@@ -27,6 +27,7 @@ from typing import Final
 
 __all__ = [
     "BOOL",
+    "BOOL_ARRAY",
     "BYTES",
     "INT",
     "IP",
@@ -85,6 +86,8 @@ BYTES: Final = PrimitiveType("String")
 INT: Final = PrimitiveType("Int")
 BOOL: Final = PrimitiveType("Bool")
 IP: Final = PrimitiveType("IP")
+# The type of element-wise predicates (``x[*] eq …``) and of Boolean-array fields.
+BOOL_ARRAY: Final = Array(BOOL)
 
 
 class Missing:

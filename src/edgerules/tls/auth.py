@@ -332,13 +332,6 @@ class ClientAuth:
                 out[prop] = self.value(name).decode("utf-8", "replace")  # type: ignore[union-attr]
         return out
 
-    def forwarding_headers(self, style: str = "all") -> list[tuple[str, str]]:
-        """Request headers to add on the way to the origin; see
-        :func:`edgerules.tls.headers.forwarding_headers` for ``style``."""
-        from edgerules.tls.headers import forwarding_headers
-
-        return forwarding_headers(self, style)
-
 
 def _text(prop: str) -> Callable[[ClientAuth], bytes]:
     getter = getattr(ClientAuth, prop).fget

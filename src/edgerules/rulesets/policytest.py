@@ -250,8 +250,8 @@ class CaseFile:
                     lists: Mapping[str, Any] | None = None) -> Any:
         """Load the ruleset under test (``ruleset`` overrides the file's) — a ``Policy``
         when the file names extra ``rulesets``."""
-        from edgerules.lists import NamedLists
-        from edgerules.ruleset import Policy, Ruleset
+        from edgerules.rulesets import Policy, Ruleset
+        from edgerules.rulesets.lists import NamedLists
 
         path = Path(ruleset) if ruleset is not None else self.ruleset
         if path is None:
@@ -348,7 +348,7 @@ def parse_cases(obj: Mapping[str, Any], *, where: str = "cases",
     if plan is not None and not isinstance(plan, str):
         raise _fail(where, "plan must be a string")
     if plan is not None:
-        from edgerules.actions import Limits
+        from edgerules.rulesets.actions import Limits
 
         if plan not in Limits.PLANS:
             raise _fail(where, f"unknown plan {plan!r} (expected one of "
