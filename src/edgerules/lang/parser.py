@@ -110,9 +110,13 @@ _FUNCTION_LIKE_OPERATORS: Final = frozenset(
 )
 
 _LIST_NAME_RE: Final = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)*")
-_HEX_BYTES_RE: Final = re.compile(r"[0-9A-Fa-f]{2}(?:[:.\-][0-9A-Fa-f]{2})+")
+# Spec rules-language-2026 §4 (wirefilter): one separator throughout a byte string.
+_HEX_BYTES_RE: Final = re.compile(r"[0-9A-Fa-f]{2}(?P<sep>[:.\-])[0-9A-Fa-f]{2}(?:(?P=sep)[0-9A-Fa-f]{2})*")
+_MIXED_HEX_BYTES_RE: Final = re.compile(r"[0-9A-Fa-f]{2}(?:[:.\-][0-9A-Fa-f]{2})+")
 _IPV4_LIKE_RE: Final = re.compile(r"[0-9.]+")
 _NAME_RE: Final = re.compile(r"[A-Za-z_][\w.]*")
+
+_WHITESPACE: Final = " \t\r\n"  # the grammar's %ignore set
 
 _NESTING_RULES: Final = frozenset({"paren", "not_expr", "quantifier", "call", "indexed"})
 
@@ -468,8 +472,13 @@ def _parse_addr(source: Source, tok: _Tok, *, in_set: bool) -> ast.Literal | ast
         return _Literal("ip", ipaddress.ip_address(text), span, False)
     except ValueError:
         pass
-    if _HEX_BYTES_RE.fullmatch(text):
-        return _Literal("string", bytes.fromhex(re.sub(r"[:.\-]", "", text)), span, False)
+    m = _HEX_BYTES_RE.fullmatch(text)
+    if m:
+        return _Literal("string", bytes.fromhex(text.replace(m["sep"], "")), span, False)
+    if _MIXED_HEX_BYTES_RE.fullmatch(text):
+        first = text[2]
+        other = next(c for c in text[2::3] if c != first)
+        return _mixed_separators(source, tok, first, other)
     if ":" in text:
         raise ParseError(f"invalid IPv6 address {text}", source, span)
     if _IPV4_LIKE_RE.fullmatch(text):
@@ -478,6 +487,17 @@ def _parse_addr(source: Source, tok: _Tok, *, in_set: bool) -> ast.Literal | ast
         f"invalid literal {text}: not an IP address nor a byte string like 01:2e:f3",
         source,
         span,
+    )
+
+
+def _mixed_separators(source: Source, tok: _Tok, first: str, other: str) -> NoReturn:
+    text = tok[1]
+    at = tok[2] + text.index(other, 2)
+    raise ParseError(
+        f'a byte string uses one separator throughout (here "{first}", then "{other}")',
+        source,
+        _Span(at, at + 1),
+        hint="write " + re.sub(r"[:.\-]", first, text),
     )
 
 
@@ -1264,6 +1284,23 @@ def _translate_unexpected_characters(source: Source, exc: UnexpectedCharacters) 
     if char == "#":
         return ParseError("unrecognised input", source, span, hint="the language has no comments")
     allowed = set(exc.allowed or ())
+    # wirefilter's lexical rules (LSQB and DOTDOT refuse whitespace next to them): say so.
+    gap = len(text[:pos]) - len(text[:pos].rstrip(_WHITESPACE))
+    if char == "[" and "LSQB" in allowed and gap:
+        return ParseError(
+            "no whitespace allowed between a value and its index",
+            source,
+            Span(pos - gap, pos + 1),
+            hint="remove the whitespace before [",
+        )
+    if text.startswith("..", pos) and "DOTDOT" in allowed:
+        after = len(text[pos + 2 :]) - len(text[pos + 2 :].lstrip(_WHITESPACE))
+        return ParseError(
+            "no whitespace allowed around .. in a range",
+            source,
+            Span(pos - gap, pos + 2 + after),
+            hint="write a range as one word: 1..5, 10.0.0.1..10.0.0.9",
+        )
     if allowed and allowed <= _LITERAL_TERMINALS | {"REGEX_STRING"}:
         prev = _previous_text(text, pos)
         what = (
