@@ -137,7 +137,7 @@ def run(seconds: float, concurrency: int, repeats: int = 2) -> list[tuple[str, d
     procs: list[subprocess.Popen[str]] = []
     with tempfile.TemporaryDirectory(prefix="edgerules-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        store = open_store(str(tmp / "store.db"))
+        store = open_store(str(tmp / "store.db"), create=True)
         issued = store.issue_certificate(common_name="bench", validity_days=30)
         store.enable_hostnames([HOST])
         store.close()
@@ -242,7 +242,7 @@ def test_proxy_roundtrip(benchmark, tmp_path):
     from edgerules.rulesets import Ruleset
     from edgerules.store import open_store
 
-    store = open_store(str(tmp_path / "s.db"))
+    store = open_store(str(tmp_path / "s.db"), create=True)
     issued = store.issue_certificate(common_name="bench", validity_days=30)
     store.enable_hostnames([HOST])
     (tmp_path / "c.crt").write_text(issued.record.certificate)

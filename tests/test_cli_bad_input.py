@@ -84,8 +84,11 @@ def _ids(value: object) -> str:
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run in tmp_path with a store there: a test never writes ./edgerules.db."""
+    from edgerules.store import open_store
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("EDGERULES_STORE", str(tmp_path / "default.db"))
+    open_store(tmp_path / "default.db", create=True).close()  # an existing (empty) store
     for var in ("EDGERULES_STORE_PASSPHRASE", "EDGERULES_ACCOUNT", "EDGERULES_P12_PASSWORD",
                 "EDGERULES_DEBUG"):
         monkeypatch.delenv(var, raising=False)
@@ -647,7 +650,13 @@ def test_trace_bad_ruleset(capsys: pytest.CaptureFixture[str], broken: Path) -> 
 
 @pytest.fixture
 def store(tmp_path: Path) -> str:
-    return str(tmp_path / "pki.db")
+    """An existing store with its managed CA (only `ca create` makes one)."""
+    from edgerules.store import open_store
+
+    path = str(tmp_path / "pki.db")
+    with open_store(path, create=True) as s:
+        s.managed_ca()
+    return path
 
 
 @pytest.mark.parametrize(
@@ -827,7 +836,7 @@ def test_ca_upload_bad_file(capsys: pytest.CaptureFixture[str], tmp_path: Path, 
     ("args", "needles", "status"),
     [
         (["ca", "delete", "nope"], ("'nope' not found",), 1),
-        (["ca", "show", "--key-type", "dsa"], ("invalid choice",), 2),
+        (["ca", "create", "--key-type", "dsa"], ("invalid choice",), 2),
         (["host", "enable", "bad_host!!"], ("invalid hostname 'bad_host!!'",), 1),
         (["host", "enable", "*.*.example.com"], ("invalid hostname",), 1),
         (["host", "enable", "a" * 300 + ".com"], ("invalid hostname",), 1),
@@ -1004,6 +1013,10 @@ def test_proxy_bad_values_do_not_start_a_server(tmp_path: Path, args: list[str],
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
+    from edgerules.store import open_store
+
+    if not (tmp_path / "sub.db").exists():
+        open_store(tmp_path / "sub.db", create=True).close()  # stores are never auto-created
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGERULES_")}
     env.update(EDGERULES_STORE=str(tmp_path / "sub.db"), LC_ALL="C.UTF-8", PYTHONUTF8="0",
                PYTHONIOENCODING="utf-8:strict")

@@ -123,7 +123,7 @@ def run(out: Any = sys.stdout) -> int:
         tmp = Path(tmp_name)
         try:
             print(f"edgerules demo: store and certificates in {tmp}", file=out)
-            store = open_store(str(tmp / "edgerules.db"))
+            store = open_store(str(tmp / "edgerules.db"), create=True)
             stores.append(store)
             ca = store.managed_ca()
             print(f"  managed CA     {ca.name if hasattr(ca, 'name') else ca}", file=out)
@@ -131,7 +131,9 @@ def run(out: Any = sys.stdout) -> int:
             revoked = store.issue_certificate(common_name="device-002", validity_days=365)
             store.revoke_certificate(revoked.record.id)
             # A certificate from another account's managed CA: a CA we do not trust.
-            foreign_store = open_store(str(tmp / "foreign.db"), account_id="someone-else")
+            foreign_store = open_store(
+                str(tmp / "foreign.db"), create=True, account_id="someone-else"
+            )
             stores.append(foreign_store)
             foreign = foreign_store.issue_certificate(common_name="intruder", validity_days=365)
             self_signed = generate_dev_certificate(["self-signed-client"])

@@ -14,6 +14,6 @@ def store_path(tmp_path):
 def store(store_path, monkeypatch) -> SQLiteStore:
     monkeypatch.delenv("EDGERULES_STORE_PASSPHRASE", raising=False)
     monkeypatch.delenv("EDGERULES_ACCOUNT", raising=False)
-    s = open_store(store_path)
+    s = open_store(store_path, create=True)
     yield s
     s.close()

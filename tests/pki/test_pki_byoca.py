@@ -120,7 +120,7 @@ def test_reject_multiple_certificates(store, customer_ca):
 
 
 def test_quota_error_1489(store_path):
-    with open_store(store_path, max_uploaded_cas=2) as s:
+    with open_store(store_path, create=True, max_uploaded_cas=2) as s:
         s.upload_ca(pem(make_cert(name("a"), ec_key())))
         s.upload_ca(pem(make_cert(name("b"), ec_key())))
         with pytest.raises(PKIError) as err:

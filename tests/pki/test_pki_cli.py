@@ -20,6 +20,8 @@ def run(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("EDGERULES_ACCOUNT", raising=False)
     monkeypatch.delenv("EDGERULES_P12_PASSWORD", raising=False)
     db = str(tmp_path / "cli.db")
+    assert main(["ca", "create", "--store", db]) == 0  # only `ca create` makes a store
+    capsys.readouterr()
 
     def run(*argv: str, store: bool = True) -> tuple[int, str, str]:
         args = list(argv) + (["--store", db] if store else [])
@@ -32,13 +34,20 @@ def run(tmp_path, capsys, monkeypatch):
     return run
 
 
-def jrun(run, *argv: str):
-    code, out, err = run(*argv, "--json")
+def jrun(run, *argv: str, store: bool = True):
+    code, out, err = run(*argv, "--json", store=store)
     assert code == 0, err
     return json.loads(out)
 
 
-def test_ca_show(run):
+def test_ca_create_then_show(run, tmp_path):
+    code, _, err = run("ca", "create")
+    assert code == 1 and "already exists" in err
+    fresh = str(tmp_path / "fresh.db")
+    code, _, err = run("ca", "show", "--store", fresh, store=False)
+    assert code == 1 and "no such file" in err and not os.path.exists(fresh)
+    code, out, err = run("ca", "create", "--key-type", "rsa", "--store", fresh, store=False)
+    assert code == 0 and "key_type            rsa" in out and "UNENCRYPTED" in err
     code, out, _ = run("ca", "show")
     assert code == 0 and "Managed CA for account default" in out
     data = jrun(run, "ca", "show")
@@ -158,9 +167,18 @@ def test_export_with_an_encrypted_device_key_says_what_to_do(run, tmp_path):
 def test_byoca_and_hosts(run, tmp_path):
     ca_file = tmp_path / "acme.pem"
     ca_file.write_text(pem(make_cert(name("Acme CA"), ec_key())))
-    up = jrun(run, "ca", "upload", str(ca_file), "--name", "acme")
+    byoca = str(tmp_path / "byoca.db")  # a BYOCA-only store: `ca upload --create`
+    code, _, err = run("ca", "upload", str(ca_file), "--store", byoca, store=False)
+    assert code == 1 and "no such file" in err
+    up = jrun(run, "ca", "upload", str(ca_file), "--name", "acme", "--create", "--store", byoca,
+              store=False)
     assert up["name"] == "acme" and up["ca"] is True
-    assert [c["type"] for c in jrun(run, "ca", "list")] == ["custom"]
+    assert [c["type"] for c in jrun(run, "ca", "list", "--store", byoca, store=False)] == [
+        "custom"
+    ]
+    code, _, err = run("host", "enable", "api.example.com", "--store", byoca, store=False)
+    assert code == 1 and "ca create" in err  # the managed CA is never minted on the fly
+    jrun(run, "ca", "upload", str(ca_file), "--name", "acme")
     code, out, _ = run("host", "enable", "API.example.com", "b.example.com", "--ca", "acme")
     assert code == 0 and "api.example.com" in out
     run("host", "enable", "api.example.com")
@@ -205,6 +223,9 @@ def test_byoca_rejections_are_clean_errors(run, tmp_path):
 
 def test_store_from_environment_and_store_errors(run, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGERULES_STORE", str(tmp_path / "env.db"))
+    code, _, err = run("cert", "issue", "--json", store=False)
+    assert code == 1 and "no such file" in err and not (tmp_path / "env.db").exists()
+    assert run("ca", "create", store=False)[0] == 0
     code, _, _ = run("cert", "issue", "--json", store=False)
     assert code == 0 and (tmp_path / "env.db").exists()
     code, _, err = run("cert", "list", "--store", str(tmp_path), store=False)
@@ -212,6 +233,9 @@ def test_store_from_environment_and_store_errors(run, tmp_path, monkeypatch):
 
 
 def test_accounts_are_separate(run):
+    code, _, err = run("cert", "issue", "--account", "a")
+    assert code == 1 and "no managed CA for account 'a'" in err  # never minted on the fly
+    jrun(run, "ca", "create", "--account", "a")
     jrun(run, "cert", "issue", "--account", "a")
     assert jrun(run, "cert", "list", "--account", "b")["result_info"]["total_count"] == 0
     assert jrun(run, "cert", "list", "--account", "a")["result_info"]["total_count"] == 1
@@ -219,8 +243,10 @@ def test_accounts_are_separate(run):
 
 def test_passphrase_file(run, tmp_path):
     (tmp_path / "pass").write_text("hunter2\n")
-    shown = jrun(run, "ca", "show", "--passphrase-file", str(tmp_path / "pass"))
+    shown = jrun(run, "ca", "create", "--account", "p", "--passphrase-file", str(tmp_path / "pass"))
     assert shown["key_encrypted"] is True
-    code, _, err = run("cert", "issue")
+    code, _, err = run("cert", "issue", "--account", "p")
     assert code == 1 and "encrypted" in err
-    assert run("cert", "issue", "--passphrase-file", str(tmp_path / "pass"))[0] == 0
+    assert run(
+        "cert", "issue", "--account", "p", "--passphrase-file", str(tmp_path / "pass")
+    )[0] == 0

@@ -40,6 +40,8 @@ def run(tmp_path, capsys, monkeypatch):
                 "EDGERULES_P12_PASSWORD", "EDGERULES_DEBUG"):
         monkeypatch.delenv(var, raising=False)
     db = str(tmp_path / "cli.db")
+    assert main(["ca", "create", "--store", db]) == 0
+    capsys.readouterr()
 
     def run(*argv: str, store: str | None = None) -> tuple[int, str, str]:
         try:

@@ -44,7 +44,7 @@ def test_managed_ca_created_once_with_ca_extensions(store):
 
 
 def test_managed_ca_rsa_option(tmp_path):
-    with open_store(tmp_path / "r.db", ca_key_type="rsa") as s:
+    with open_store(tmp_path / "r.db", create=True, ca_key_type="rsa") as s:
         ca = s.managed_ca()
         assert ca.key_type == "rsa" and ca.signature == "SHA256WithRSA"
         rec = s.issue_certificate().record
@@ -52,7 +52,7 @@ def test_managed_ca_rsa_option(tmp_path):
 
 
 def test_managed_cas_are_per_account(store_path):
-    with open_store(store_path, account_id="a") as a, open_store(store_path, account_id="b") as b:
+    with open_store(store_path, create=True, account_id="a") as a, open_store(store_path, account_id="b") as b:
         assert a.managed_ca().id != b.managed_ca().id
         assert a.managed_ca().name.endswith("account a")
         a.issue_certificate()
@@ -270,7 +270,7 @@ def _read_all(path: str) -> bytes:
 
 def test_ca_key_encrypted_at_rest_with_passphrase(store_path, monkeypatch):
     monkeypatch.setenv("EDGERULES_STORE_PASSPHRASE", "correct horse")
-    with open_store(store_path) as s:
+    with open_store(store_path, create=True) as s:
         assert s.managed_ca().key_encrypted
         s.issue_certificate()
     blob = _read_all(store_path)
@@ -289,7 +289,7 @@ def test_clear_ca_key_is_encrypted_once_a_passphrase_is_configured(store_path, m
     # A store created without a passphrase holds the CA key in clear; once the operator
     # configures one, the key must not stay in clear (it is re-encrypted when first used).
     monkeypatch.delenv("EDGERULES_STORE_PASSPHRASE", raising=False)
-    with open_store(store_path) as s:
+    with open_store(store_path, create=True) as s:
         s.issue_certificate()
         assert not s.managed_ca().key_encrypted
     with open_store(store_path, passphrase="correct horse") as s:

@@ -48,7 +48,7 @@ def test_new_store_file_is_private(store_path):
     # whatever the umask. An existing file keeps the mode its owner gave it.
     old_umask = os.umask(0o022)
     try:
-        with open_store(store_path) as s:
+        with open_store(store_path, create=True) as s:
             s.issue_certificate()
             for suffix in ("", "-wal", "-shm"):
                 if os.path.exists(store_path + suffix):
@@ -62,7 +62,7 @@ def test_new_store_file_is_private(store_path):
 
 def test_path_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGERULES_STORE", str(tmp_path / "env.db"))
-    with open_store() as s:
+    with open_store(create=True) as s:
         s.managed_ca()
     assert (tmp_path / "env.db").exists()
 
@@ -70,7 +70,7 @@ def test_path_from_environment(tmp_path, monkeypatch):
 def test_default_path_is_cwd(tmp_path, monkeypatch):
     monkeypatch.delenv("EDGERULES_STORE", raising=False)
     monkeypatch.chdir(tmp_path)
-    open_store().close()
+    open_store(create=True).close()
     assert (tmp_path / "edgerules.db").exists()
 
 
@@ -89,7 +89,7 @@ def test_migrates_an_old_store(tmp_path):
 
 
 def test_refuses_a_newer_store(store_path):
-    open_store(store_path).close()
+    open_store(store_path, create=True).close()
     conn = sqlite3.connect(store_path)
     conn.execute("UPDATE schema_version SET version = 999")
     conn.commit()
@@ -110,7 +110,7 @@ def test_not_a_database(tmp_path):
 
 
 def test_reopen_keeps_everything(store_path):
-    with open_store(store_path) as s:
+    with open_store(store_path, create=True) as s:
         ca = s.managed_ca()
         r = s.issue_certificate().record
         s.enable_hostnames(["a.example.com"])
@@ -417,7 +417,7 @@ def test_killed_writer_leaves_store_consistent(store_path):
     on the same file: after each kill the store passes ``integrity_check``, every
     certificate is complete, every id the writer saw committed is there, and the
     revocation counter equals the number of recorded status changes."""
-    open_store(store_path).close()
+    open_store(store_path, create=True).close()
     committed: set[str] = set()
     for kill_after in (3, 10, 20, 35, 50):
         proc = _spawn(store_path, 10_000)
@@ -446,7 +446,7 @@ def test_killed_writer_leaves_store_consistent(store_path):
 
 @pytest.mark.slow
 def test_concurrent_writers(store_path):
-    open_store(store_path).managed_ca()
+    open_store(store_path, create=True).managed_ca()
     procs = [_spawn(store_path, 12) for _ in range(2)]
     for p in procs:
         out, err = p.communicate(timeout=120)
@@ -454,3 +454,37 @@ def test_concurrent_writers(store_path):
         lines = out.split()
         assert lines[0] == "ready" and lines[-1] == "done" and len(lines) == 14
     assert _check_consistent(store_path) == 2 * 13
+
+
+# -- opening (issue 9.8) ----------------------------------------------------------------
+
+
+def test_missing_store_is_never_created(tmp_path):
+    with pytest.raises(StoreError, match="no such file"):
+        open_store(tmp_path / "typo.db")
+    with pytest.raises(StoreError, match="no such file"):
+        open_store(tmp_path / "typo.db", read_only=True)
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_read_only_store_refuses_writes_and_old_schemas(tmp_path, capsys):
+    from edgerules.cli import main
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"
+    )
+    conn.execute("INSERT INTO schema_version VALUES (1, 0)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="edgerules store migrate"):
+        open_store(path, read_only=True)
+    assert main(["store", "migrate", "--store", str(path)]) == 0
+    assert f"schema version {CURRENT_VERSION}" in capsys.readouterr().out
+    with open_store(path, read_only=True) as s:
+        assert s.schema_version() == CURRENT_VERSION and s.managed_ca(create=False) is None
+        with pytest.raises(StoreError, match="read-only"):
+            s.managed_ca()
+    assert main(["store", "check", "--store", str(path)]) == 0
+    assert capsys.readouterr().out.strip().endswith(": ok")

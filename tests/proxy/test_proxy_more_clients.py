@@ -35,7 +35,7 @@ def dep(tmp_path_factory, origin, pki):
     from edgerules.store import open_store
 
     tmp = tmp_path_factory.mktemp("more")
-    store = open_store(str(tmp / "store.db"))
+    store = open_store(str(tmp / "store.db"), create=True)
     store.managed_ca()
     issued = store.issue_certificate(common_name="managed-valid", validity_days=30)
     (tmp / "managed.crt").write_text(issued.record.certificate)

@@ -21,7 +21,7 @@ def deployment(tmp_path_factory, origin):
     from edgerules.store import open_store
 
     tmp = tmp_path_factory.mktemp("real")
-    store = open_store(str(tmp / "store.db"))
+    store = open_store(str(tmp / "store.db"), create=True)
     store.managed_ca()
     files = {}
     for name in ("valid", "revoked"):

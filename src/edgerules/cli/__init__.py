@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "edgerules.cli.ca_cmd",  # ca
     "edgerules.cli.cert_cmd",  # cert
     "edgerules.cli.host_cmd",  # host
+    "edgerules.cli.store_cmd",  # store
     "edgerules.cli.proxy_cmd",  # proxy
 )
 

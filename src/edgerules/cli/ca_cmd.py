@@ -1,8 +1,12 @@
 """``edgerules ca``: the managed CA and uploaded CAs (BYOCA).
 
-    edgerules ca show [--pem] [--key-type rsa|ecdsa]   # the managed CA (created on first use)
-    edgerules ca upload FILE [--name NAME]             # BYOCA
+    edgerules ca create [--key-type rsa|ecdsa]         # the store (if new) and the managed CA
+    edgerules ca show [--pem]                          # the managed CA
+    edgerules ca upload FILE [--name NAME] [--create]  # BYOCA
     edgerules ca list | delete ID
+
+Only ``ca create`` (and ``ca upload --create``) create a store; every other command opens
+an existing one, read-only where it only reads (issue 9.8).
 
 Common options and output conventions: :mod:`edgerules.cli.common`.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from edgerules.cli.common import (
     key_type_option,
@@ -19,41 +24,71 @@ from edgerules.cli.common import (
     print_json,
     print_table,
     read_input_file,
+    require_managed_ca,
     store_options,
 )
+from edgerules.errors import ConfigError
+
+
+def _ca_create(args: argparse.Namespace) -> int:
+    with open_store_from_args(args, create=True) as store:
+        existing = store.managed_ca(create=False)
+        if existing is not None:
+            raise ConfigError(
+                f"the managed CA of account {store.account_id!r} already exists "
+                f"({existing.id}): `edgerules ca show`"
+            )
+        ca = store.managed_ca(create=True, key_type=args.key_type)
+    if args.json:
+        print_json({**ca.to_dict(), "hostnames": []})
+        return 0
+    print(f"Created the managed CA {ca.id} in {store.path}")
+    _print_ca(ca, [])
+    if not ca.key_encrypted:
+        print(
+            "warning: the CA private key is stored UNENCRYPTED: whoever can read the store "
+            "file can issue client certificates; set EDGERULES_STORE_PASSPHRASE or "
+            "--passphrase-file and run `edgerules ca rekey`",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _print_ca(ca: Any, hosts: list[str]) -> None:
+    print_fields(
+        [
+            ("id", ca.id),
+            ("name", ca.name),
+            ("subject", ca.subject),
+            ("key_type", ca.key_type),
+            ("key_encrypted", "yes" if ca.key_encrypted else "no"),
+            ("serial_number", ca.serial_number),
+            ("ski", ca.ski),
+            ("fingerprint_sha256", ca.fingerprint_sha256),
+            ("signature", ca.signature),
+            ("issued_on", ca.issued_on),
+            ("expires_on", ca.expires_on),
+            ("hostnames", ", ".join(hosts) or "(none)"),
+        ]
+    )
 
 
 def _ca_show(args: argparse.Namespace) -> int:
-    with open_store_from_args(args) as store:
-        ca = store.managed_ca(create=True, key_type=args.key_type)
+    with open_store_from_args(args, read_only=True) as store:
+        ca = require_managed_ca(store)
         hosts = store.get_hostname_associations(None)
     if args.json:
         print_json({**ca.to_dict(), "hostnames": hosts})
     elif args.pem:
         sys.stdout.write(ca.certificate)
     else:
-        print_fields(
-            [
-                ("id", ca.id),
-                ("name", ca.name),
-                ("subject", ca.subject),
-                ("key_type", ca.key_type),
-                ("key_encrypted", "yes" if ca.key_encrypted else "no"),
-                ("serial_number", ca.serial_number),
-                ("ski", ca.ski),
-                ("fingerprint_sha256", ca.fingerprint_sha256),
-                ("signature", ca.signature),
-                ("issued_on", ca.issued_on),
-                ("expires_on", ca.expires_on),
-                ("hostnames", ", ".join(hosts) or "(none)"),
-            ]
-        )
+        _print_ca(ca, hosts)
     return 0
 
 
 def _ca_upload(args: argparse.Namespace) -> int:
     data = read_input_file(args.file)
-    with open_store_from_args(args) as store:
+    with open_store_from_args(args, create=args.create) as store:
         ca = store.upload_ca(data, name=args.name)
     if args.json:
         print_json(ca.to_dict())
@@ -72,7 +107,7 @@ def _ca_upload(args: argparse.Namespace) -> int:
 
 
 def _ca_list(args: argparse.Namespace) -> int:
-    with open_store_from_args(args) as store:
+    with open_store_from_args(args, read_only=True) as store:
         managed = store.managed_ca(create=False)
         uploaded = store.list_uploaded_cas()
         table = store.hostname_table()
@@ -100,7 +135,7 @@ def _ca_list(args: argparse.Namespace) -> int:
     for u in uploaded:
         rows.append([u.id, u.type, u.name or "", u.expires_on, len(hosts.get(u.id, []))])
     if not rows:
-        print("No CAs yet (the managed CA is created on first use: `edgerules ca show`).")
+        print("No CAs yet (create the managed CA with `edgerules ca create`).")
         return 0
     print_table(["ID", "TYPE", "NAME", "EXPIRES_ON", "HOSTS"], rows)
     return 0
@@ -121,14 +156,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ca = subparsers.add_parser("ca", help="managed CA and uploaded CAs (BYOCA)")
     ca_sub = ca.add_subparsers(dest="ca_command", metavar="ACTION", required=True)
     p = ca_sub.add_parser(
-        "show", parents=[common], help="show the managed CA (created on first use)"
+        "create", parents=[common], help="create the managed CA (and the store, if new)"
     )
+    key_type_option(p, "the CA's key type (default ecdsa P-256)")
+    p.set_defaults(func=_ca_create)
+    p = ca_sub.add_parser("show", parents=[common], help="show the managed CA")
     p.add_argument("--pem", action="store_true", help="print only the CA certificate PEM")
-    key_type_option(p, "key type if the CA is created now (default ecdsa P-256)")
     p.set_defaults(func=_ca_show)
     p = ca_sub.add_parser("upload", parents=[common], help="upload a CA certificate (BYOCA)")
     p.add_argument("file", metavar="FILE", help="PEM file with one CA certificate ('-' = stdin)")
     p.add_argument("--name", default=None, help="a unique name for the CA")
+    p.add_argument(
+        "--create", action="store_true", help="create the store if it does not exist yet"
+    )
     p.set_defaults(func=_ca_upload)
     p = ca_sub.add_parser("list", parents=[common], help="list the managed and uploaded CAs")
     p.set_defaults(func=_ca_list)

@@ -30,6 +30,7 @@ from edgerules.cli.common import (
     print_json,
     print_table,
     read_input_file,
+    require_managed_ca,
     store_options,
 )
 from edgerules.errors import ConfigError, RuleError
@@ -94,6 +95,7 @@ def _cert_issue(args: argparse.Namespace) -> int:
     p12_error: str | None = None
     try:
         with open_store_from_args(args) as store:
+            require_managed_ca(store)
             issued = store.issue_certificate(
                 csr=csr,
                 key_type=args.key_type or "ecdsa",
@@ -202,7 +204,7 @@ def _rescue(args: argparse.Namespace, issued: Any, written: set[str], problem: s
 
 
 def _cert_list(args: argparse.Namespace) -> int:
-    with open_store_from_args(args) as store:
+    with open_store_from_args(args, read_only=True) as store:
         page = store.list_certificates(status=args.status, page=args.page, per_page=args.per_page)
     if args.json:
         print_json(page.to_dict())
@@ -225,7 +227,7 @@ def _cert_list(args: argparse.Namespace) -> int:
 
 
 def _cert_show(args: argparse.Namespace) -> int:
-    with open_store_from_args(args) as store:
+    with open_store_from_args(args, read_only=True) as store:
         record = store.get_certificate(args.id)
     if args.json:
         print_json(record.to_dict())
@@ -251,7 +253,7 @@ def _cert_transition(args: argparse.Namespace) -> int:
 
 def _cert_export(args: argparse.Namespace) -> int:
     key = read_input_file(args.key) if args.key else None
-    with open_store_from_args(args) as store:
+    with open_store_from_args(args, read_only=True) as store:
         data = store.export_pkcs12(
             args.id, private_key=key, password=p12_password(args), legacy=args.p12_legacy
         )

@@ -55,20 +55,52 @@ def positive_int(text: str) -> int:
     return value
 
 
-def open_store_from_args(args: argparse.Namespace) -> Any:
+def open_store_from_args(
+    args: argparse.Namespace, *, create: bool = False, read_only: bool = False
+) -> Any:
+    """The store named by ``--store`` / ``$EDGERULES_STORE``: an existing one unless
+    ``create`` (only ``ca create`` and ``--create`` make a new store); ``read_only`` for
+    commands that only read."""
     from edgerules.store import open_store
 
-    passphrase = None
-    if args.passphrase_file:
-        data = read_input_file(args.passphrase_file)
-        try:
-            passphrase = data.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"passphrase file {args.passphrase_file} is not valid UTF-8 text "
-                f"(byte 0x{data[exc.start]:02x} at offset {exc.start})"
-            ) from None
-    return open_store(args.store, account_id=args.account, passphrase=passphrase)
+    return open_store(
+        args.store,
+        create=create,
+        read_only=read_only,
+        account_id=args.account,
+        passphrase=read_passphrase_file(args.passphrase_file) if args.passphrase_file else None,
+    )
+
+
+def read_passphrase_file(path: str, what: str = "passphrase file") -> str:
+    """One passphrase from a file (one trailing newline dropped); empty is an error."""
+    data = read_input_file(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{what} {path} is not valid UTF-8 text "
+            f"(byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    text = text.rstrip("\r\n")
+    if not text:
+        raise ConfigError(
+            f"{what} {path} is empty: give a non-empty passphrase (an empty one never means "
+            "'store the key unencrypted')"
+        )
+    return text
+
+
+def require_managed_ca(store: Any) -> Any:
+    """The account's managed CA; a clear error (not a new CA) when there is none: only
+    `ca create` makes one, so a mistyped --store or --account never mints a CA."""
+    ca = store.managed_ca(create=False)
+    if ca is None:
+        raise ConfigError(
+            f"no managed CA for account {store.account_id!r} in store {store.path}: create "
+            "it with `edgerules ca create` (check --store and --account)"
+        )
+    return ca
 
 
 def read_input_file(path: str) -> bytes:

@@ -14,6 +14,7 @@ from edgerules.cli.common import (
     open_store_from_args,
     print_json,
     print_table,
+    require_managed_ca,
     store_options,
 )
 
@@ -25,6 +26,8 @@ def _ca_label(ref: str | None) -> str:
 def _host_assign(args: argparse.Namespace, *, replace: bool) -> int:
     """``host enable`` (add to the CA's list) and ``host set`` (PUT: exactly this list)."""
     with open_store_from_args(args) as store:
+        if args.ca is None or args.ca.strip().lower() == "managed":
+            require_managed_ca(store)
         if replace:
             hosts = store.set_hostname_associations(args.hostnames, args.ca)
         else:
@@ -48,6 +51,8 @@ def _host_set(args: argparse.Namespace) -> int:
 
 def _host_disable(args: argparse.Namespace) -> int:
     with open_store_from_args(args) as store:
+        if args.ca is not None and args.ca.strip().lower() == "managed":
+            require_managed_ca(store)
         removed = store.disable_hostnames(args.hostnames, args.ca, all_cas=args.ca is None)
     if args.json:
         print_json({"mtls_certificate_id": args.ca, "removed": removed})
@@ -59,7 +64,7 @@ def _host_disable(args: argparse.Namespace) -> int:
 
 
 def _host_list(args: argparse.Namespace) -> int:
-    with open_store_from_args(args) as store:
+    with open_store_from_args(args, read_only=True) as store:
         if args.ca is not None:
             hosts = store.get_hostname_associations(args.ca)
             if args.json:

@@ -159,7 +159,9 @@ def build_server(args: argparse.Namespace) -> Any:
     if store_path:
         from edgerules.store import open_store
 
-        store = open_store(store_path)
+        # An existing store only (a mistyped path is an error, never a new empty store),
+        # read-only: the proxy never writes, and may run from a read-only file or volume.
+        store = open_store(store_path, read_only=True)
     else:
         print("edgerules proxy: no --store given, no hostname has mTLS enabled", file=sys.stderr)
     if store is not None and not args.cert:

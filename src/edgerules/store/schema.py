@@ -126,3 +126,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
 
 #: The version this code writes.
 CURRENT_VERSION = len(MIGRATIONS)
+
+#: Every table any version of the schema has: a SQLite file without the application id
+#: is taken for an (old) edgerules store only when it has ``schema_version`` and no other
+#: tables than these, so a foreign database is never migrated in place.
+KNOWN_TABLES = frozenset(
+    {
+        "schema_version",
+        "counters",
+        "managed_cas",
+        "client_certificates",
+        "client_certificate_events",
+        "uploaded_cas",
+        "hostname_associations",
+    }
+)

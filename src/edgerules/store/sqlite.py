@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,13 +48,20 @@ from edgerules.store.base import (
     Store,
 )
 from edgerules.store.errors import StoreError
-from edgerules.store.schema import CURRENT_VERSION, MIGRATIONS, SCHEMA_VERSION_TABLE
+from edgerules.store.schema import (
+    CURRENT_VERSION,
+    KNOWN_TABLES,
+    MIGRATIONS,
+    SCHEMA_VERSION_TABLE,
+)
 
 if TYPE_CHECKING:  # certificates are parsed and read by edgerules.pki only
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 DEFAULT_PATH = "edgerules.db"
+# PRAGMA application_id of every edgerules store: "ERst" (a foreign file is refused).
+APPLICATION_ID = 0x45527374
 BUSY_TIMEOUT_S = 10.0
 MAX_PER_PAGE = 1000
 # Pages past this are refused: the row offset must fit SQLite's 64-bit INTEGER.
@@ -83,15 +91,13 @@ def _normalize_id(ref: str, what: str) -> str:
 
 
 def _create_private(path: str) -> None:
-    """Create a new store file readable by its owner only: it holds the managed CA's
-    private key (in clear without a passphrase), and SQLite gives the WAL and shared-memory
-    files the database file's mode. An existing file is left as its owner set it."""
-    if path in ("", ":memory:"):
-        return
+    """Create a new, empty store file readable by its owner only: it will hold the managed
+    CA's private key, and SQLite gives the WAL and shared-memory files the database file's
+    mode. Refuses a file that appeared meanwhile (O_EXCL)."""
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
-        pass
+        raise StoreError(f"cannot create store {path}: the file appeared meanwhile") from None
 
 
 def _short(value: object) -> str:
@@ -104,12 +110,20 @@ def _short(value: object) -> str:
 
 
 class SQLiteStore(Store):
-    """An account store in one SQLite file (or ``":memory:"``)."""
+    """An account store in one SQLite file (or ``":memory:"``).
+
+    ``create``: make a new store if ``path`` does not exist (otherwise a missing file is
+    an error: a mistyped path never becomes a new, empty store). ``read_only``: open with
+    ``mode=ro`` (the proxy; a read-only file or volume works); nothing is migrated then.
+    A SQLite file that is not an edgerules store is refused and never touched.
+    """
 
     def __init__(
         self,
         path: str | os.PathLike[str],
         *,
+        create: bool = False,
+        read_only: bool = False,
         account_id: str = DEFAULT_ACCOUNT,
         passphrase: str | bytes | None = None,
         ca_key_type: str = "ecdsa",
@@ -122,29 +136,36 @@ class SQLiteStore(Store):
         if not account_id or not isinstance(account_id, str):
             raise StoreError("account id must be a non-empty string")
         self.path = os.fspath(path)
+        if create and read_only:
+            raise StoreError("a store cannot be created read-only")
+        self.read_only = read_only
         if isinstance(passphrase, str):
             passphrase = passphrase.encode("utf-8")
-        self._passphrase = passphrase or None
+        if passphrase is not None and not passphrase:
+            raise StoreError(
+                "the CA key passphrase is empty: give a non-empty passphrase (an empty one "
+                "never means 'store the key unencrypted')"
+            )
+        self._passphrase = passphrase
         if ca_key_type not in keys.KEY_TYPES:
             raise PKIError(f"unsupported CA key type {ca_key_type!r}: ecdsa or rsa")
         self.ca_key_type = ca_key_type
         self.max_uploaded_cas = max_uploaded_cas
         self.max_validity_days = max_validity_days
+        self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._ca_key: tuple[str, CertificateIssuerPrivateKeyTypes] | None = None
         self._ca_cert: tuple[str, x509.Certificate] | None = None
+        self._immutable = False
+        self._conn = self._connect(create=create)
         try:
-            _create_private(self.path)
-            self._conn = sqlite3.connect(
-                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-            )
-        except OSError as exc:
-            raise StoreError(f"cannot open store {self.path}: {exc.strerror or exc}") from None
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open store {self.path}: {exc}") from None
-        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self._check_identity(create=create)
             self._configure(busy_timeout)
-            self._migrate()
+            if not read_only:
+                self._migrate()
+            else:
+                self._check_version_read_only()
         except sqlite3.Error as exc:
             self._conn.close()
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
@@ -154,9 +175,67 @@ class SQLiteStore(Store):
 
     # -- connection and transactions --------------------------------------------------
 
+    def _connect(self, *, create: bool) -> sqlite3.Connection:
+        """Open the file: an existing one (any mode), or a new private one (``create``)."""
+        memory = self.path in ("", ":memory:")
+        self._created = False
+        try:
+            if not memory and not os.path.exists(self.path):
+                if not create:
+                    raise StoreError(
+                        f"cannot open store {self.path}: no such file (check --store / "
+                        "$EDGERULES_STORE; a new store is made only by `edgerules ca "
+                        "create` or open_store(..., create=True))"
+                    )
+                parent = os.path.dirname(os.path.abspath(self.path))
+                if not os.path.isdir(parent):
+                    raise StoreError(
+                        f"cannot open store {self.path}: directory {parent} does not exist"
+                    )
+                _create_private(self.path)
+                self._created = True
+            elif not memory and not os.path.isfile(self.path):
+                raise StoreError(f"cannot open store {self.path}: not a regular file")
+            if self.read_only and not memory:
+                return self._connect_read_only()
+            return sqlite3.connect(
+                self.path, timeout=self._busy_timeout, isolation_level=None,
+                check_same_thread=False,
+            )
+        except OSError as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc.strerror or exc}") from None
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from None
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """``mode=ro``. A WAL database on a read-only volume with no ``-shm`` file (no
+        writer has it open) cannot be opened that way; then ``immutable=1`` is used and
+        changes are picked up by reopening when the file changes (``_file_changed``)."""
+        uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
+        conn = sqlite3.connect(
+            uri, uri=True, timeout=self._busy_timeout, isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            self._immutable = False
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if "readonly" not in str(exc) and "unable to open" not in str(exc):
+                raise
+        conn = sqlite3.connect(
+            uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False
+        )
+        self._immutable = True
+        return conn
+
     def _configure(self, busy_timeout: float) -> None:
+        """Connection settings; runs after ``_check_identity`` (WAL mode writes the file
+        header, which must never happen to a foreign file)."""
         c = self._conn
-        c.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        if self.read_only:
+            return  # nothing to set: the file is not written
         if self.path != ":memory:":
             c.execute("PRAGMA journal_mode = WAL")
         # FULL: a committed certificate survives power loss too, not just a killed process.
@@ -165,6 +244,52 @@ class SQLiteStore(Store):
         # Deleted or rewritten content (a CA key re-encrypted in place) is zeroed on disk.
         c.execute("PRAGMA secure_delete = ON")
 
+    def _check_identity(self, *, create: bool) -> None:
+        """Refuse anything that is not an edgerules store before a single byte is
+        written: a foreign SQLite database is never migrated in place."""
+        c = self._conn
+        app_id = int(c.execute("PRAGMA application_id").fetchone()[0])
+        tables = {
+            r[0]
+            for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if not str(r[0]).startswith("sqlite_")
+        }
+        if app_id == APPLICATION_ID:
+            return
+        if app_id == 0 and "schema_version" in tables and tables <= KNOWN_TABLES:
+            return  # written by edgerules before the application id was set
+        if app_id == 0 and not tables:
+            if create or self._created:
+                return  # a new store (or an empty file the user asked to make one)
+            raise StoreError(
+                f"{self.path} is an empty file, not an edgerules store; to create a store "
+                "there run `edgerules ca create` (or open_store(..., create=True))"
+            )
+        what = (
+            f"application id {app_id:#x}"
+            if app_id
+            else f"tables {', '.join(sorted(tables)[:5])}{' ...' if len(tables) > 5 else ''}"
+        )
+        raise StoreError(
+            f"{self.path} is not an edgerules store (a SQLite database with {what}); "
+            "refusing to use or modify it"
+        )
+
+    def _check_version_read_only(self) -> None:
+        row = self._conn.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
+        version = int(row[0]) if row else 0
+        if version > CURRENT_VERSION:
+            raise StoreError(
+                f"store {self.path} has schema version {version}, newer than this "
+                f"edgerules understands ({CURRENT_VERSION}); upgrade edgerules"
+            )
+        if version < CURRENT_VERSION:
+            raise StoreError(
+                f"store {self.path} has schema version {version} and needs an upgrade to "
+                f"{CURRENT_VERSION}, which a read-only open cannot do: run "
+                "`edgerules store migrate` once with write access"
+            )
+
     def _migrate(self) -> None:
         # Fast path without the write lock: an up-to-date store needs nothing, so proxies
         # opening it concurrently (or read-only) never queue behind each other here.
@@ -172,7 +297,8 @@ class SQLiteStore(Store):
             row = self._conn.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
         except sqlite3.OperationalError:
             row = None  # no such table: a new store
-        if row is not None and row[0] == CURRENT_VERSION:
+        app_id = int(self._conn.execute("PRAGMA application_id").fetchone()[0])
+        if row is not None and row[0] == CURRENT_VERSION and app_id == APPLICATION_ID:
             return
         with self._write() as c:
             c.execute(SCHEMA_VERSION_TABLE)
@@ -192,6 +318,8 @@ class SQLiteStore(Store):
                 )
             elif version != CURRENT_VERSION:
                 c.execute("UPDATE schema_version SET version = ? WHERE id = 1", (CURRENT_VERSION,))
+            # Marks the file as an edgerules store (written with the transaction).
+            c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
     def schema_version(self) -> int:
         with self._read() as c:
@@ -201,6 +329,8 @@ class SQLiteStore(Store):
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; takes the database write lock up front so checks and
         writes inside it see a state nobody else can change."""
+        if self.read_only:
+            raise StoreError(f"store {self.path} is opened read-only: this needs write access")
         with self._lock:
             c = self._conn
             try:
