@@ -1,7 +1,7 @@
 """x509-limbo CLIENT cases through `ClientCertValidator` (part "conformance").
 
-Owns: running every `validation_kind == "CLIENT"` case of `../shared/limbo/limbo-client.json`
-(see its SOURCE.md) and requiring our verdict to equal limbo's `expected_result`.
+Owns: running every `validation_kind == "CLIENT"` case of the vendored
+`tests/tls/data/limbo/limbo-client.json` (provenance in its SOURCE.md, licence in NOTICE) and requiring our verdict to equal limbo's `expected_result`.
 
 Mapping of a limbo case onto the validator:
 * `trusted_certs` -> `ClientCertValidator(trusted=...)` (the anchors);
@@ -11,8 +11,8 @@ Mapping of a limbo case onto the validator:
   are not passed anywhere. The cases are about RFC 822 name constraints on the leaf's SAN,
   which path validation enforces by itself, so the verdict must still match.
 
-Invariants: all 10 CLIENT cases run (one pytest param per limbo id); the file missing is
-the only reason to skip, and the skip says so loudly.
+Invariants: all 10 CLIENT cases run (one pytest param per limbo id); the file is part of
+the repository, so its absence is a failure, not a skip.
 """
 
 from __future__ import annotations
@@ -25,14 +25,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-LIMBO_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "limbo"
+LIMBO_DIR = Path(__file__).resolve().parent / "data" / "limbo"
 LIMBO_FILE = LIMBO_DIR / "limbo-client.json"
 EXPECTED_CLIENT_CASES = 10
 
 
 def _load_cases() -> list[dict]:
-    if not LIMBO_FILE.is_file():
-        return []
     data = json.loads(LIMBO_FILE.read_text("utf-8"))
     assert data.get("version") == 1, "unexpected limbo schema version"
     return [t for t in data["testcases"] if t["validation_kind"] == "CLIENT"]
@@ -55,11 +53,6 @@ def _now(case: dict) -> dt.datetime:
 
 
 def test_limbo_file_present_and_complete() -> None:
-    if not LIMBO_FILE.is_file():
-        pytest.skip(
-            f"!!! x509-limbo client cases NOT RUN: {LIMBO_FILE} is absent "
-            "(the CI clone must have ../shared/limbo beside the repository) !!!"
-        )
     assert len(CASES) == EXPECTED_CLIENT_CASES, [c["id"] for c in CASES]
 
 
