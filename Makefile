@@ -30,7 +30,7 @@ test: venv system-tools lint
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: venv
-	$(PY) -m edgerules.demo
+	$(PY) -m edgerules.demo $(DEMO_ARGS)
 
 bench: venv
 	$(PY) -m pytest bench --benchmark-enable --benchmark-only --benchmark-columns=min,median,mean,ops -q

@@ -6,11 +6,14 @@ starts an echo origin and the proxy with ``rules/mtls-required.json`` on 127.0.0
 ports), sends real HTTPS requests (Python ``ssl``, SNI ``api.localhost``, connecting to
 127.0.0.1, verifying the proxy's dev certificate) and prints one table row per client.
 Exits 0 only when every row is as expected. Everything it starts is stopped and the
-temporary directory is removed, whatever happens.
+temporary directory is removed, whatever happens — unless ``--keep`` is given, which
+keeps the directory (store, certificates and keys) and prints how to look at it.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import http.client
 import json
 import socket
@@ -105,7 +108,7 @@ def _wait_record(records: list[dict[str, Any]], index: int) -> dict[str, Any] | 
     return records[index] if len(records) > index else None
 
 
-def run(out: Any = sys.stdout) -> int:
+def run(out: Any = sys.stdout, *, keep: bool = False) -> int:
     from edgerules.enforcement.decision import RulesetDecider
     from edgerules.pki.devcert import generate_dev_certificate
     from edgerules.proxy.accesslog import AccessLog
@@ -119,7 +122,12 @@ def run(out: Any = sys.stdout) -> int:
     rules_path = _rules_file()
     threads: list[ServerThread] = []
     stores: list[Any] = []
-    with tempfile.TemporaryDirectory(prefix="edgerules-demo-") as tmp_name:
+    workdir = (
+        contextlib.nullcontext(tempfile.mkdtemp(prefix="edgerules-demo-"))
+        if keep
+        else tempfile.TemporaryDirectory(prefix="edgerules-demo-")
+    )
+    with workdir as tmp_name:
         tmp = Path(tmp_name)
         try:
             print(f"edgerules demo: store and certificates in {tmp}", file=out)
@@ -302,16 +310,37 @@ def run(out: Any = sys.stdout) -> int:
             f"\ndemo FAILED: {len(failures)} of {len(rows)} rows unexpected ({elapsed:.1f} s)",
             file=out,
         )
+        if keep:
+            print(f"kept: {tmp_name}", file=out)
         return 1
     print(
         f"\ndemo OK: {len(rows)} of {len(rows)} rows as expected; everything stopped ({elapsed:.1f} s)",
         file=out,
     )
+    if keep:
+        print(
+            f"kept: {tmp_name} (store edgerules.db, the client certificates and keys); look "
+            f"inside with:\n  .venv/bin/edgerules cert list --store {tmp_name}/edgerules.db",
+            file=out,
+        )
     return 0
 
 
-def main() -> int:
-    return run()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m edgerules.demo",
+        description="The whole product on loopback: a store with the managed CA, client "
+        "certificates (valid, revoked, foreign, self-signed), the mTLS proxy with "
+        "rules/mtls-required.json and an echo origin; real HTTPS requests, one table row "
+        "per client. Exit status 0 when every row is as expected.",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temporary directory (store, certificates, keys) and print where it is",
+    )
+    args = parser.parse_args(argv)
+    return run(keep=args.keep)
 
 
 if __name__ == "__main__":
