@@ -9,8 +9,11 @@ bound, so scripts can wait for it (and read the port when ``--listen`` used port
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import logging.handlers
 import os
+import queue
 import sys
 from typing import Any
 
@@ -61,6 +64,14 @@ def register(subparsers: Any) -> None:
         default="-",
         metavar="PATH",
         help="JSON lines; '-' = stdout (default), 'off' = none",
+    )
+    p.add_argument(
+        "--access-log-queue",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="records waiting for the log writer at most; beyond, records are dropped and "
+        "counted, so a stalled log reader never stops the proxy (default %(default)s)",
     )
     p.add_argument(
         "--forward",
@@ -170,8 +181,12 @@ def build_server(args: argparse.Namespace) -> Any:
         config.dev_cert_hostnames = tuple(dict.fromkeys(names))
     access_log = None
     try:
+        if args.access_log_queue < 1:
+            raise ConfigError(f"--access-log-queue must be >= 1, got {args.access_log_queue}")
         access_log = (
-            AccessLog(None) if args.access_log == "off" else AccessLog(path=args.access_log)
+            AccessLog(None)
+            if args.access_log == "off"
+            else AccessLog(path=args.access_log, max_queue=args.access_log_queue)
         )
         # ProxyServer loads the certificate; if that fails, close what was opened above so
         # a caller that keeps running (tests, embedders) does not leak the store or the log.
@@ -184,10 +199,46 @@ def build_server(args: argparse.Namespace) -> Any:
         raise
 
 
+class _DroppingQueueHandler(logging.handlers.QueueHandler):
+    """Hands records to a listener thread; when its queue is full the record is dropped
+    (and counted) instead of blocking the event loop on a stalled stderr (issue 9 item 7)."""
+
+    dropped = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+
+def _setup_logging(level: str) -> None:
+    """Diagnostics go to stderr from a daemon thread through a bounded queue."""
+    records: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=1000)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[_DroppingQueueHandler(records)])
+    listener = logging.handlers.QueueListener(records, stderr)
+    listener.start()  # its thread is a daemon: a stalled stderr never blocks the exit
+    atexit.register(_stop_listener, listener, records)
+
+
+def _stop_listener(listener: logging.handlers.QueueListener, records: queue.Queue[Any]) -> None:
+    """Flush pending diagnostics at exit, unless stderr is stalled."""
+    thread = listener._thread  # noqa: SLF001 (QueueListener has no public join with timeout)
+    if thread is None:
+        return
+    try:
+        records.put_nowait(listener._sentinel)  # noqa: SLF001
+    except queue.Full:
+        return
+    thread.join(2.0)
+
+
 def _run(args: argparse.Namespace) -> int:
     from edgerules.proxy.server import run_proxy
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    _setup_logging(args.log_level)
     server = build_server(args)
 
     def ready(port: int) -> None:

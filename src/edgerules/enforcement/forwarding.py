@@ -17,6 +17,9 @@ Invariants:
   the same condition [U]. ``cf-cert-*`` mirror the rule fields whatever the verdict
   (booleans as ``true``/``false``), like the managed transform (§8.2). All three are
   built by :func:`edgerules.tls.headers.forwarding_headers`.
+* Names listed in ``Connection`` are removed as hop-by-hop, except the framing headers
+  (``Content-Length``, ``Transfer-Encoding``) and ``Host``: a ``Connection`` token never
+  changes how a message is framed (issue 9 item 6).
 * ``X-Forwarded-For`` gets the client address appended; ``X-Forwarded-Proto`` and
   ``X-Forwarded-Host`` are overwritten.
 """
@@ -59,6 +62,12 @@ HOP_BY_HOP = frozenset(
 #: Lower-case certificate header names (``edgerules.tls.headers.STRIP_HEADERS``) as bytes.
 CERT_HEADER_NAMES = frozenset(name.encode("ascii") for name in STRIP_HEADERS)
 _CERT_HEADER_PREFIX = b"cf-cert-"  # and any other cf-cert-* a client may invent
+# Never removed because a ``Connection`` header names them (issue 9 item 6): dropping
+# Content-Length would forward a body-less request whose body then follows as garbage
+# (or a 502 after the origin already acted on it). RFC 9110 §7.6.1 forbids a sender to
+# list end-to-end fields there; a client that does anyway gets its token ignored.
+# (Transfer-Encoding is hop-by-hop and re-framed by the proxy; Host is always re-added.)
+_NEVER_CONNECTION_OPTIONS = frozenset({b"content-length", b"transfer-encoding", b"host"})
 # Proxy-owned headers: whatever the client sent is replaced.
 _OVERWRITTEN = frozenset({b"x-forwarded-proto", b"x-forwarded-host"})
 
@@ -109,7 +118,7 @@ def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     for name, value in headers:
         if name.lower() == b"connection":
             tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
-    return tokens
+    return tokens - _NEVER_CONNECTION_OPTIONS
 
 
 def certificate_headers(

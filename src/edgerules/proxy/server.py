@@ -12,8 +12,9 @@ Invariants:
   mid-body) the client connection is closed so the truncation is visible.
 * Client-sent certificate headers never reach the origin (``forwarding``).
 * The proxy and the origin frame every request alike: a head with both
-  ``Content-Length`` and ``Transfer-Encoding`` is refused (400, closed); h11 refuses the
-  other ambiguous framings.
+  ``Content-Length`` and ``Transfer-Encoding``, or an HTTP/1.0 head with
+  ``Transfer-Encoding``, is refused (400, closed); h11 refuses the other ambiguous
+  framings; ``Connection`` tokens never remove framing headers (``forwarding``).
 * A ``Host`` naming an mTLS host other than the SNI is refused (421, closed) before any
   rule runs (``_misdirected``): the certificate verdict belongs to the SNI's host.
 * During shutdown no new connection is accepted, idle keep-alive connections are
@@ -366,6 +367,13 @@ class _ClientConnection:
                 # §6.1 allows refusing and requires closing the connection either way.
                 await self._send_error(
                     400, "Content-Length and Transfer-Encoding together", close=True
+                )
+                return None
+            if b"transfer-encoding" in names and event.http_version == b"1.0":
+                # RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
+                # framing (1.0 origins do not know chunked): refuse, then close.
+                await self._send_error(
+                    400, "Transfer-Encoding in an HTTP/1.0 request", close=True
                 )
                 return None
             return event
