@@ -225,11 +225,11 @@ def _setup_logging(level: str) -> None:
 
 def _stop_listener(listener: logging.handlers.QueueListener, records: queue.Queue[Any]) -> None:
     """Flush pending diagnostics at exit, unless stderr is stalled."""
-    thread = listener._thread  # noqa: SLF001 (QueueListener has no public join with timeout)
+    thread = listener._thread  # QueueListener has no public join with a timeout
     if thread is None:
         return
     try:
-        records.put_nowait(listener._sentinel)  # noqa: SLF001
+        records.put_nowait(listener._sentinel)
     except queue.Full:
         return
     thread.join(2.0)
