@@ -60,7 +60,7 @@ def deployment(tmp: Path, *, cn: str = "device-1") -> Deployment:
     """A store with the managed CA, one issued certificate and mTLS on ``HOST``, all made
     through the CLI as an operator would."""
     store = tmp / "store.db"
-    cli(store, "ca", "show")  # creates the store and the managed CA
+    cli(store, "ca", "create")  # creates the store and the managed CA
     cert, key = tmp / f"{cn}.crt", tmp / f"{cn}.key"
     issued = cli(
         store, "cert", "issue", "--cn", cn, "--validity-days", "30", "--json",
