@@ -148,6 +148,8 @@ class _Interp:
                     args.append(self.pred(arg))
                 else:
                     args.append(self.value(arg))
+            # Fields a function reads besides its arguments (is_jwt_*) come after them.
+            args += [self.ctx.values[f.index] for f in self.ck.implicit.get(id(node), ())]
             if infos and infos[0].unpacked:
                 return tuple(impl(x, *args[1:]) for x in args[0])
             return impl(*args)

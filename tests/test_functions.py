@@ -89,6 +89,9 @@ def test_every_function_is_there() -> None:
         "lookup_json_integer", "lookup_json_string", "lower", "regex_replace",
         "remove_bytes", "remove_query_args", "sha256", "split", "starts_with",
         "substring", "to_string", "upper", "url_decode", "uuidv4", "wildcard_replace",
+        # rules-language-2026 §1
+        "coalesce", "hash_in_range", "trim", "trim_start", "trim_end",
+        "is_jwt_present", "is_jwt_valid",
     }
     assert set(FUNCTIONS) == expected
     for name, fn in FUNCTIONS.items():
@@ -101,7 +104,8 @@ def test_every_function_is_there() -> None:
 def test_arity_errors() -> None:
     p = problem("lower")
     assert p.arg_index is None and "1 argument" in p.message
-    assert "at least 2" in problem("concat", L("a")).message
+    assert "2 to 32" in problem("concat", L("a")).message
+    assert "at least 2" in problem("coalesce", L("a")).message
     assert "2 to 3" in problem("substring", L("a")).message
 
 
@@ -301,7 +305,8 @@ def test_has_key_has_value() -> None:
     assert call("has_value", E(arr, (b"GB", b"FR")), F(BYTES, "FR")) is True
     assert call("has_value", E(arr, (b"GB", b"FR")), L("DE")) is False
     assert call("has_value", F(Map(INT), {b"a": 3}), L(3)) is True
-    assert call("has_value", F(headers, h), F(arr, (b"1",))) is True
+    # rules-language-2026 §2: the value is of a primitive type, so no array of arrays
+    assert problem("has_value", F(headers, h), F(arr, (b"1",))).arg_index == 0
     assert call("has_value", E(arr, MISSING), L("x")) is MISSING
     assert problem("has_value", F(arr), L(1)).arg_index == 1
     assert problem("has_value", S("x"), L("x")).arg_index == 0
@@ -560,3 +565,135 @@ def test_hmac_doc_example_layout_splits() -> None:
         b"IaLGSmELTvlhfd0ItdN6PhhHTFhzx73EX8uy%2FcSDiIU%3D",
     )
     assert split_hmac_token(token, 40) is None  # no room for a message
+
+
+# --- rules-language-2026 §1: coalesce -----------------------------------------------------
+
+
+def test_coalesce_first_present() -> None:
+    assert call("coalesce", S(MISSING), L("/")) == b"/"  # type: ignore[arg-type]
+    assert call("coalesce", S("/a"), L("/")) == b"/a"
+    assert call("coalesce", E(INT, MISSING), E(INT, MISSING), L(0)) == 0
+    assert call("coalesce", E(INT, 5), E(INT, MISSING), L(0)) == 5
+
+
+def test_coalesce_all_missing_is_missing() -> None:
+    assert call("coalesce", S(MISSING), S(MISSING)) is MISSING  # type: ignore[arg-type]
+    assert call("coalesce", S(MISSING), S(MISSING), S(MISSING)) is MISSING  # type: ignore[arg-type]
+
+
+def test_coalesce_result_type_and_rules() -> None:
+    assert rtype("coalesce", E(INT), L(0)) == INT
+    assert rtype("coalesce", F(Array(BYTES)), F(Array(BYTES))) == Array(BYTES)
+    err = problem("coalesce", S("a"), L(1))
+    assert err.arg_index == 1 and "one type" in err.message
+    assert "at least 2" in problem("coalesce", S("a")).message
+
+
+# --- hash_in_range ----------------------------------------------------------------------
+
+# Fixed vectors: these buckets must never change (same bucket across processes, machines
+# and versions). BLAKE2b-64 of the framed sources, multiply-shift into [min, max].
+_HASH_VECTORS = [
+    ([b""], 0xE9D9775830AE5DB7, 92),
+    ([b"0123456789abcdef"], 0x8FE1DAC25E9D1688, 56),
+    ([b"a", b"b"], 0x45B452742C5CC704, 27),
+    ([b"ab"], 0xC3165A14BAA6C093, 76),
+    ([42], 0xB593FDE6C74FE201, 71),
+    ([-1], 0x7C0ABC5E8F70E7F9, 48),
+    ([True], 0x7BABEAB21BF05F8C, 48),
+    ([False], 0xD191FBCE71DE7D5B, 82),
+    ([ipaddress.ip_address("192.0.2.1")], 0x7714ED7FE6342FF3, 46),
+    ([ipaddress.ip_address("2001:db8::1")], 0xA9539CB1A0537A21, 66),
+    ([b"user-1234", 7], 0x9BC8E0AFAE9222F6, 61),
+]
+
+
+@pytest.mark.parametrize(("sources", "h", "in_0_100"), _HASH_VECTORS, ids=repr)
+def test_hash_in_range_fixed_vectors(sources: list, h: int, in_0_100: int) -> None:
+    from edgerules.lang.hashing import stable_hash64
+
+    assert stable_hash64(sources) == h
+    args = [E(_type_of(v), v) for v in sources]
+    assert call("hash_in_range", L(0), L(100), *args) == in_0_100
+    assert in_0_100 == (h * 101) >> 64
+
+
+def test_hash_encoding_is_the_documented_one() -> None:
+    # docs/functions.md: String = 0x01 + 8-byte length + bytes, Integer = 0x02 + 8 bytes.
+    from edgerules.lang.hashing import encode_sources, stable_hash64
+
+    framed = b"\x01" + (3).to_bytes(8, "big") + b"abc" + b"\x02" + (-2).to_bytes(8, "big", signed=True)
+    assert encode_sources([b"abc", -2]) == framed
+    digest = hashlib.blake2b(framed, digest_size=8).digest()
+    assert stable_hash64([b"abc", -2]) == int.from_bytes(digest, "big")
+    # framing: two sources never collide with their concatenation
+    assert encode_sources([b"a", b"b"]) != encode_sources([b"ab"])
+
+
+def test_hash_in_range_bounds_inclusive_and_spread() -> None:
+    seen = {call("hash_in_range", L(1), L(6), S(f"seed-{i}")) for i in range(400)}
+    assert seen == {1, 2, 3, 4, 5, 6}
+    assert call("hash_in_range", L(7), L(7), S("x")) == 7
+    low = sum(call("hash_in_range", L(0), L(99), S(f"r{i}")) < 10 for i in range(2000))  # type: ignore[operator]
+    assert 120 < low < 280  # about 10 %
+
+
+def test_hash_in_range_one_string_fast_path_agrees() -> None:
+    from edgerules.lang.hashing import bucket, stable_hash64
+
+    for seed in (b"", b"x", b"0123456789abcdef" * 5):
+        assert call("hash_in_range", L(-5), L(5), S(seed)) == bucket(stable_hash64([seed]), -5, 5)
+
+
+def test_hash_in_range_missing_and_rules() -> None:
+    assert call("hash_in_range", L(0), L(9), S(MISSING)) is MISSING  # type: ignore[arg-type]
+    assert call("hash_in_range", L(0), L(9), S("a"), E(INT, MISSING)) is MISSING
+    assert rtype("hash_in_range", L(0), L(9), S("a")) == INT
+    assert problem("hash_in_range", E(INT, 0), L(9), S("a")).arg_index == 0
+    assert "literal" in problem("hash_in_range", L(0), E(INT, 9), S("a")).message
+    err = problem("hash_in_range", L(10), L(9), S("a"))
+    assert err.arg_index == 1 and "greater" in err.message
+    assert problem("hash_in_range", L(0), L(9), F(Array(BYTES))).arg_index == 2
+    assert "at least 3" in problem("hash_in_range", L(0), L(9)).message
+
+
+# --- trim, trim_start, trim_end ----------------------------------------------------------
+
+
+def test_trim_default_is_ascii_whitespace_without_vt() -> None:
+    # Rust's is_ascii_whitespace: space, TAB, LF, FF, CR (not VT).
+    assert call("trim", S(" \t\n\x0c\rA b\r\n ")) == b"A b"
+    assert call("trim", S("\x0ba\x0b")) == b"\x0ba\x0b"
+    assert call("trim_start", S("  a  ")) == b"a  "
+    assert call("trim_end", S("  a  ")) == b"  a"
+    assert call("trim", S(b"\xc2\xa0a")) == b"\xc2\xa0a"  # non-ASCII space untouched
+
+
+def test_trim_given_bytes() -> None:
+    assert call("trim", S("--a-b--"), L("-")) == b"a-b"
+    assert call("trim_start", S("/./a/"), L("./")) == b"a/"
+    assert call("trim_end", S("a.,.,"), L(",.")) == b"a"
+
+
+def test_trim_missing_and_rules() -> None:
+    assert call("trim", S(MISSING)) is MISSING  # type: ignore[arg-type]
+    assert rtype("trim_end", S("a")) == BYTES
+    err = problem("trim", S("a"), S("b"))
+    assert err.arg_index == 1 and "literal" in err.message
+    assert problem("trim", S("a"), L("")).arg_index == 1
+    assert problem("trim_start", E(INT, 1)).arg_index == 0
+
+
+# --- changed in 2026 (§2) --------------------------------------------------------------
+
+
+def test_concat_at_most_32_arguments() -> None:
+    assert call("concat", *[L("a")] * 32) == b"a" * 32
+    assert "2 to 32 arguments" in problem("concat", *[L("a")] * 33).message
+
+
+def test_has_value_needs_a_primitive_value() -> None:
+    err = problem("has_value", F(Array(Array(BYTES))), E(Array(BYTES)))
+    assert err.arg_index == 0 and "primitive" in err.message
+    assert call("has_value", F(Array(INT), (1, 2)), L(2)) is True

@@ -11,6 +11,7 @@ import pytest
 from edgerules.errors import ParseError
 from edgerules.lang import ast
 from edgerules.lang.formatter import format_expr, format_raw_string, format_string
+from edgerules.lang.limits import ExpressionLimits
 from edgerules.lang.parser import (
     MAX_EXPRESSION_LENGTH,
     MAX_NESTING_DEPTH,
@@ -386,15 +387,14 @@ def test_long_flat_chains_are_fine() -> None:
     assert isinstance(expr, ast.Logical) and len(expr.items) == 600
 
 
-def test_set_size_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The length limit keeps real sets below the cap; lower the cap to exercise it.
-    import edgerules.lang.parser as parser_mod
-
-    monkeypatch.setattr(parser_mod, "MAX_SET_ITEMS", 3)
-    parse_expression("x in {1 2 3}")
+def test_set_size_limit() -> None:
+    # The length limit keeps real sets below the default cap; lower the cap to exercise it.
+    three = ExpressionLimits(max_set_items=3)
+    parse_expression("x in {1 2 3}", limits=three)
     with pytest.raises(ParseError) as info:
-        parse_expression("x in {1 2 3 44}")
+        parse_expression("x in {1 2 3 44}", limits=three)
     assert info.value.span == Span(12, 14)
+    assert "the limit is 3" in info.value.message
     assert MAX_SET_ITEMS == 10_000
 
 

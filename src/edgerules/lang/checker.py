@@ -106,6 +106,9 @@ class Checked:
     )
     lists: dict[int, Any] = field(default_factory=dict)
     patterns: dict[int, Any] = field(default_factory=dict)  # regex / wildcard matchers
+    # call -> fields the function reads besides its arguments (FunctionDef.reads: the
+    # is_jwt_* functions read the headers/cookies), passed to it after the arguments.
+    implicit: dict[int, tuple[Field, ...]] = field(default_factory=dict)
     used: dict[str, Field] = field(default_factory=dict)
 
 
@@ -153,6 +156,7 @@ class _Checker:
         self.scheme = out.scheme
         self.lists = lists
         self.once_seen: str | None = None
+        self.regexes = 0  # regular expressions so far (limit: scheme.limits.max_regexes)
         self.info = out.info
         # name -> (Field, Info of a reference to it), shared by every check of the scheme.
         cache = getattr(self.scheme, "_check_cache", None)
@@ -404,11 +408,22 @@ class _Checker:
                 raise self.error('"matches" needs a regular expression string', _span(rhs))
         else:
             pattern = rhs.pattern
+        self.count_regex(_span(rhs))
         try:
             compiled = compile_regex(pattern)
         except RegexError as exc:
             raise self.parse_error(exc.message, _span(rhs)) from None
         self.out.patterns[id(rhs)] = compiled
+
+    def count_regex(self, span: Span) -> None:
+        """One more regular expression (``matches`` or ``regex_replace()``): a rule holds
+        at most ``limits.max_regexes`` (rules-language-2026 §2: 64 [D])."""
+        self.regexes += 1
+        limit = self.scheme.limits.max_regexes
+        if self.regexes > limit:
+            raise self.parse_error(
+                f"too many regular expressions: a rule may hold at most {limit}", span
+            )
 
     def wildcard(self, rhs: Any, op: str) -> None:
         if not (isinstance(rhs, ast.Literal) and rhs.kind == "string"):
@@ -508,6 +523,8 @@ class _Checker:
                 hint=hint,
                 suggestion=None if hint else self.scheme.suggest_function(node.name),
             )
+        if getattr(fdef, "uses_regex", False):
+            self.count_regex(node.name_span)
         infos: list[ArgInfo] = []
         for pos, arg in enumerate(node.args):
             ai = self.arg(arg)
@@ -539,6 +556,9 @@ class _Checker:
                     node.name_span,
                 )
             self.once_seen = node.name
+        reads = getattr(fdef, "reads", None)
+        if reads is not None:
+            self.out.implicit[id(node)] = self.implicit_fields(node, reads(args))
         self.out.calls[id(node)] = (fdef, args, impl)
         if args and args[0].unpacked:
             # Mapped over the elements: an array of results (never MISSING itself; each
@@ -546,6 +566,19 @@ class _Checker:
             return Info(Array(result), missing=False, elem_missing=True)
         # Conservative: any function may return MISSING (missing argument, absent JSON key).
         return Info(result, missing=True, elem_missing=True)
+
+    def implicit_fields(self, node: ast.FunctionCall, names: tuple[str, ...]) -> tuple[Field, ...]:
+        out = []
+        for name in names:
+            fld = self.scheme.get(name)
+            if fld is None:
+                raise self.error(
+                    f"{node.name}() reads the field {name}, which this scheme does not have",
+                    node.name_span,
+                )
+            self.out.used[fld.name] = fld
+            out.append(fld)
+        return tuple(out)
 
     def arg(self, arg: Any) -> ArgInfo:
         if isinstance(arg, ast.BoolValue):

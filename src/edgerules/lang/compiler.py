@@ -874,6 +874,10 @@ class _Compiler:
                 getters.append((False, self.value(arg)))
             else:
                 getters.append((False, self.pred(arg)[0]))
+        # Fields the function reads besides its arguments (is_jwt_*: the headers and
+        # cookies), passed after them (Checked.implicit).
+        for fld in self.ck.implicit.get(id(node), ()):
+            getters.append((False, itemgetter(self.slot(fld))))
         if arg_infos and arg_infos[0].unpacked:
             elems = self.elems(node.args[0])
             rest = getters[1:]

@@ -132,8 +132,10 @@ def _compile_cached(text: str, scheme: Scheme, name: str | None) -> Filter:
 def _compile(
     text: str, scheme: Scheme, lists: Mapping[str, Any] | None, name: str | None
 ) -> Filter:
+    from edgerules.lang.parser import parse_expression
+
     source = Source(text, name)
-    tree = parse(text, name=name)
+    tree = parse_expression(text, name, limits=scheme.limits)
     checked = check(tree, scheme, source, lists=lists)
     return Filter(checked, compile_checked(checked))
 

@@ -13,7 +13,8 @@ form uses English operator names, single spaces, the fewest parentheses the prec
 
 Parentheses are kept around a nested chain of the *same* operator: the parser flattens
 only unparenthesised chains, so ``(a or b) or c`` must stay distinct from ``a or b or c``.
-No recursion limit concerns: parsed ASTs are at most MAX_NESTING_DEPTH levels deep.
+No recursion limit concerns: parsed ASTs are at most ``limits.NESTING_CEILING`` levels deep,
+and the formatter takes at most two frames per level.
 """
 
 from __future__ import annotations
@@ -84,7 +85,12 @@ def _value(node: object) -> str:
             return f"{base}[{format_string(index)}]"
         return f"{base}[{index}]"
     if isinstance(node, ast.FunctionCall):
-        return f"{node.name}({', '.join(_arg(a) for a in node.args)})"
+        # A loop, not a generator: two frames per nested call instead of three, so the
+        # deepest nesting a scheme may allow (limits.NESTING_CEILING) formats too.
+        args = []
+        for a in node.args:
+            args.append(_arg(a))
+        return f"{node.name}({', '.join(args)})"
     raise TypeError(f"not a value expression: {node!r}")
 
 

@@ -34,10 +34,13 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from edgerules.lang.hashing import bucket, stable_hash64
+from edgerules.lang.jwt import jwt_functions
 from edgerules.lang.regex import CompiledRegex, RegexError, compile_regex, pattern_text
 from edgerules.lang.source import Span
 from edgerules.lang.types import BOOL, BYTES, INT, IP, MISSING, Array, Map, Type
@@ -46,6 +49,7 @@ from edgerules.lang.wildcard import WildcardError, parse_wildcard, wildcard_capt
 __all__ = ["FUNCTIONS", "ArgInfo", "ArgumentProblem", "FunctionDef"]
 
 Impl = Callable[..., object]
+_STRING_HEADER = struct.Struct(">BQ").pack  # hashing.encode_sources' String frame
 _NO_SPAN = Span(0, 0)
 
 
@@ -260,7 +264,7 @@ class _Concat(_Function):
     signature = "concat(v1, v2, ...) -> String | Array (all Strings or all Arrays of one type)"
     summary = "Concatenate strings, or arrays; a missing argument counts as empty."
     min_args = 2
-    max_args = None
+    max_args = 32  # rules-language-2026 §2 [D, 2026-09-22]
 
     def _check(self, args: Sequence[ArgInfo]) -> Type:
         first = args[0].type
@@ -601,6 +605,12 @@ class _HasValue(_Function):
                 f"the first argument of has_value() must be a Map or an Array, found {_tname(t)}",
                 0,
             )
+        if isinstance(elem, Array | Map):
+            raise ArgumentProblem(
+                "has_value() looks for a value of a primitive type (String, Integer, IP, "
+                f"Boolean); the elements of this container are {_tname(elem)}",
+                0,
+            )
         if args[1].type != elem:
             raise ArgumentProblem(
                 f"the value must have the container's element type {_tname(elem)}, "
@@ -762,6 +772,7 @@ class _RegexReplace(_Function):
     summary = "Replace the first match; ${1}..${8} insert captures, $$ a literal $."
     min_args = max_args = 3
     once_per_expression = True
+    uses_regex = True  # counted against the rule's regex limit by the checker
 
     def _compile(self, args: Sequence[ArgInfo]) -> CompiledRegex:
         pattern = args[1].value
@@ -1098,6 +1109,155 @@ class _TimedHmac(_Function):
         return valid
 
 
+# --- 2026 additions: coalesce, hash_in_range, trim (rules-language-2026 §1) ---------------
+
+
+class _Coalesce(_Function):
+    name = "coalesce"
+    signature = "coalesce(v1, v2, ...) -> the arguments' type (all of one type)"
+    summary = "The first argument that is not missing; missing when all are."
+    min_args = 2  # [U] one argument would be the argument itself
+    max_args = None
+
+    def _check(self, args: Sequence[ArgInfo]) -> Type:
+        first = args[0].type
+        for i, a in enumerate(args[1:], 1):
+            if a.type != first:  # [U] one type required, as for concat()
+                raise ArgumentProblem(
+                    f"all arguments of coalesce() must have one type: the first is "
+                    f"{_tname(first)}, the {_nth(i)} is {_tname(a.type)}",
+                    i,
+                )
+        return first
+
+    def bind(self, args: Sequence[ArgInfo]) -> Impl:
+        if len(args) == 2:
+            return lambda a, b: b if a is MISSING else a
+
+        def coalesce(*values: object) -> object:
+            for v in values:
+                if v is not MISSING:
+                    return v
+            return MISSING
+
+        return coalesce
+
+
+class _HashInRange(_Function):
+    name = "hash_in_range"
+    signature = ("hash_in_range(min Integer literal, max Integer literal, source1, ...) "
+                 "-> Integer in [min, max]")
+    summary = "A stable bucket in [min, max] for the source values (BLAKE2b-64, multiply-shift)."
+    min_args = 3
+    max_args = None
+
+    def check(self, args: Sequence[ArgInfo]) -> Type:
+        # The sources come third, so the base rule "[*] only in the first argument"
+        # does not fit; the checker already refuses [*] anywhere but argument 0.
+        self._arity(args)
+        return self._check(args)
+
+    def _check(self, args: Sequence[ArgInfo]) -> Type:
+        bounds = []
+        for i, what in ((0, "minimum"), (1, "maximum")):
+            self._type(args, i, INT, what=what)
+            bounds.append(self._literal(args, i, what))  # [U] literal bounds
+        low, high = bounds
+        if low > high:  # type: ignore[operator]
+            raise ArgumentProblem(
+                f"the minimum of hash_in_range() ({low}) is greater than its maximum ({high})", 1
+            )
+        for i in range(2, len(args)):
+            if args[i].type not in (BYTES, INT, IP, BOOL):
+                raise ArgumentProblem(
+                    f"the sources of hash_in_range() must be Strings, Integers, IPs or "
+                    f"Booleans, found {_tname(args[i].type)}",
+                    i,
+                )
+        return INT
+
+    def bind(self, args: Sequence[ArgInfo]) -> Impl:
+        low, high = int(args[0].value), int(args[1].value)  # type: ignore[call-overload]
+        span = high - low + 1
+        if len(args) == 3 and args[2].type == BYTES:
+            # The common case (one String source, e.g. cf.random_seed) without the loop;
+            # the same encoding as hashing.encode_sources.
+            header = _STRING_HEADER
+            blake2b = hashlib.blake2b
+            from_bytes = int.from_bytes
+
+            def hash_one(_lo: object, _hi: object, v: object) -> object:
+                if v is MISSING:
+                    return MISSING
+                digest = blake2b(header(1, len(v)) + v, digest_size=8).digest()  # type: ignore[arg-type,operator]
+                return low + ((from_bytes(digest, "big") * span) >> 64)
+
+            return hash_one
+
+        def hash_in_range(_lo: object, _hi: object, *sources: object) -> object:
+            if MISSING in sources:  # [U] a missing source gives a missing result
+                return MISSING
+            return bucket(stable_hash64(sources), low, high)
+
+        return hash_in_range
+
+
+# Rust's u8::is_ascii_whitespace (space, TAB, LF, FF, CR; not VT): Cloudflare's engine is
+# Rust, and the docs say "ASCII whitespace" [U].
+_ASCII_WHITESPACE = b" \t\n\x0c\r"
+
+
+class _Trim(_Function):
+    """``trim`` / ``trim_start`` / ``trim_end``: ``method`` is the ``bytes`` method."""
+
+    min_args = 1
+    max_args = 2
+    method: Callable[[bytes, bytes], bytes]
+
+    def _check(self, args: Sequence[ArgInfo]) -> Type:
+        self._type(args, 0, BYTES, what="value")
+        if len(args) == 2:
+            self._type(args, 1, BYTES, what="bytes to remove")
+            chars = self._literal(args, 1, "bytes to remove")  # "a constant string" [D]
+            if chars == b"":
+                raise ArgumentProblem(
+                    f"the bytes to remove of {self.name}() cannot be empty (omit the "
+                    "argument to remove ASCII whitespace)",
+                    1,
+                )
+        return BYTES
+
+    def bind(self, args: Sequence[ArgInfo]) -> Impl:
+        chars = args[1].value if len(args) == 2 else _ASCII_WHITESPACE
+        method = self.method
+
+        def trim(s: object, _chars: object = None) -> object:
+            return MISSING if s is MISSING else method(s, chars)  # type: ignore[arg-type]
+
+        return trim
+
+
+class _TrimBoth(_Trim):
+    name = "trim"
+    signature = "trim(value String [, bytes String literal]) -> String"
+    summary = "Remove the bytes (default: ASCII whitespace) from both ends."
+    method = staticmethod(bytes.strip)
+
+
+class _TrimStart(_Trim):
+    name = "trim_start"
+    signature = "trim_start(value String [, bytes String literal]) -> String"
+    summary = "Remove the bytes (default: ASCII whitespace) from the start."
+    method = staticmethod(bytes.lstrip)
+
+
+class _TrimEnd(_Trim):
+    name = "trim_end"
+    signature = "trim_end(value String [, bytes String literal]) -> String"
+    summary = "Remove the bytes (default: ASCII whitespace) from the end."
+    method = staticmethod(bytes.rstrip)
+
+
 class _BitSlice(_Function):
     name = "bit_slice"
     signature = "bit_slice(protocol String, offset_start Integer, offset_end Integer) -> Integer"
@@ -1120,10 +1280,12 @@ FUNCTIONS: Mapping[str, FunctionDef] = {
         _BitSlice(),
         _Cidr(),
         _Cidr6(),
+        _Coalesce(),
         _Concat(),
         _DecodeBase64(),
         _EncodeBase64(),
         _EndsWith(),
+        _HashInRange(),
         _HasKey(),
         _HasValue(),
         _TimedHmac(),
@@ -1140,9 +1302,15 @@ FUNCTIONS: Mapping[str, FunctionDef] = {
         _StartsWith(),
         _Substring(),
         _ToString(),
+        _TrimBoth(),
+        _TrimEnd(),
+        _TrimStart(),
         _Upper(),
         _UrlDecode(),
         _Uuidv4(),
         _WildcardReplace(),
     )
 }
+# is_jwt_present / is_jwt_valid with no token configuration registered: every id is a
+# compile error naming it. A scheme with configurations has its own (Scheme.derive).
+FUNCTIONS = {**FUNCTIONS, **jwt_functions()}

@@ -26,8 +26,8 @@ Invariants:
   thread-safe (all per-call state is local).
 * Limits are checked before any recursive step: the length limit before lexing; both
   parses and the tree -> AST walk are iterative; the fast path only runs when the text
-  holds at most MAX_NESTING_DEPTH nesting tokens, and lark's walk checks the nesting
-  limit on its way down, so every AST handed out is at most MAX_NESTING_DEPTH levels of
+  holds at most ``limits.max_nesting`` nesting tokens, and lark's walk checks the nesting
+  limit on its way down, so every AST handed out is at most that many levels of
   parentheses / not / calls / any-all / indexes deep (safe for recursive consumers).
 """
 
@@ -50,6 +50,7 @@ from lark.exceptions import (
 
 from edgerules.lang import ast
 from edgerules.lang.errors import ParseError
+from edgerules.lang.limits import DEFAULT_LIMITS, ExpressionLimits
 from edgerules.lang.source import Source, Span
 
 __all__ = [
@@ -60,16 +61,17 @@ __all__ = [
     "parse_expression",
 ]
 
+# The default limits (Cloudflare's; a Scheme may carry others: edgerules.lang.limits).
 # Spec rules-language §1: 4,096 characters [D].
-MAX_EXPRESSION_LENGTH: Final = 4096
+MAX_EXPRESSION_LENGTH: Final = DEFAULT_LIMITS.max_length
 # Spec §1: 128 levels of parentheses / not / function calls [E default]. We also count
 # any(...)/all(...) and index brackets: each one is a level of recursion for the checker,
 # the compiler and the closures, and Python's stack is far smaller than Rust's.
-MAX_NESTING_DEPTH: Final = 128
+MAX_NESTING_DEPTH: Final = DEFAULT_LIMITS.max_nesting
 # [U] The spec sets no cap on `{ … }`; 10,000 matches the non-Enterprise quota of list
 # items and keeps a single rule's compile time bounded. (4,096 characters allow ~2,000
-# items anyway; the cap matters only if the length limit is ever raised.)
-MAX_SET_ITEMS: Final = 10_000
+# items anyway; the cap matters only if the length limit is raised.)
+MAX_SET_ITEMS: Final = DEFAULT_LIMITS.max_set_items
 # Spec §3.3: r, then 0-255 `#`.
 MAX_RAW_STRING_HASHES: Final = 255
 
@@ -172,12 +174,16 @@ _prebuild_scanners(_PARSER)
 # --- public entry point -----------------------------------------------------------------
 
 
-def parse_expression(text: str, name: str | None = None) -> ast.Expr:
+def parse_expression(
+    text: str, name: str | None = None, *, limits: ExpressionLimits = DEFAULT_LIMITS
+) -> ast.Expr:
     """Parse a filter expression into an AST.
 
     Args:
         text: the expression as the author wrote it (spans refer to this exact text).
         name: a name for messages, e.g. ``rule "block-ua" in rules.toml``.
+        limits: length, nesting and set-size limits (default: Cloudflare's; a scheme's
+            own are ``Scheme.limits``).
 
     Returns:
         The expression's AST (``ast.Expr``); the whole-expression ``true``/``false`` is a
@@ -190,16 +196,17 @@ def parse_expression(text: str, name: str | None = None) -> ast.Expr:
         message = f"expression must be a string, got {type(text).__name__}"
         raise ParseError(message, Source("", name), Span(0, 0))
     source: Source = _Source(text, name)  # type: ignore[assignment]
-    if len(text) > MAX_EXPRESSION_LENGTH:
+    max_length = limits.max_length
+    if len(text) > max_length:
         raise ParseError(
-            f"expression is too long: {len(text)} characters, the limit is {MAX_EXPRESSION_LENGTH}",
+            f"expression is too long: {len(text)} characters, the limit is {max_length}",
             source,
-            Span(MAX_EXPRESSION_LENGTH, len(text)),
+            Span(max_length, len(text)),
         )
     if not text.strip(" \t\r\n"):
         raise ParseError("empty expression", source, Span(len(text), len(text)))
-    ctx = _ToAst(source)
-    if _FAST is not None and _nesting_bound(text) <= MAX_NESTING_DEPTH:
+    ctx = _ToAst(source, limits)
+    if _FAST is not None and _nesting_bound(text) <= limits.max_nesting:
         try:
             return _fast_parse(text, ctx)
         except (_Bail, ParseError, KeyError, IndexError):
@@ -530,10 +537,11 @@ class _ToAst:
     reducers; tokens reach them as ``(type, value, start, end)`` tuples on both paths.
     """
 
-    __slots__ = ("source",)
+    __slots__ = ("limits", "source")
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, limits: ExpressionLimits = DEFAULT_LIMITS) -> None:
         self.source = source
+        self.limits = limits
 
     def transform(self, tree: Tree) -> ast.Expr:
         handlers = _HANDLERS
@@ -559,7 +567,7 @@ class _ToAst:
                 continue
             if node.data in _NESTING_RULES:
                 depth += 1
-                if depth > MAX_NESTING_DEPTH:
+                if depth > self.limits.max_nesting:
                     self._too_deep(node)
             todo.append((node, depth, 1))
             for child in reversed(node.children):
@@ -572,7 +580,7 @@ class _ToAst:
         tok = node.children[1 if node.data == "indexed" else 0]
         start, end = tok.start_pos, tok.end_pos  # type: ignore[union-attr]
         self._error(
-            f"expression is nested too deeply: more than {MAX_NESTING_DEPTH} levels "
+            f"expression is nested too deeply: more than {self.limits.max_nesting} levels "
             "of parentheses, not, function calls or indexes",
             _Span(start, end),
         )
@@ -648,9 +656,11 @@ class _ToAst:
     def set(self, children: list) -> ast.SetLiteral:
         items: list[ast.SetItem] = []
         for child in children[1:-1]:
-            if len(items) >= MAX_SET_ITEMS:
+            if len(items) >= self.limits.max_set_items:
                 span = _span(child) if isinstance(child, tuple) else child.span
-                self._error(f"too many items in {{ }}: the limit is {MAX_SET_ITEMS}", span)
+                self._error(
+                    f"too many items in {{ }}: the limit is {self.limits.max_set_items}", span
+                )
             if isinstance(child, tuple):
                 items.append(_scalar(self.source, child, in_set=True))
             else:

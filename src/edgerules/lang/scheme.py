@@ -14,7 +14,12 @@ Invariants:
   field"); every other field always holds a value of its type. The Cloudflare scheme has
   no optional fields (fields.md §8: unset fields take defaults).
 * Functions default to ``edgerules.lang.functions.FUNCTIONS``, imported lazily on first use so
-  a scheme can be built (and tested) without the function library.
+  a scheme can be built (and tested) without the function library. Token configurations
+  (``token_configs``) replace its ``is_jwt_present``/``is_jwt_valid`` with ones that know
+  them (``edgerules.lang.jwt``).
+* ``limits`` (``ExpressionLimits``, default Cloudflare's) bound every expression compiled
+  against the scheme; ``derive`` makes a scheme with the same fields and other limits or
+  token configurations (filters and contexts of the two are not interchangeable).
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edgerules.lang.errors import ContextError, SchemeError
+from edgerules.lang.limits import DEFAULT_LIMITS, ExpressionLimits
 from edgerules.lang.types import MISSING, Type, default_value
 
 if TYPE_CHECKING:
     from edgerules.lang.context import Context
+    from edgerules.lang.jwt import TokenConfig, TokenConfigs
 
 __all__ = ["Field", "Scheme", "default_scheme"]
 
@@ -59,6 +66,10 @@ class Scheme:
         functions: ``{name: FunctionDef}``; ``None`` means ``edgerules.lang.functions.FUNCTIONS``.
         optional: names of fields that may be absent (hold ``MISSING``) instead of taking
             their default.
+        limits: the limits of an expression (default: Cloudflare's 4,096 characters,
+            128 levels, 64 regexes, 10,000 set items).
+        token_configs: token configurations for ``is_jwt_present``/``is_jwt_valid``
+            (a ``TokenConfigs`` or ``TokenConfig``s; default: none).
 
     Raises:
         SchemeError: duplicate or malformed names, aliases to unknown fields, bad types.
@@ -72,7 +83,9 @@ class Scheme:
         "_defaults",
         "_fields",
         "_functions",
+        "_limits",
         "_names",
+        "_token_configs",
     )
 
     def __init__(
@@ -82,6 +95,8 @@ class Scheme:
         aliases: Mapping[str, str] | None = None,
         functions: Mapping[str, Any] | None = None,
         optional: Iterable[str] = (),
+        limits: ExpressionLimits | None = None,
+        token_configs: TokenConfigs | Iterable[TokenConfig] | None = None,
     ) -> None:
         from edgerules.lang.context import make_coercer
 
@@ -125,7 +140,9 @@ class Scheme:
         self._coercers: tuple[Callable[[object], object], ...] = tuple(
             make_coercer(f.name, f.type, f.optional) for f in out
         )
-        self._functions = dict(functions) if functions is not None else None
+        self._limits = _check_limits(limits)
+        self._token_configs = _token_registry(token_configs)
+        self._functions = None if functions is None else self._with_tokens(dict(functions))
 
     # -- fields --------------------------------------------------------------------------
 
@@ -182,8 +199,16 @@ class Scheme:
             from edgerules.lang.functions import FUNCTIONS
 
             # Resolved once; FUNCTIONS is an immutable module constant.
-            self._functions = dict(FUNCTIONS)
+            self._functions = self._with_tokens(dict(FUNCTIONS))
         return self._functions
+
+    def _with_tokens(self, functions: dict[str, Any]) -> dict[str, Any]:
+        """``functions`` with ``is_jwt_*`` bound to this scheme's token configurations."""
+        if self._token_configs is not None:
+            from edgerules.lang.jwt import jwt_functions
+
+            functions.update(jwt_functions(self._token_configs))
+        return functions
 
     def function(self, name: str) -> Any | None:
         """The function called ``name`` or ``None``."""
@@ -192,6 +217,44 @@ class Scheme:
     def suggest_function(self, name: str) -> str | None:
         """The closest known function name (difflib), or ``None``."""
         return _closest(name, (*self.functions, *_SYNTAX_FUNCTIONS))
+
+    # -- limits and derived schemes ------------------------------------------------------
+
+    @property
+    def limits(self) -> ExpressionLimits:
+        """The limits of an expression compiled against this scheme."""
+        return self._limits
+
+    @property
+    def token_configs(self) -> TokenConfigs | None:
+        """The token configurations of ``is_jwt_*`` (None: none registered)."""
+        return self._token_configs
+
+    def derive(
+        self,
+        *,
+        limits: ExpressionLimits | None = None,
+        token_configs: TokenConfigs | Iterable[TokenConfig] | None = None,
+    ) -> Scheme:
+        """A scheme with the same fields, aliases and functions and other limits and/or
+        token configurations (what is not given is kept).
+
+        >>> from edgerules.lang.limits import ExpressionLimits
+        >>> big = default_scheme().derive(limits=ExpressionLimits(max_length=20_000))
+        >>> big.limits.max_length, len(big) == len(default_scheme())
+        (20000, True)
+        """
+        new = object.__new__(Scheme)
+        for name in ("_by_name", "_coercers", "_defaults", "_fields", "_names"):
+            setattr(new, name, getattr(self, name))
+        new._check_cache = {}
+        new._limits = self._limits if limits is None else _check_limits(limits)
+        new._token_configs = (
+            self._token_configs if token_configs is None else _token_registry(token_configs)
+        )
+        functions = self._functions
+        new._functions = None if functions is None else new._with_tokens(dict(functions))
+        return new
 
     # -- conveniences --------------------------------------------------------------------
 
@@ -203,6 +266,24 @@ class Scheme:
         from edgerules.lang.context import Context
 
         return Context(self, values, only=only)
+
+
+def _check_limits(limits: object) -> ExpressionLimits:
+    if limits is None:
+        return DEFAULT_LIMITS
+    if not isinstance(limits, ExpressionLimits):
+        raise SchemeError(f"limits must be an ExpressionLimits, got {type(limits).__name__}")
+    return limits
+
+
+def _token_registry(configs: object) -> TokenConfigs | None:
+    if configs is None:
+        return None
+    from edgerules.lang.jwt import TokenConfigs
+
+    if isinstance(configs, TokenConfigs):
+        return configs
+    return TokenConfigs(configs)  # type: ignore[arg-type]
 
 
 def _closest(name: str, candidates: Iterable[str]) -> str | None:
