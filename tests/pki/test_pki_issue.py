@@ -349,3 +349,23 @@ def test_serial_collision_is_retried(store, monkeypatch):
     assert store.issue_certificate().record.serial_number == "5"
     assert store.issue_certificate().record.serial_number == "7"
     assert store.list_certificates().total_count == 2
+
+
+def test_kdf_iterations_reader():
+    from cryptography.hazmat.primitives import serialization
+
+    from edgerules.pki import keys
+
+    key = keys.generate_key()
+    assert keys.kdf_iterations(keys.key_to_pem(key)) is None
+    assert keys.kdf_iterations(keys.key_to_pem(key, b"pw")) == keys.KDF_ITERATIONS
+    old = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"pw"),
+    )
+    assert keys.kdf_iterations(old) == 2048
+    garbage = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n"
+    assert keys.kdf_iterations(garbage) == 0  # unreadable: weaker than ours, re-encrypted
+    with pytest.raises(PKIError, match="empty"):
+        keys.key_to_pem(key, b"")

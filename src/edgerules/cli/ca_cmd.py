@@ -2,6 +2,7 @@
 
     edgerules ca create [--key-type rsa|ecdsa]         # the store (if new) and the managed CA
     edgerules ca show [--pem]                          # the managed CA
+    edgerules ca rekey [--new-passphrase-file F]       # re-encrypt its key
     edgerules ca upload FILE [--name NAME] [--create]  # BYOCA
     edgerules ca list | delete ID
 
@@ -14,6 +15,7 @@ Common options and output conventions: :mod:`edgerules.cli.common`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -24,6 +26,7 @@ from edgerules.cli.common import (
     print_json,
     print_table,
     read_input_file,
+    read_passphrase_file,
     require_managed_ca,
     store_options,
 )
@@ -83,6 +86,33 @@ def _ca_show(args: argparse.Namespace) -> int:
         sys.stdout.write(ca.certificate)
     else:
         _print_ca(ca, hosts)
+    return 0
+
+
+def _ca_rekey(args: argparse.Namespace) -> int:
+    """Re-encrypt the managed CA's key under a new passphrase (also: encrypt a key kept in
+    clear, or one encrypted by an older edgerules with a weaker KDF)."""
+    if args.new_passphrase_file:
+        new = read_passphrase_file(args.new_passphrase_file, "new passphrase file")
+    else:
+        new = os.environ.get("EDGERULES_NEW_STORE_PASSPHRASE")
+        if new is None:
+            raise ConfigError(
+                "give the new passphrase: --new-passphrase-file FILE or "
+                "$EDGERULES_NEW_STORE_PASSPHRASE (the current one: --passphrase-file or "
+                "$EDGERULES_STORE_PASSPHRASE)"
+            )
+        if not new:
+            raise ConfigError(
+                "$EDGERULES_NEW_STORE_PASSPHRASE is empty: an empty passphrase never means "
+                "'unencrypted'"
+            )
+    with open_store_from_args(args) as store:
+        ca = store.rekey_ca(new)
+    if args.json:
+        print_json({"id": ca.id, "key_encrypted": ca.key_encrypted})
+    else:
+        print(f"The managed CA key ({ca.id}) is now encrypted with the new passphrase")
     return 0
 
 
@@ -163,6 +193,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = ca_sub.add_parser("show", parents=[common], help="show the managed CA")
     p.add_argument("--pem", action="store_true", help="print only the CA certificate PEM")
     p.set_defaults(func=_ca_show)
+    p = ca_sub.add_parser(
+        "rekey", parents=[common], help="re-encrypt the managed CA's key with a new passphrase"
+    )
+    p.add_argument(
+        "--new-passphrase-file",
+        metavar="FILE",
+        help="the new passphrase (default: $EDGERULES_NEW_STORE_PASSPHRASE)",
+    )
+    p.set_defaults(func=_ca_rekey)
     p = ca_sub.add_parser("upload", parents=[common], help="upload a CA certificate (BYOCA)")
     p.add_argument("file", metavar="FILE", help="PEM file with one CA certificate ('-' = stdin)")
     p.add_argument("--name", default=None, help="a unique name for the CA")

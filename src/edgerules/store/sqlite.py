@@ -21,8 +21,10 @@ Invariants:
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
+import stat
 import threading
 import urllib.parse
 import uuid
@@ -58,6 +60,8 @@ from edgerules.store.schema import (
 if TYPE_CHECKING:  # certificates are parsed and read by edgerules.pki only
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+
+log = logging.getLogger("edgerules.store")
 
 DEFAULT_PATH = "edgerules.db"
 # PRAGMA application_id of every edgerules store: "ERst" (a foreign file is refused).
@@ -423,7 +427,49 @@ class SQLiteStore(Store):
                 (self.account_id,),
             ).fetchone()
 
+    def _secure_files(self) -> None:
+        """Before a CA private key is written (issue 9.9): the store file and its -wal/-shm
+        files become owner-only (0600, said on the log when a mode is changed), and a
+        directory that others can write to is refused — they could replace the file or
+        plant -wal/-shm files next to it."""
+        if self.path in ("", ":memory:"):
+            return
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            dir_mode = stat.S_IMODE(os.stat(directory).st_mode)
+        except OSError as exc:
+            raise StoreError(f"cannot check directory {directory}: {exc.strerror}") from None
+        if dir_mode & 0o022:
+            raise StoreError(
+                f"refusing to write the CA private key: the store's directory {directory} is "
+                f"writable by others (mode {dir_mode:04o}); keep the store in a directory only "
+                f"its owner can write to (chmod go-w {directory})"
+            )
+        for suffix in ("", "-wal", "-shm"):
+            name = self.path + suffix
+            try:
+                mode = stat.S_IMODE(os.stat(name).st_mode)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StoreError(f"cannot check {name}: {exc.strerror}") from None
+            if mode & 0o077:
+                try:
+                    os.chmod(name, 0o600)
+                except OSError as exc:
+                    raise StoreError(
+                        f"refusing to write the CA private key: {name} is readable or writable "
+                        f"by others (mode {mode:04o}) and cannot be changed: {exc.strerror}"
+                    ) from None
+                log.warning(
+                    "%s was accessible to others (mode %04o): changed to 0600 before writing "
+                    "the CA private key",
+                    name,
+                    mode,
+                )
+
     def _create_managed_ca(self, key_type: str) -> tuple[Any, ...]:
+        self._secure_files()
         key = keys.generate_key(key_type)
         cert = issuing.create_managed_ca(key)
         key_pem = keys.key_to_pem(key, self._passphrase)
@@ -485,22 +531,60 @@ class SQLiteStore(Store):
                 self._passphrase,
                 if_encrypted="set EDGERULES_STORE_PASSPHRASE (or pass the passphrase)",
             )
-            if self._passphrase is not None and not encrypted:
-                self._encrypt_ca_key(ca.id, key)
+            if self._passphrase is not None and (
+                not encrypted or (keys.kdf_iterations(key_pem) or 0) < keys.KDF_ITERATIONS
+            ):
+                self._encrypt_ca_key(ca.id, key, key_pem)
             self._ca_key = (ca.id, key)  # type: ignore[assignment]
         return ca, cert, self._ca_key[1]  # type: ignore[index]
 
-    def _encrypt_ca_key(self, ca_id: str, key: CertificateIssuerPrivateKeyTypes) -> None:
-        """A key stored in clear before a passphrase was configured: with a passphrase
-        the key is never left in clear, so it is re-encrypted on first use (secure_delete
-        overwrites the clear copy's old page content)."""
+    def _encrypt_ca_key(
+        self, ca_id: str, key: CertificateIssuerPrivateKeyTypes, old_pem: str
+    ) -> None:
+        """A key stored in clear before a passphrase was configured, or encrypted with an
+        older, weaker KDF (2,048 PBKDF2 rounds): with a passphrase the key is re-encrypted
+        on first use (secure_delete overwrites the old copy's page content). Only if it is
+        still the key that was read (another process may have re-encrypted it)."""
+        if self.read_only:
+            log.warning(
+                "the managed CA key in %s is %s; open the store read-write once with the "
+                "passphrase (e.g. `edgerules ca rekey`) to re-encrypt it",
+                self.path,
+                "stored in clear" if "ENCRYPTED" not in old_pem else "encrypted with a weak KDF",
+            )
+            return
+        self._secure_files()
         key_pem = keys.key_to_pem(key, self._passphrase)
         with self._write() as c:
             c.execute(
                 "UPDATE managed_cas SET private_key = ?, key_encrypted = 1 "
-                "WHERE id = ? AND key_encrypted = 0",
-                (key_pem, ca_id),
+                "WHERE id = ? AND private_key = ?",
+                (key_pem, ca_id, old_pem),
             )
+
+    def rekey_ca(self, new_passphrase: str | bytes) -> ManagedCA:
+        """``edgerules ca rekey``: re-encrypt the managed CA's key under ``new_passphrase``
+        (the current one — or none for a key in clear — is needed to read it). The key
+        itself does not change, so issued certificates stay valid."""
+        if isinstance(new_passphrase, str):
+            new_passphrase = new_passphrase.encode("utf-8")
+        if not new_passphrase:
+            raise StoreError("the new passphrase is empty")
+        if self.managed_ca(create=False) is None:
+            raise PKIError(f"no managed CA for account {self.account_id!r}: nothing to rekey")
+        ca, _cert, key = self._signing_ca()
+        self._secure_files()
+        key_pem = keys.key_to_pem(key, new_passphrase)
+        with self._write() as c:
+            c.execute(
+                "UPDATE managed_cas SET private_key = ?, key_encrypted = 1 WHERE id = ?",
+                (key_pem, ca.id),
+            )
+        self._passphrase = new_passphrase
+        self._ca_key = (ca.id, key)
+        found = self.managed_ca(create=False)
+        assert found is not None
+        return found
 
     # -- client certificates ----------------------------------------------------------
 
