@@ -1,4 +1,4 @@
-"""The one runner for the data-driven case files ``tests/cases/*.toml`` (CONTRACTS §9).
+"""The one runner for the data-driven case files ``tests/cases/*.toml``.
 
 Every ``result`` case checks, in one helper: the compiled result through a ``Context``
 and through ``matches(dict)``; the reference interpreter's result; the trace's root

@@ -2,7 +2,7 @@
 
 This module owns every function of §7.1 except ``any``/``all`` (syntax, handled by the
 engine): their argument rules (arity, types, literal-only / field-only arguments, literal
-value ranges) and their implementations. Contract: docs/CONTRACTS.md §3.
+value ranges) and their implementations. Contract: docs/architecture.md ("Extending and testing").
 
 Invariants:
 
@@ -55,7 +55,7 @@ _NO_SPAN = Span(0, 0)
 
 @dataclass(frozen=True)
 class ArgInfo:
-    """What the checker knows about one argument (CONTRACTS §3).
+    """What the checker knows about one argument.
 
     ``field`` (an addition, default ``None``) is the canonical name of the field when
     ``is_field``; functions that accept only particular fields

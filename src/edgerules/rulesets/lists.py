@@ -77,7 +77,7 @@ _MAX_ASN = 2**32 - 1
 
 @runtime_checkable
 class NamedList(Protocol):
-    """What the engine needs from a list (CONTRACTS §4)."""
+    """What the engine needs from a list (docs/architecture.md, "Extending and testing")."""
 
     name: str
     kind: str

@@ -1,4 +1,4 @@
-"""The persistent account store (CONTRACTS §6): ``open_store`` and the ``Store`` interface.
+"""The persistent account store: ``open_store`` and the ``Store`` interface.
 
 >>> store = open_store(":memory:")                       # doctest: +SKIP
 >>> issued = store.issue_certificate(validity_days=365)  # generated ECDSA key, shown once

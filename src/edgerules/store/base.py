@@ -8,7 +8,7 @@ shared behaviour lives here:
 * :meth:`Store.validator_for_hostname` — the per-SNI trust decision, cached per hostname
   and keyed by the store's ``trust`` counter, so changes made by another process (the
   CLI) are picked up by the next connection without a restart;
-* :class:`StoreRevocationSource` — the validator's ``RevocationSource`` (CONTRACTS §5):
+* :class:`StoreRevocationSource` — the validator's ``RevocationSource`` (``tls/revocation.py``):
   ``version`` is the store's ``revocation`` counter (bumped in the same transaction as a
   revoke/restore), ``is_revoked`` answers only for leaves issued by the managed CA
   (spec mtls.md §3.2 step 5: no revocation for uploaded CAs);
@@ -394,5 +394,5 @@ class StoreRevocationSource:
             if ca is None or issuer != ca:
                 return False
             return leaf.serial_number in revoked
-        except Exception:  # fail open, like every RevocationSource (CONTRACTS §5)
+        except Exception:  # fail open, like every RevocationSource
             return False
