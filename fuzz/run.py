@@ -1,4 +1,5 @@
-"""``make fuzz``: fuzz the parser for a while.
+"""``make fuzz``: fuzz the parser for a while (``--budget N``: first the engine's
+compile/evaluation budget target, ``fuzz_budget.py``, on N generated rules).
 
 With atheris installed: runs ``fuzz/fuzz_parser.py`` under libFuzzer for ``--seconds``
 (default 60). Without it: runs the hypothesis targets of ``fuzz/hypothesis_targets.py``
@@ -67,7 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--hypothesis", action="store_true", help="use hypothesis even if atheris is installed"
     )
+    parser.add_argument(
+        "--budget", type=int, metavar="N", default=0,
+        help="also run the engine budget target (fuzz_budget.py) on N generated rules",
+    )
     args = parser.parse_args(argv)
+    if args.budget:
+        sys.path.insert(0, str(HERE))
+        import fuzz_budget
+
+        if fuzz_budget.run(args.budget, seed=1):
+            return 1
     if not args.hypothesis and importlib.util.find_spec("atheris") is not None:
         return run_atheris(args.seconds)
     print("atheris is not installed: running the hypothesis fuzz targets", flush=True)

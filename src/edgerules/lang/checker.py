@@ -41,7 +41,7 @@ from edgerules.lang import ast
 from edgerules.lang.ast import index_path
 from edgerules.lang.errors import ParseError, RuleTypeError
 from edgerules.lang.functions import ArgInfo, ArgumentProblem
-from edgerules.lang.regex import RegexError, compile_regex, pattern_text
+from edgerules.lang.regex import RegexBudget, RegexError, compile_regex, pattern_text
 from edgerules.lang.scheme import Field, Scheme
 from edgerules.lang.source import Source, Span
 from edgerules.lang.types import BOOL, BOOL_ARRAY, BYTES, INT, IP, Array, Map, Type
@@ -158,6 +158,7 @@ class _Checker:
         self.once_seen: str | None = None
         self.regexes = 0  # regular expressions so far (limit: scheme.limits.max_regexes)
         self.info = out.info
+        self.regex_budget = RegexBudget()
         # name -> (Field, Info of a reference to it), shared by every check of the scheme.
         cache = getattr(self.scheme, "_check_cache", None)
         self.field_cache: dict[str, tuple[Field, Info]] = {} if cache is None else cache
@@ -411,6 +412,7 @@ class _Checker:
         self.count_regex(_span(rhs))
         try:
             compiled = compile_regex(pattern)
+            self.regex_budget.charge(compiled)  # per rule: count and program size
         except RegexError as exc:
             raise self.parse_error(exc.message, _span(rhs)) from None
         self.out.patterns[id(rhs)] = compiled

@@ -238,9 +238,9 @@ class Context:
         Raises:
             ContextError: unknown field or a value of the wrong type.
         """
-        fld = self.scheme._by_name.get(name)
+        fld = self.scheme._by_name.get(name) if type(name) is str else None
         if fld is None:
-            self.scheme.field(name)  # raises ContextError with a suggestion
+            self.scheme.field(name)  # raises ContextError (a suggestion, or a non-str name)
             raise AssertionError  # pragma: no cover
         self.values[fld.index] = self.scheme._coercers[fld.index](value)
 

@@ -254,6 +254,8 @@ class Filter:
         return self.execute(ctx)
 
     def _make_lazy_matches(self) -> Callable[[Mapping[str, object]], bool]:
+        real: Callable[[Mapping[str, object]], bool] | None = None
+
         def matches(fields: Mapping[str, object]) -> bool:
             """Evaluate against a plain mapping ``{field name: value}``.
 
@@ -264,9 +266,12 @@ class Filter:
             Raises:
                 ContextError: a value of the wrong type for a field the filter reads.
             """
-            # First call: build the dense closures, then replace this bootstrap.
-            real = self._make_matches()
-            self.matches = real
+            # First call: build the dense closures, then replace this bootstrap. A caller
+            # may hold this bootstrap (``m = f.matches`` before the first call), so it
+            # keeps the built function too and never builds it twice.
+            nonlocal real
+            if real is None:
+                real = self.matches = self._make_matches()
             return real(fields)
 
         return matches

@@ -54,7 +54,9 @@ syntax, Unicode off by default) to RE2, compiling it once, and running it. Invar
 
 from __future__ import annotations
 
-import functools
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
 
@@ -65,7 +67,12 @@ from edgerules.errors import RuleError
 __all__ = [
     "MAX_MEM",
     "MAX_PATTERN_LENGTH",
+    "MAX_REGEXES_PER_RULE",
+    "MAX_REPEAT_EXPANSION",
+    "MAX_RULE_PROGRAM",
+    "MAX_RULE_REPEAT_EXPANSION",
     "CompiledRegex",
+    "RegexBudget",
     "RegexError",
     "compile_regex",
     "pattern_text",
@@ -204,9 +211,55 @@ _UTF8_MULTI = (
     "|\\xf0[\\x90-\\xbf][\\x80-\\xbf]{2}|[\\xf1-\\xf3][\\x80-\\xbf]{3}"
     "|\\xf4[\\x80-\\x8f][\\x80-\\xbf]{2}"
 )
-# Largest counted repetition RE2 accepts; bigger ones are split into chunks.
-_RE2_MAX_REPEAT = 1000
-_MAX_REPEAT = 100_000
+# The compile-time budget (docs/engine-back.md, "Limits"). Counted repetitions are
+# expanded by RE2 into copies of their operand: the sum of the copies over the pattern
+# (nested repetitions multiply) is capped, since RE2's compile time grows quadratically
+# with it and its DFA needs memory quadratic in it (`[a-z]{1000}!` still runs as a DFA
+# within MAX_MEM; `[a-z]{2000}!` falls back to the NFA, ~250 ms per 16 KB value).
+MAX_REPEAT_EXPANSION: Final = 1000
+# Total RE2 program size (instructions) of the regexes of one rule, and their number
+# (Cloudflare documents at most 64 regexes per rule).
+MAX_RULE_PROGRAM: Final = 100_000
+MAX_REGEXES_PER_RULE: Final = 64
+# Copies of counted repetitions over all regexes of one rule: a DFA for `[a-z]{999}!`
+# costs ~8 ms to build on its first 16 KB value, so a rule may hold two of those, not 64.
+MAX_RULE_REPEAT_EXPANSION: Final = 2000
+
+
+class _ClassFrame:
+    """One open bracketed class while ``_Translator.parse_class`` reads it."""
+
+    __slots__ = ("first", "items", "lhs", "negated", "op", "start", "union")
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.negated = False
+        self.union: frozenset[int] = frozenset()
+        self.items: list[str] = []  # Unicode mode
+        self.lhs: frozenset[int] | None = None  # left operand of a set operation
+        self.op = ""
+        self.first = True
+
+    def open(self, p: str, n: int) -> int:
+        """Read the ``[`` (and a ``^``); returns the index after them."""
+        i = self.start + 1
+        if i < n and p[i] == "^":
+            self.negated = True
+            i += 1
+        return i
+
+    def close(self, fold: bool) -> frozenset[int]:
+        """The class's byte set once its ``]`` is read."""
+        union = self.union
+        if self.lhs is not None:
+            if fold:
+                union = _fold(union)
+            union = _set_op(self.op, self.lhs, union)
+        if fold:
+            union = _fold(union)
+        if self.negated:
+            union = _ALL - union
+        return union
 
 
 class _Translator:
@@ -230,6 +283,11 @@ class _Translator:
         self.atom: int | None = None  # piece index where the last atom starts
         self.atom_captures = False
         self.prev_word: bool | None = None
+        # Repetition expansion (MAX_REPEAT_EXPANSION): per open group, the copies its
+        # counted repetitions add; ``atom_weight`` is what one copy of the last atom adds.
+        self.weights: list[int] = [0]
+        self.atom_weight = 0
+        self.expansion = 0  # the pattern's total, once run() is done
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -253,6 +311,11 @@ class _Translator:
     def start_atom(self, captures: bool = False) -> None:
         self.atom = len(self.pieces)
         self.atom_captures = captures
+        self.atom_weight = 0
+
+    def push_group(self) -> None:
+        self.stack.append((set(self.flags), len(self.pieces), self.captures))
+        self.weights.append(0)
 
     # -- main loop ------------------------------------------------------------------------
 
@@ -286,6 +349,7 @@ class _Translator:
         for text, origin in self.pieces:
             out.append(text)
             where.extend([origin] * len(text))
+        self.expansion = sum(self.weights)
         return "".join(out), self.utf8, where
 
     def set_flags(self, flags: str, origin: int) -> None:
@@ -329,8 +393,11 @@ class _Translator:
             if not self.stack:
                 return i + 1  # RE2 reports the unopened group
             self.flags, start, caps = self.stack.pop()
+            inner = self.weights.pop()
+            self.weights[-1] += inner  # the group once; a count after it multiplies
             self.atom = start
             self.atom_captures = self.captures > caps
+            self.atom_weight = inner
             self.prev_word = None
             return i + 1
         if c == "|":
@@ -409,7 +476,7 @@ class _Translator:
             capturing = not p.startswith("(?", i) or p.startswith(("(?P<", "(?<"), i)
             if p.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
                 capturing = False  # RE2 rejects these below
-            self.stack.append((set(self.flags), len(self.pieces), self.captures))
+            self.push_group()
             if capturing:
                 self.captures += 1
             self.atom = None
@@ -446,7 +513,7 @@ class _Translator:
                 )
         self.atom = None
         if scoped:
-            self.stack.append((set(self.flags), len(self.pieces), self.captures))
+            self.push_group()
             self.prev_word = None
         if "u" in flags and not self.utf8:
             if "u" in negated_part:
@@ -506,39 +573,22 @@ class _Translator:
         q = "?" if lazy else ""
         if lo == 0:
             self.prev_word = None
-        if max(lo, hi or 0) <= _RE2_MAX_REPEAT:
-            body = f"{{{lo}}}" if hi == lo else f"{{{lo},{'' if hi is None else hi}}}"
-            self.emit(body + q, i)
-            return k + 1 if lazy else k
-        # Over RE2's limit: X{m,n} = X{1000}…X{m mod 1000} X{0,1000}…X{0,rest} — the
-        # same language and preference order, as long as X has no capture group.
-        if self.atom_captures:
+        # Copies RE2 makes of the operand: max(lo, hi), or lo + 1 for {lo,} (X{lo}X*);
+        # a group's own repetitions are multiplied (they were counted once on ")").
+        copies = lo + 1 if hi is None else max(hi, 1)
+        unit = max(self.atom_weight, 1)
+        self.weights[-1] += unit * copies - self.atom_weight
+        self.atom_weight = unit * copies
+        if copies > MAX_REPEAT_EXPANSION or self.weights[0] + sum(self.weights[1:]) > (
+            MAX_REPEAT_EXPANSION
+        ):
             raise self.error(
-                f"a counted repetition over {_RE2_MAX_REPEAT} of a capture group is not "
-                "supported (use a non-capturing group (?:...))",
+                f"regex is too large: its counted repetitions expand to more than "
+                f"{MAX_REPEAT_EXPANSION} copies (nested counts multiply)",
                 i,
             )
-        if max(lo, hi or 0) > _MAX_REPEAT:
-            raise self.error(f"regex is too large (repetition count over {_MAX_REPEAT})", i)
-        atom = "".join(text for text, _ in self.pieces[self.atom :])
-        origin = self.pieces[self.atom][1]
-        del self.pieces[self.atom :]
-        unit = f"(?:{atom})"
-        parts: list[str] = []
-        left = lo
-        while left > 0:
-            chunk = min(left, _RE2_MAX_REPEAT)
-            parts.append(f"{unit}{{{chunk}}}")
-            left -= chunk
-        if hi is None:
-            parts.append(f"{unit}*{q}")
-        else:
-            left = hi - lo
-            while left > 0:
-                chunk = min(left, _RE2_MAX_REPEAT)
-                parts.append(f"{unit}{{0,{chunk}}}{q}")
-                left -= chunk
-        self.emit("(?:" + "".join(parts) + ")", origin)
+        body = f"{{{lo}}}" if hi == lo else f"{{{lo},{'' if hi is None else hi}}}"
+        self.emit(body + q, i)
         return k + 1 if lazy else k
 
     # -- escapes outside classes ----------------------------------------------------------
@@ -772,42 +822,42 @@ class _Translator:
     def parse_class(self, i: int) -> tuple[int, str, frozenset[int] | None]:
         """Parse the bracketed class at ``i``. Byte mode: evaluate it (nested classes, set
         operations, ``(?i)``, negation) to a byte set and return an explicit RE2 class.
-        Unicode mode: translate item by item (no nesting or set operations)."""
+        Unicode mode: translate item by item (no nesting or set operations).
+
+        Nested classes are handled with an explicit stack, not recursion: a pattern of a
+        thousand ``[`` must be an answer, not a ``RecursionError``."""
         p, n = self.p, self.n
-        start = i
-        i += 1
-        negated = False
-        if i < n and p[i] == "^":
-            negated = True
-            i += 1
         fold = "i" in self.flags
-        union: frozenset[int] = frozenset()
-        items: list[str] = []  # Unicode mode
-        lhs: frozenset[int] | None = None
-        op = ""
-        first = True
+        stack: list[_ClassFrame] = []
+        frame = _ClassFrame(i)
+        i = frame.open(p, n)
         while True:
             i = self.skip(i)
             if i >= n:
-                raise self.error("invalid regex: missing ]: unclosed character class", start)
+                raise self.error("invalid regex: missing ]: unclosed character class", frame.start)
             c = p[i]
-            if c == "]" and not first:
+            if c == "]" and not frame.first:
                 i += 1
+                union = frame.close(fold)
+                if stack:  # a nested class: its set joins the enclosing one
+                    frame = stack.pop()
+                    frame.union |= union
+                    continue
                 break
             if c == "]":  # a leading ] is literal
-                union |= {0x5D}
-                items.append("\\]")
+                frame.union |= {0x5D}
+                frame.items.append("\\]")
                 i += 1
-                first = False
+                frame.first = False
                 continue
-            first = False
+            frame.first = False
             if c == "[":
                 ascii_class = _ascii_class_at(p, i)
                 if ascii_class is not None:
                     name, neg, end = ascii_class
                     members = _fold(_ASCII_CLASSES[name]) if fold else _ASCII_CLASSES[name]
-                    union |= _ALL - members if neg else members
-                    items.append(p[i:end])
+                    frame.union |= _ALL - members if neg else members
+                    frame.items.append(p[i:end])
                     i = end
                     continue
                 if self.utf8:
@@ -816,9 +866,9 @@ class _Translator:
                         "(escape the bracket as \\[)",
                         i,
                     )
-                i, _, nested = self.parse_class(i)
-                assert nested is not None
-                union |= nested
+                stack.append(frame)
+                frame = _ClassFrame(i)
+                i = frame.open(p, n)
                 continue
             if c in "&-~" and p.startswith(c * 2, i):
                 if self.utf8:
@@ -827,26 +877,18 @@ class _Translator:
                         f"(escape it as \\{c}\\{c})",
                         i,
                     )
-                if fold:
-                    union = _fold(union)
-                lhs = union if lhs is None else _set_op(op, lhs, union)
-                op = c
-                union = frozenset()
+                union = _fold(frame.union) if fold else frame.union
+                frame.lhs = union if frame.lhs is None else _set_op(frame.op, frame.lhs, union)
+                frame.op = c
+                frame.union = frozenset()
                 i += 2
                 continue
-            i, members, text = self.class_range(i, start)
-            union |= members
-            items.append(text)
-        if lhs is not None:
-            if fold:
-                union = _fold(union)
-            union = _set_op(op, lhs, union)
-        if fold:
-            union = _fold(union)
-        if negated:
-            union = _ALL - union
+            i, members, text = self.class_range(i, frame.start)
+            frame.union |= members
+            frame.items.append(text)
         if not self.utf8:
             return i, _byte_class(union), union
+        items, negated, start = frame.items, frame.negated, frame.start
         if "\\W" in items:
             if len(items) > 1 or negated:
                 raise self.error(
@@ -1004,8 +1046,9 @@ class CompiledRegex:
     wrapper frame (``re2_match`` is the bound ``Match`` of the RE2 program compiled
     without capture groups, ``anchor`` its unanchored mode)."""
 
-    __slots__ = ("_capturing", "_finder", "anchor", "groups", "literal", "pattern", "re2_match",
-                 "search", "translated", "utf8")
+    __slots__ = ("__weakref__", "_capturing", "_finder", "anchor", "expansion", "groups",
+                 "literal", "pattern", "program_size", "re2_match", "search", "translated",
+                 "utf8")
 
     pattern: str  # as given
     translated: bytes  # what RE2 compiled
@@ -1024,6 +1067,13 @@ class CompiledRegex:
         self._finder = finder
         self._capturing = capturing
         self.groups = capturing.NumberOfCapturingGroups()  # type: ignore[attr-defined]
+        # RE2 instructions of the programs kept (the budget's unit: compile time, match
+        # time in the NFA and memory all grow with it).
+        size = capturing.ProgramSize()  # type: ignore[attr-defined]
+        if finder is not capturing:
+            size += finder.ProgramSize()  # type: ignore[attr-defined]
+        self.program_size: int = size
+        self.expansion = 0  # copies made by counted repetitions (set by compile_regex)
         self.literal = None
         self.anchor = _UNANCHORED
         match = self.re2_match = finder.Match  # type: ignore[attr-defined]
@@ -1115,17 +1165,109 @@ def pattern_text(pattern: bytes) -> str:
     return pattern.decode("utf-8", "surrogateescape")
 
 
-@functools.lru_cache(maxsize=512)
+class RegexBudget:
+    """The regex budget of one rule: at most ``MAX_REGEXES_PER_RULE`` regexes whose RE2
+    programs total at most ``MAX_RULE_PROGRAM`` instructions. The checker charges every
+    ``matches`` pattern as it compiles it, so a rule over budget is refused after at
+    most one regex past the limit (each regex's compile is itself bounded by
+    ``MAX_MEM`` and ``MAX_REPEAT_EXPANSION``)."""
+
+    __slots__ = ("count", "expansion", "size")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.size = 0
+        self.expansion = 0
+
+    def charge(self, rx: CompiledRegex) -> None:
+        """Count ``rx``; raises ``RegexError`` when the rule goes over budget."""
+        self.count += 1
+        self.size += rx.program_size
+        self.expansion += rx.expansion
+        if self.expansion > MAX_RULE_REPEAT_EXPANSION:
+            raise RegexError(
+                f"the rule's regexes are too large: their counted repetitions expand to "
+                f"{self.expansion:,} copies (at most {MAX_RULE_REPEAT_EXPANSION:,} per rule)"
+            )
+        if self.count > MAX_REGEXES_PER_RULE:
+            raise RegexError(f"too many regexes in one rule (at most {MAX_REGEXES_PER_RULE})")
+        if self.size > MAX_RULE_PROGRAM:
+            raise RegexError(
+                f"the rule's regexes are too large: {self.size:,} RE2 instructions (at most "
+                f"{MAX_RULE_PROGRAM:,} per rule)"
+            )
+
+
+# The cache of compiled regexes. Entries in use (held by a filter) are found through a
+# weak dictionary, so a pattern repeated across a ruleset is compiled once without the
+# cache keeping anything alive; a small LRU of strong references keeps recently used
+# patterns for recompiles, bounded by an estimate of their memory (RE2's program plus
+# the DFA cache it may grow up to MAX_MEM), not by their count.
+CACHE_MEMORY: Final = 32 << 20
+_lock = threading.Lock()
+_alive: weakref.WeakValueDictionary[str, CompiledRegex] = weakref.WeakValueDictionary()
+_recent: OrderedDict[str, tuple[CompiledRegex, int]] = OrderedDict()
+_recent_cost = 0
+
+
+def _memory_estimate(rx: CompiledRegex) -> int:
+    """Bytes an RE2 object may hold: 16 per instruction, and a DFA cache that grows with
+    use up to most of MAX_MEM (estimated from the program size)."""
+    return 4096 + 16 * rx.program_size + min(MAX_MEM, 4096 * rx.program_size)
+
+
+def _remember(pattern: str, rx: CompiledRegex) -> None:
+    global _recent_cost
+    with _lock:
+        _alive[pattern] = rx
+        old = _recent.pop(pattern, None)
+        if old is not None:
+            _recent_cost -= old[1]
+        cost = _memory_estimate(rx)
+        _recent[pattern] = (rx, cost)
+        _recent_cost += cost
+        while _recent_cost > CACHE_MEMORY and len(_recent) > 1:
+            _, (_, freed) = _recent.popitem(last=False)
+            _recent_cost -= freed
+
+
+def cache_clear() -> None:
+    """Forget every cached regex (tests)."""
+    global _recent_cost
+    with _lock:
+        _alive.clear()
+        _recent.clear()
+        _recent_cost = 0
+
+
+def cache_memory() -> int:
+    """The estimated memory held by the cache's strong references (bytes)."""
+    return _recent_cost
+
+
 def compile_regex(pattern: str) -> CompiledRegex:
     """Compile a pattern of the Rules language; raises ``RegexError``.
 
     Results are cached (rulesets repeat patterns; ``regex_replace`` checks and binds the
     same pattern); a ``CompiledRegex`` is never mutated after this returns."""
+    with _lock:
+        rx = _alive.get(pattern)
+        if rx is not None and pattern in _recent:
+            _recent.move_to_end(pattern)
+            return rx
+    if rx is None:
+        rx = _compile_regex(pattern)
+    _remember(pattern, rx)
+    return rx
+
+
+def _compile_regex(pattern: str) -> CompiledRegex:
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise RegexError(
             f"regex is too long ({len(pattern)} characters; at most {MAX_PATTERN_LENGTH})", 0
         )
-    translated, utf8, where = _translate(pattern)
+    translator = _Translator(pattern)
+    translated, utf8, where = translator.run()
     try:
         data = translated.encode("utf-8" if utf8 else "ascii")
     except UnicodeEncodeError as exc:  # lone surrogates in a str pattern
@@ -1140,6 +1282,7 @@ def compile_regex(pattern: str) -> CompiledRegex:
         if not finder.ok():  # pragma: no cover - same pattern compiled above
             raise _re2_error(finder.error(), translated, where)
     compiled = CompiledRegex(pattern, data, utf8, finder, capturing)
+    compiled.expansion = translator.expansion
     shape = None if utf8 else _literal_shape(pattern)
     if shape is not None:
         compiled.literal = shape

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+from types import MappingProxyType
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,7 @@ class Scheme:
     __slots__ = (
         "__weakref__",
         "_by_name",
+        "_aliases",
         "_check_cache",
         "_coercers",
         "_defaults",
@@ -133,6 +135,10 @@ class Scheme:
             by_name[alias] = by_name[target]
         self._fields: tuple[Field, ...] = tuple(out)
         self._by_name: dict[str, Field] = by_name
+        # Built once: ``aliases`` is read per matches()/context() compile and per trace.
+        self._aliases: Mapping[str, str] = MappingProxyType(
+            {n: f.name for n, f in by_name.items() if n != f.name}
+        )
         # The checker's per-scheme table (name -> (Field, static Info)), filled on use.
         self._check_cache: dict[str, Any] = {}
         self._names: tuple[str, ...] = tuple(by_name)
@@ -152,9 +158,9 @@ class Scheme:
         return self._fields
 
     @property
-    def aliases(self) -> dict[str, str]:
-        """``{alias: canonical name}``."""
-        return {n: f.name for n, f in self._by_name.items() if n != f.name}
+    def aliases(self) -> Mapping[str, str]:
+        """``{alias: canonical name}`` (read-only, built once)."""
+        return self._aliases
 
     def get(self, name: str) -> Field | None:
         """The field called ``name`` (canonical or alias), or ``None``."""
@@ -167,8 +173,12 @@ class Scheme:
             ContextError: unknown name (with a did-you-mean suggestion). Expressions
                 never reach this: the checker reports unknown names as RuleTypeError.
         """
-        fld = self._by_name.get(name)
+        fld = self._by_name.get(name) if type(name) is str else None
         if fld is None:
+            if not isinstance(name, str):
+                raise ContextError(
+                    f"field names are strings, got {type(name).__name__} {name!r:.40}"
+                )
             hint = self.suggest_field(name)
             extra = f'; did you mean "{hint}"?' if hint else ""
             raise ContextError(f'unknown field "{name}"{extra}')
