@@ -128,7 +128,7 @@ def check(text: str, inputs: list[str], *, limit: float = MAX_SECONDS,
         spent = timed(lambda: box.append(_compile(text, scheme, None, None)))
     except (ParseError, RuleTypeError):
         return None  # refused: fine, as long as it was quick (timed below)
-    except Exception as exc:  # noqa: BLE001 - anything else is a finding
+    except Exception as exc:
         return Finding(f"compile raised {exc!r}", text)
     if spent > limit:
         return Finding("compile too slow", text, spent)
@@ -137,7 +137,7 @@ def check(text: str, inputs: list[str], *, limit: float = MAX_SECONDS,
         fields = {"http.host": value, "http.request.uri.path": value, "http.user_agent": value}
         try:
             spent = timed(lambda fields=fields: flt.matches(fields))  # type: ignore[attr-defined]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return Finding(f"evaluation raised {exc!r}", text)
         if spent > limit:
             return Finding(f"evaluation too slow on a {len(value)}-character value", text, spent)

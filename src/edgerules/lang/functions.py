@@ -988,7 +988,7 @@ def _url_decode_repeat(s: bytes, unicode: bool) -> bytes:
                         if cp == 0x2B:
                             out[-1] = 0x20
                         continue
-                    if 0xDC00 <= cp and n >= 12 and out[-12] == 0x25 and out[-11] in (0x75, 0x55):
+                    if cp >= 0xDC00 and n >= 12 and out[-12] == 0x25 and out[-11] in (0x75, 0x55):
                         high = _hex4(out, n - 10)
                         if high is not None and 0xD800 <= high < 0xDC00:
                             del out[-12:]

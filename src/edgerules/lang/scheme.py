@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import difflib
 import functools
-from types import MappingProxyType
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from edgerules.lang.errors import ContextError, SchemeError
@@ -78,8 +78,8 @@ class Scheme:
 
     __slots__ = (
         "__weakref__",
-        "_by_name",
         "_aliases",
+        "_by_name",
         "_check_cache",
         "_coercers",
         "_defaults",
