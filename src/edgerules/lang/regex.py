@@ -67,7 +67,6 @@ from edgerules.errors import RuleError
 __all__ = [
     "MAX_MEM",
     "MAX_PATTERN_LENGTH",
-    "MAX_REGEXES_PER_RULE",
     "MAX_REPEAT_EXPANSION",
     "MAX_RULE_PROGRAM",
     "MAX_RULE_REPEAT_EXPANSION",
@@ -217,10 +216,9 @@ _UTF8_MULTI = (
 # with it and its DFA needs memory quadratic in it (`[a-z]{1000}!` still runs as a DFA
 # within MAX_MEM; `[a-z]{2000}!` falls back to the NFA, ~250 ms per 16 KB value).
 MAX_REPEAT_EXPANSION: Final = 1000
-# Total RE2 program size (instructions) of the regexes of one rule, and their number
-# (Cloudflare documents at most 64 regexes per rule).
+# Total RE2 program size (instructions) of the regexes of one rule (their number is
+# limited by the scheme's ExpressionLimits.max_regexes: 64, as Cloudflare documents).
 MAX_RULE_PROGRAM: Final = 100_000
-MAX_REGEXES_PER_RULE: Final = 64
 # Copies of counted repetitions over all regexes of one rule: a DFA for `[a-z]{999}!`
 # costs ~8 ms to build on its first 16 KB value, so a rule may hold two of those, not 64.
 MAX_RULE_REPEAT_EXPANSION: Final = 2000
@@ -1166,22 +1164,21 @@ def pattern_text(pattern: bytes) -> str:
 
 
 class RegexBudget:
-    """The regex budget of one rule: at most ``MAX_REGEXES_PER_RULE`` regexes whose RE2
-    programs total at most ``MAX_RULE_PROGRAM`` instructions. The checker charges every
+    """The regex budget of one rule: RE2 programs totalling at most ``MAX_RULE_PROGRAM``
+    instructions and ``MAX_RULE_REPEAT_EXPANSION`` repetition copies (the number of
+    regexes is the scheme's ``limits.max_regexes``, 64 by default). The checker charges every
     ``matches`` pattern as it compiles it, so a rule over budget is refused after at
     most one regex past the limit (each regex's compile is itself bounded by
     ``MAX_MEM`` and ``MAX_REPEAT_EXPANSION``)."""
 
-    __slots__ = ("count", "expansion", "size")
+    __slots__ = ("expansion", "size")
 
     def __init__(self) -> None:
-        self.count = 0
         self.size = 0
         self.expansion = 0
 
     def charge(self, rx: CompiledRegex) -> None:
         """Count ``rx``; raises ``RegexError`` when the rule goes over budget."""
-        self.count += 1
         self.size += rx.program_size
         self.expansion += rx.expansion
         if self.expansion > MAX_RULE_REPEAT_EXPANSION:
@@ -1189,8 +1186,6 @@ class RegexBudget:
                 f"the rule's regexes are too large: their counted repetitions expand to "
                 f"{self.expansion:,} copies (at most {MAX_RULE_REPEAT_EXPANSION:,} per rule)"
             )
-        if self.count > MAX_REGEXES_PER_RULE:
-            raise RegexError(f"too many regexes in one rule (at most {MAX_REGEXES_PER_RULE})")
         if self.size > MAX_RULE_PROGRAM:
             raise RegexError(
                 f"the rule's regexes are too large: {self.size:,} RE2 instructions (at most "

@@ -255,7 +255,7 @@ class Scheme:
         (20000, True)
         """
         new = object.__new__(Scheme)
-        for name in ("_by_name", "_coercers", "_defaults", "_fields", "_names"):
+        for name in ("_aliases", "_by_name", "_coercers", "_defaults", "_fields", "_names"):
             setattr(new, name, getattr(self, name))
         new._check_cache = {}
         new._limits = self._limits if limits is None else _check_limits(limits)
