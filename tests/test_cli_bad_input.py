@@ -714,6 +714,8 @@ def test_cert_issue_unwritable_output_loses_nothing(capsys: pytest.CaptureFixtur
         needles: tuple[str, ...] = ("PKCS#12", "UTF-8")
     else:
         args, needles = [out_option, target], ("cannot write", "no-such-dir")
+        if out_option == "--p12":
+            args.append("--p12-no-password")
     code, out, err = run(capsys, "cert", "issue", "--store", store, *args)
     assert_clean(code, out, err, *needles, status=1)
     _, listing, _ = run(capsys, "cert", "list", "--store", store, "--json")

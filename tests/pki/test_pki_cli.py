@@ -126,10 +126,11 @@ def test_pkcs12_at_issue_and_export(run, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGERULES_P12_PASSWORD", "s3cret")
     p12 = tmp_path / "dev.p12"
     issued = jrun(run, "cert", "issue", "--p12", str(p12))
+    assert "private_key" not in issued  # it went into the bundle, not also to stdout
     key, cert, cas = pkcs12.load_key_and_certificates(p12.read_bytes(), b"s3cret")
     assert key is not None and len(cas) == 1
     assert key.public_key() == cert.public_key()
-    (tmp_path / "dev.key").write_text(issued["private_key"])
+    (tmp_path / "dev.key").write_text(pem(key))
     out = tmp_path / "again.p12"
     code, text, err = run(
         "cert", "export", issued["id"], "--p12", str(out), "--key", str(tmp_path / "dev.key")
@@ -157,7 +158,7 @@ def test_export_with_an_encrypted_device_key_says_what_to_do(run, tmp_path):
     (tmp_path / "enc.key").write_bytes(encrypted)
     code, _, err = run(
         "cert", "export", issued["id"], "--p12", str(tmp_path / "x.p12"),
-        "--key", str(tmp_path / "enc.key"),
+        "--key", str(tmp_path / "enc.key"), "--p12-no-password",
     )
     assert code == 1 and "encrypted" in err
     assert "EDGERULES_STORE_PASSPHRASE" not in err and "openssl pkey" in err

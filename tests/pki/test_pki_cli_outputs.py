@@ -44,6 +44,10 @@ def run(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
 
     def run(*argv: str, store: str | None = None) -> tuple[int, str, str]:
+        # These tests are about files, not passwords: a bundle without a password is
+        # asked for explicitly (a key in a PKCS#12 file needs one or --p12-no-password).
+        if "--p12" in argv and argv[0] == "cert":
+            argv = (*argv, "--p12-no-password")
         try:
             code = main([*argv, "--store", store or db])
         except SystemExit as exc:  # argparse usage errors
@@ -337,18 +341,16 @@ def test_rescue_with_broken_stdout_prints_the_key_on_stderr(
     assert_key_matches(run, issued_id(err), key)
 
 
-def test_pkcs12_failure_after_issuing_prints_the_key(run, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """The PKCS#12 export fails after the certificate is issued: nothing is written (a
-    file this command created is removed, an existing one keeps its content), the
-    certificate and the key are printed, and the message says how to build the bundle
-    later."""
+def test_pkcs12_failure_issues_nothing(run, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PKCS#12 bundle is built (and every file staged) before the store commits: a
+    failure there issues nothing and leaves every file as it was (issue 9.10)."""
     from edgerules.store.base import Store
 
-    def broken_export(self, cert_id, **kwargs):
+    def broken_bundle(self, record, **kwargs):
         raise PKIError("simulated PKCS#12 failure")
 
-    monkeypatch.setattr(Store, "export_pkcs12", broken_export)
+    monkeypatch.setattr(Store, "pkcs12_bundle", broken_bundle)
     issue_one(run)
     cert_out = tmp_path / "new-cert.pem"
     key_out = write(tmp_path / "old-key.pem", OLD)
@@ -356,16 +358,12 @@ def test_pkcs12_failure_after_issuing_prints_the_key(run, tmp_path: Path,
     code, out, err = run("cert", "issue", "--cert-out", str(cert_out), "--key-out",
                          str(key_out), "--p12", str(p12))
     assert code == 1, (out, err)
-    cert_id = issued_id(out)
-    assert f"cannot build the PKCS#12 bundle {p12}: simulated PKCS#12 failure" in err, err
-    assert f"client certificate {cert_id} WAS issued" in err, err
-    assert f"edgerules cert export {cert_id} --p12 FILE --key KEY.pem" in err, err
-    assert "-----BEGIN CERTIFICATE-----" in out
-    (key,) = KEY_PEM.findall(out)
-    assert_key_matches(run, cert_id, key)
+    assert "simulated PKCS#12 failure" in err and "WAS issued" not in err, err
+    assert "PRIVATE KEY" not in out
     assert not cert_out.exists() and not p12.exists()
     assert key_out.read_bytes() == OLD
-    assert count(run) == 2
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    assert count(run) == 1
 
 
 # --- --subject: the message says what is wrong ------------------------------------------------

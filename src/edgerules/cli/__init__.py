@@ -68,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuleError as exc:
         code = getattr(exc, "code", None)
         prefix = f"error {code}: " if code is not None else ""
-        print(f"{prefix}{exc}", file=sys.stderr)
+        from edgerules.cli.common import safe  # user text in messages: no raw escapes
+
+        print(f"{prefix}{safe(exc, keep=chr(10) + chr(9))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

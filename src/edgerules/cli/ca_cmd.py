@@ -28,6 +28,7 @@ from edgerules.cli.common import (
     read_input_file,
     read_passphrase_file,
     require_managed_ca,
+    safe,
     store_options,
 )
 from edgerules.errors import ConfigError
@@ -177,7 +178,7 @@ def _ca_delete(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"id": ca.id, "deleted": True})
     else:
-        print(f"Deleted CA {ca.id}" + (f" ({ca.name})" if ca.name else ""))
+        print(f"Deleted CA {ca.id}" + (f" ({safe(ca.name)})" if ca.name else ""))
     return 0
 
 

@@ -6,8 +6,12 @@
     edgerules cert restore ID | export ID --p12 FILE [--key FILE]
 
 Invariant of ``issue``: a generated private key exists only in this process (the store
-keeps no copy), so every output is opened before issuing and a failure afterwards prints
-the key instead of losing it (:func:`_rescue`).
+keeps no copy), so every output is opened before issuing, written and fsynced to a
+temporary file before the store commits, and renamed into place after; a failure after
+the commit prints the key instead of losing it (:func:`_rescue`). ``--key-out F --json``
+does not also print the key; a PKCS#12 file holding a key needs a password or
+``--p12-no-password``. Text from certificates and CSRs is printed with terminal control
+characters escaped (:func:`edgerules.cli.common.safe`).
 Common options and output conventions: :mod:`edgerules.cli.common`.
 """
 
@@ -33,7 +37,7 @@ from edgerules.cli.common import (
     require_managed_ca,
     store_options,
 )
-from edgerules.errors import ConfigError, RuleError
+from edgerules.errors import ConfigError
 from edgerules.pki.errors import PKIError
 
 _STATUSES = ("all", "active", "pending_revocation", "revoked", "pending_reactivation")
@@ -64,6 +68,19 @@ def _cert_pairs(record: Any) -> list[tuple[str, object]]:
 
 
 
+def _p12_password_or_refusal(args: argparse.Namespace, option: str) -> bytes | None:
+    """The PKCS#12 password; a bundle holding a private key without one is refused unless
+    ``--p12-no-password`` says so (issue 9.10: [U] refuse rather than warn)."""
+    password = p12_password(args)
+    if password is None and not args.p12_no_password:
+        raise ConfigError(
+            f"{option} without a password would write the private key UNENCRYPTED into the "
+            "bundle: give --p12-password-file FILE (or $EDGERULES_P12_PASSWORD), or "
+            "--p12-no-password if that is really what you want"
+        )
+    return password
+
+
 def _cert_issue(args: argparse.Namespace) -> int:
     if args.csr and (args.cn or args.subject):
         raise PKIError("--cn/--subject cannot be combined with --csr: the CSR's subject is used")
@@ -78,10 +95,12 @@ def _cert_issue(args: argparse.Namespace) -> int:
             "yours and edgerules never sees it"
         )
     # Everything that can fail on the user's input is checked before the certificate is
-    # issued: the generated private key exists only in this process (the store keeps no
-    # copy), so a failure afterwards would lose it.
+    # issued, and every file is written and fsynced BEFORE the store commits (renamed into
+    # place after): the generated private key exists only in this process (the store keeps
+    # no copy), so neither a failure nor a crash may leave an issued certificate whose key
+    # is gone (issue 9.10).
     csr = read_input_file(args.csr) if args.csr else None
-    password = p12_password(args) if args.p12 else None
+    password = _p12_password_or_refusal(args, "--p12") if args.p12 else None
     outputs = open_outputs(
         [
             ("--cert-out", args.cert_out, False),
@@ -90,9 +109,21 @@ def _cert_issue(args: argparse.Namespace) -> int:
         ]
     )
     files = {out.option: out for out in outputs}
-    issued = None
-    p12: bytes | None = None
-    p12_error: str | None = None
+
+    def stage(issued: Any) -> None:  # called by the store before it commits
+        record = issued.record
+        if "--cert-out" in files:
+            files["--cert-out"].stage(record.certificate.encode("ascii"))
+        if "--key-out" in files and issued.private_key is not None:
+            files["--key-out"].stage(issued.private_key.encode("ascii"))
+        if "--p12" in files:
+            files["--p12"].stage(
+                store.pkcs12_bundle(
+                    record, private_key=issued.private_key, password=password,
+                    legacy=args.p12_legacy,
+                )
+            )
+
     try:
         with open_store_from_args(args) as store:
             require_managed_ca(store)
@@ -102,46 +133,29 @@ def _cert_issue(args: argparse.Namespace) -> int:
                 subject=args.subject,
                 common_name=args.cn,
                 validity_days=args.validity_days,
+                before_commit=stage,
             )
-            # From here on a failure must not lose the key: _rescue prints it.
-            if args.p12:
-                try:
-                    p12 = store.export_pkcs12(
-                        issued.record.id,
-                        private_key=issued.private_key,
-                        password=password,
-                        legacy=args.p12_legacy,
-                    )
-                except RuleError as exc:
-                    p12_error = f"cannot build the PKCS#12 bundle {args.p12}: {exc}"
-    finally:
-        if issued is None:  # nothing issued: leave the file system as it was
-            for out in outputs:
-                out.discard()
-    assert issued is not None
-    if p12_error is not None:
-        for out in outputs:
+    except BaseException:
+        for out in outputs:  # nothing was issued: leave the file system as it was
             out.discard()
-        _rescue(args, issued, set(), p12_error)
+        raise
+    # Committed: put the staged files in place.
     record = issued.record
     written: set[str] = set()
-    try:
-        if "--cert-out" in files:
-            files["--cert-out"].write(record.certificate.encode("ascii"))
-            written.add("--cert-out")
-        if "--key-out" in files and issued.private_key is not None:
-            files["--key-out"].write(issued.private_key.encode("ascii"))
-            written.add("--key-out")
-        if p12 is not None:
-            files["--p12"].write(p12)
-            written.add("--p12")
-    except ConfigError as exc:
-        for out in outputs:
-            out.discard()  # the ones not reached (removed again if this created them)
-        _rescue(args, issued, written, str(exc))
+    for out in outputs:
+        try:
+            out.commit()
+            written.add(out.option)
+        except ConfigError as exc:
+            for other in outputs:
+                other.discard()
+            _rescue(args, issued, written, str(exc))
     key_written = "--key-out" in written
     if args.json:
-        print_json(issued.to_dict())
+        data = issued.to_dict()
+        if key_written or "--p12" in written:
+            data.pop("private_key", None)  # in the 0600 file: never also on stdout
+        print_json(data)
         return 0
     print(f"Issued client certificate {record.id}")
     print_fields(_cert_pairs(record))
@@ -153,10 +167,12 @@ def _cert_issue(args: argparse.Namespace) -> int:
     if issued.private_key is not None:
         if key_written:
             print(f"Private key written to {args.key_out} (mode 0600; edgerules keeps no copy)")
+        elif "--p12" in written:
+            print(f"Private key written only into {args.p12} (edgerules keeps no copy)")
         else:
             print("\nPrivate key (shown only this once; edgerules keeps no copy):")
             sys.stdout.write(issued.private_key)
-    if p12 is not None:
+    if "--p12" in written:
         print(f"PKCS#12 bundle (certificate, key, CA) written to {args.p12}")
     return 0
 
@@ -253,9 +269,12 @@ def _cert_transition(args: argparse.Namespace) -> int:
 
 def _cert_export(args: argparse.Namespace) -> int:
     key = read_input_file(args.key) if args.key else None
+    password = _p12_password_or_refusal(args, "--p12 with --key") if key is not None else (
+        p12_password(args)
+    )
     with open_store_from_args(args, read_only=True) as store:
         data = store.export_pkcs12(
-            args.id, private_key=key, password=p12_password(args), legacy=args.p12_legacy
+            args.id, private_key=key, password=password, legacy=args.p12_legacy
         )
     # Output: a bundle holding the key is 0600 even when the file existed with another mode
     Output("--p12", args.p12, private=key is not None).write(data)

@@ -15,6 +15,7 @@ import json
 import os
 import stat
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -139,52 +140,105 @@ def p12_password(args: argparse.Namespace) -> bytes | None:
 
 
 class Output:
-    """An output file opened (and so checked) before a certificate is issued.
+    """An output file written crash-safely (issue 9.10).
 
-    The file is opened without truncating it: an existing file keeps its content until
-    :meth:`write`, and a file this created is removed again by :meth:`discard` (used when
-    issuing fails), so a failed command changes nothing."""
+    Opened — so checked — before anything is issued: a temporary file is created next to
+    the target (same directory, so the final rename is atomic). :meth:`stage` writes and
+    fsyncs the data there (before the store commits the certificate); :meth:`commit`
+    renames it over the target and fsyncs the directory (after the commit). A crash
+    between the commit and the rename leaves the key in the temporary file
+    (``.NAME.*.tmp``), never lost; a failure before the commit leaves every existing file
+    as it was. A key or PKCS#12 file is 0600; a public one keeps the mode of the file it
+    replaces (0644 minus the umask when new). A target that exists and is not a regular
+    file (``/dev/stdout``, a FIFO) is opened now and written at :meth:`commit`."""
 
     def __init__(self, option: str, path: str, *, private: bool = False) -> None:
         self.option = option
         self.path = path
         self.private = private
-        self.created = False
-        mode = 0o600 if private else 0o644
+        self._real = os.path.realpath(path)
+        self._data: bytes | None = None
+        self._fd: int | None = None
+        self._tmp: str | None = None
         try:
-            try:
-                self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-                self.created = True
-            except FileExistsError:
-                self._fd = os.open(path, os.O_WRONLY)
+            if os.path.exists(self._real) and not os.path.isfile(self._real):
+                if os.path.isdir(self._real):
+                    raise IsADirectoryError(21, "Is a directory")
+                self._fd = os.open(self._real, os.O_WRONLY)  # a device or a FIFO
+                return
+            directory, base = os.path.split(self._real)
+            fd, self._tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=directory)
+            self._fd = fd
+            os.fchmod(fd, self._mode())
         except OSError as exc:
+            self.discard()
             raise ConfigError(f"cannot write {path} ({option}): {exc.strerror or exc}") from None
 
-    def write(self, data: bytes) -> None:
-        fd, self._fd = self._fd, None
-        assert fd is not None, "written twice"
+    def _mode(self) -> int:
+        if self.private:
+            return 0o600
         try:
-            with os.fdopen(fd, "wb") as fh:
-                if stat.S_ISREG(os.fstat(fd).st_mode):
-                    os.ftruncate(fd, 0)
-                    if self.private and not self.created:
-                        os.fchmod(fd, 0o600)  # an existing file: the key is still private
-                fh.write(data)
+            return stat.S_IMODE(os.stat(self._real).st_mode)
+        except OSError:
+            umask = os.umask(0)
+            os.umask(umask)
+            return 0o644 & ~umask
+
+    def stage(self, data: bytes) -> None:
+        """Write and fsync ``data`` into the temporary file (before the commit)."""
+        self._data = data
+        if self._tmp is None:
+            return  # a device or FIFO: written at commit()
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, 0)
+            os.lseek(self._fd, 0, os.SEEK_SET)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            os.fsync(self._fd)
         except OSError as exc:
-            if self.created:  # do not leave a partial file behind
-                with contextlib.suppress(OSError):
-                    os.unlink(self.path)
             raise ConfigError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
-    def discard(self) -> None:
-        """Close without writing; remove the file if this created it (still empty)."""
+    def commit(self) -> None:
+        """Put the staged data in place (after the commit)."""
         fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        with contextlib.suppress(OSError):
+        assert fd is not None and self._data is not None, "commit() without stage()"
+        try:
+            if self._tmp is None:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(self._data)
+                return
             os.close(fd)
-            if self.created:
-                os.unlink(self.path)
+            os.replace(self._tmp, self._real)
+            self._tmp = None
+            dir_fd = os.open(os.path.dirname(self._real), os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+
+    def write(self, data: bytes) -> None:
+        """:meth:`stage` then :meth:`commit` (outputs of commands that commit nothing)."""
+        try:
+            self.stage(data)
+            self.commit()
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        """Close without writing; remove the temporary file."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        tmp, self._tmp = self._tmp, None
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def open_outputs(specs: Sequence[tuple[str, str | None, bool]]) -> list[Output]:
@@ -210,12 +264,33 @@ def open_outputs(specs: Sequence[tuple[str, str | None, bool]]) -> list[Output]:
     return outputs
 
 
+# Characters that drive a terminal (C0/C1 controls, DEL, line/paragraph separators, bidi
+# embeddings/overrides/isolates): shown escaped, never sent raw (issue 9.10 — a CSR
+# subject like "CN=\x1b]0;..." must not rewrite the operator's screen).
+_UNSAFE = [
+    *range(0x20), *range(0x7F, 0xA0), 0x200E, 0x200F, 0x2028, 0x2029,
+    *range(0x202A, 0x202F), *range(0x2066, 0x206A),
+]
+_ESCAPES = {c: f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}" for c in _UNSAFE}
+
+
+def safe(text: object, *, keep: str = "") -> str:
+    """``text`` with terminal control characters escaped (``\\x1b``); ``keep`` lists
+    characters left alone (``"\\n"`` for multi-line messages)."""
+    value = str(text)
+    if value.isprintable() and value.isascii():
+        return value
+    table = _ESCAPES if not keep else {c: e for c, e in _ESCAPES.items() if chr(c) not in keep}
+    return value.translate(table)
+
+
 def print_json(obj: object) -> None:
+    # ensure_ascii (the default) escapes every control character as \uXXXX
     print(json.dumps(obj, indent=2, sort_keys=False))
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
+    cells = [[safe(h) for h in headers]] + [["" if v is None else safe(v) for v in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for n, row in enumerate(cells):
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
@@ -226,7 +301,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
 def print_fields(pairs: Sequence[tuple[str, object]]) -> None:
     width = max(len(k) for k, _ in pairs)
     for key, value in pairs:
-        print(f"{key.ljust(width)}  {'' if value is None else value}".rstrip())
+        print(f"{key.ljust(width)}  {'' if value is None else safe(value)}".rstrip())
 
 
 def key_type_option(parser: Any, help_text: str) -> None:
@@ -237,7 +312,12 @@ def p12_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--p12-password-file",
         metavar="FILE",
-        help="PKCS#12 password file (default: $EDGERULES_P12_PASSWORD; none = unencrypted)",
+        help="PKCS#12 password file (default: $EDGERULES_P12_PASSWORD)",
+    )
+    p.add_argument(
+        "--p12-no-password",
+        action="store_true",
+        help="allow a bundle holding a private key without a password (unencrypted)",
     )
     p.add_argument(
         "--p12-legacy",

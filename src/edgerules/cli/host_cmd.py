@@ -15,12 +15,13 @@ from edgerules.cli.common import (
     print_json,
     print_table,
     require_managed_ca,
+    safe,
     store_options,
 )
 
 
 def _ca_label(ref: str | None) -> str:
-    return "the managed CA" if ref in (None, "managed") else f"CA {ref}"
+    return "the managed CA" if ref in (None, "managed") else f"CA {safe(ref)}"
 
 
 def _host_assign(args: argparse.Namespace, *, replace: bool) -> int:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -111,10 +111,15 @@ class Store(ABC):
         common_name: str | None = None,
         validity_days: int = issuing.DEFAULT_VALIDITY_DAYS,
         now: datetime | None = None,
+        before_commit: Callable[[IssuedCertificate], None] | None = None,
     ) -> IssuedCertificate:
         """Sign ``csr`` (its subject is kept) or a freshly generated key (returned once).
 
-        The key and signature work happens before the backend's write transaction."""
+        The key and signature work happens before the backend's write transaction.
+        ``before_commit`` is called with the signed certificate (and generated key) before
+        it is stored: the CLI writes and fsyncs its output files there, so that a crash
+        never leaves an active certificate whose key was lost (issue 9.10). If it raises,
+        nothing is stored."""
         days = issuing.check_validity_days(validity_days, self.max_validity_days)
         request = issuing.client_request(
             csr=csr, key_type=key_type, subject=subject, common_name=common_name
@@ -133,9 +138,12 @@ class Store(ABC):
             record = inspect.client_certificate_record(
                 self._new_certificate_id(), cert, request.csr_pem, ca, days, "active"
             )
+            issued = IssuedCertificate(record, request.private_key_pem)
+            if before_commit is not None:
+                before_commit(issued)
             # A duplicate serial: 2**-159 per pair, practically never, but never silent.
             if self._insert_certificate(record):
-                return IssuedCertificate(record, request.private_key_pem)
+                return issued
         raise PKIError("could not allocate a unique serial number")  # pragma: no cover
 
     @abstractmethod
@@ -161,7 +169,20 @@ class Store(ABC):
         legacy: bool = False,
     ) -> bytes:
         """The certificate (+ the managed CA, + ``private_key`` when given) as PKCS#12."""
-        record = self.get_certificate(cert_id)
+        return self.pkcs12_bundle(
+            self.get_certificate(cert_id), private_key=private_key, password=password,
+            legacy=legacy,
+        )
+
+    def pkcs12_bundle(
+        self,
+        record: ClientCertificate,
+        *,
+        private_key: str | bytes | None = None,
+        password: bytes | None = None,
+        legacy: bool = False,
+    ) -> bytes:
+        """:meth:`export_pkcs12` for a record in hand (one not committed yet, too)."""
         ca = self.managed_ca(create=False)
         assert ca is not None  # a certificate exists, so its CA does
         key = None
