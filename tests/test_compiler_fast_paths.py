@@ -139,11 +139,14 @@ def test_matches_keeps_coercion_and_alias_rules() -> None:
     f = edgerules.compile('s eq "a" and i eq 3 and b', SCHEME)
     assert f.matches({"s": "a", "i": 3, "b": True})
     assert f.matches({"alias.s": "a", "i": 3, "b": True})
-    assert not f.matches({"s": "a", "alias.s": "x", "i": 3, "b": True})  # the alias wins
+    assert f.matches({"s": "a", "alias.s": "x", "i": 3, "b": True})  # the canonical name wins
     assert f.matches({"s": b"a", "i": 3, "b": True})
+    # A wrong value raises when evaluation reads it (reads are lazy: a field that a
+    # short-circuit skips is not read, so not checked).
     for bad in ({"s": 1}, {"i": "3"}, {"i": True}, {"i": 1 << 63}, {"b": 1}, {"s": "\ud800"}):
         with pytest.raises(ContextError):
-            f.matches(bad)
+            f.matches({"s": "a", "i": 3, "b": True, **bad})
+    assert f.matches({"s": "x", "i": "3"}) is False  # i is never read
 
 
 def test_ip_text_parsing_matches_ipaddress() -> None:

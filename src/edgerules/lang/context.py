@@ -43,7 +43,14 @@ from edgerules.lang.types import (
 if TYPE_CHECKING:
     from edgerules.lang.scheme import Scheme
 
-__all__ = ["Context", "make_coercer"]
+__all__ = ["HEADER_MAPS", "Context", "make_coercer"]
+
+# Map fields whose keys are HTTP header names: matched case-insensitively (lowercased at
+# the Context boundary; ``matchgen`` looks a rule's lowercase key up, then compares
+# lowercased names).
+HEADER_MAPS = frozenset(
+    {"http.request.headers", "http.response.headers", "raw.http.response.headers"}
+)
 
 _IPV4 = ipaddress.IPv4Address
 _IPV6 = ipaddress.IPv6Address
@@ -112,8 +119,10 @@ def _coercer(name: str, t: Type) -> Callable[[object], object]:
             if type(value) is bytes:
                 return value
             if type(value) is str or isinstance(value, str):
+                # U+DC80..U+DCFF stand for the bytes 0x80..0xFF (surrogateescape, as
+                # Python decodes undecodable bytes); other lone surrogates are errors.
                 try:
-                    return value.encode("utf-8")  # type: ignore[union-attr]
+                    return value.encode("utf-8", "surrogateescape")  # type: ignore[union-attr]
                 except UnicodeEncodeError:
                     raise fail(value, "a UTF-8 encodable string") from None
             if isinstance(value, (bytes, bytearray, memoryview)):
@@ -188,6 +197,7 @@ def _coercer(name: str, t: Type) -> Callable[[object], object]:
 
     if isinstance(t, Map):
         elem = _coercer(f"{name}[]", t.value)
+        lower = name in HEADER_MAPS
 
         def coerce_map(value: object) -> object:
             if not isinstance(value, Mapping):
@@ -195,11 +205,20 @@ def _coercer(name: str, t: Type) -> Callable[[object], object]:
             out: dict[bytes, object] = {}
             for key, item in value.items():
                 if type(key) is str:
-                    bkey = key.encode("utf-8")
+                    bkey = key.encode("utf-8", "surrogateescape")
                 elif type(key) is bytes:
                     bkey = key
                 else:
                     raise fail(key, "str or bytes map keys")
+                if lower:
+                    # Header names are case-insensitive: lowercased here (ASCII, as
+                    # Cloudflare does), so a rule's lowercase key finds "X-Env" too.
+                    bkey = bkey.lower()
+                    if bkey in out:
+                        raise ContextError(
+                            f'field "{name}": header name {bkey.decode("latin-1")!r} is given '
+                            "twice (in two spellings); merge the values into one list"
+                        )
                 out[bkey] = elem(item)
             return out
 
@@ -226,11 +245,12 @@ class Context:
         values: Mapping[str, object] | None = None,
         *,
         only: Iterable[str] | None = None,
+        strict: bool = True,
     ) -> None:
         self.scheme = scheme
         self.values: list[object] = list(scheme._defaults)
         if values:
-            self.update(values, only=only)
+            self.update(values, only=only, strict=strict)
 
     def set(self, name: str, value: object) -> None:
         """Coerce and store ``value`` for field ``name`` (canonical name or alias).
@@ -253,27 +273,65 @@ class Context:
         fld = self.scheme.get(name)
         return default if fld is None else self.values[fld.index]
 
-    def update(self, mapping: Mapping[str, object], *, only: Iterable[str] | None = None) -> None:
-        """Set every field of ``mapping`` — or, with ``only``, just those names that the
-        mapping has (each read with one ``mapping[name]``; absent names keep defaults)."""
+    def update(
+        self,
+        mapping: Mapping[str, object],
+        *,
+        only: Iterable[str] | None = None,
+        strict: bool = True,
+    ) -> None:
+        """Set every field of ``mapping`` — or, with ``only``, just those fields (each
+        read with one ``mapping[name]``; absent names keep defaults).
+
+        A field given under its canonical name and an alias takes the canonical name's
+        value (every path resolves aliases so). With ``only``, a field absent under its
+        canonical name is looked up under its aliases, and when one is absent the
+        mapping's keys are checked: a name outside the scheme is a ``ContextError`` with
+        a suggestion unless ``strict=False`` (without ``only`` every key is set, so an
+        unknown one always raises)."""
+        scheme = self.scheme
+        by_name = scheme._by_name
         if only is None:
             for name, value in mapping.items():
+                fld = by_name.get(name) if type(name) is str else None
+                if fld is not None and fld.name != name and fld.name in mapping:
+                    continue  # the canonical name wins over an alias
+                if fld is None and not strict and type(name) is str:
+                    continue
                 self.set(name, value)
             return
         # ``set`` inline (this runs once per field per request).
-        by_name = self.scheme._by_name
-        coercers = self.scheme._coercers
+        coercers = scheme._coercers
+        aliases_of = scheme._aliases_of
         values = self.values
+        seen: set[int] = set()
+        absent = False
         for name in only:
-            try:
-                value = mapping[name]
-            except KeyError:
-                continue
-            fld = by_name.get(name)
+            fld = by_name.get(name) if type(name) is str else None
             if fld is None:
-                self.set(name, value)  # raises ContextError with a suggestion
-            else:
-                values[fld.index] = coercers[fld.index](value)
+                scheme.field(name)  # raises ContextError with a suggestion
+                continue  # pragma: no cover
+            index = fld.index
+            if index in seen:
+                continue
+            seen.add(index)
+            try:
+                value = mapping[fld.name]
+            except KeyError:
+                for alias in aliases_of[index]:
+                    try:
+                        value = mapping[alias]
+                        break
+                    except KeyError:
+                        pass
+                else:
+                    absent = True
+                    continue
+            values[index] = coercers[index](value)
+        if absent and strict:
+            from edgerules.lang.matchgen import check_keys
+
+            check_keys(scheme, mapping)
 
     def reset(self, name: str) -> None:
         """Give field ``name`` its default again."""

@@ -254,17 +254,21 @@ class Filter:
         return self.execute(ctx)
 
     def _make_lazy_matches(self) -> Callable[[Mapping[str, object]], bool]:
-        real: Callable[[Mapping[str, object]], bool] | None = None
+        real: Callable[..., bool] | None = None
 
-        def matches(fields: Mapping[str, object]) -> bool:
+        def matches(fields: Mapping[str, object], strict: bool = True) -> bool:
             """Evaluate against a plain mapping ``{field name: value}``.
 
-            Only the fields the filter reads are looked up, once each (so a lazily
-            computed mapping computes only those); values are coerced as ``Context``
-            does (str -> bytes, str -> IP, …); absent fields take their defaults.
+            A field is looked up when evaluation reaches it, once per call (so a lazily
+            computed mapping computes only those), and compared as ``Context`` would
+            after coercion (str -> UTF-8 bytes, IP text -> address, …); an absent field
+            takes its alias's value, else its default. When a field the filter reads is
+            absent, the mapping's keys are checked: a name outside the scheme is a
+            ``ContextError`` with a suggestion (``strict=False`` allows extra keys).
 
             Raises:
-                ContextError: a value of the wrong type for a field the filter reads.
+                ContextError: a value of the wrong type for a field evaluation reads; an
+                    unknown key (see above); ``fields`` is not a mapping.
             """
             # First call: build the dense closures, then replace this bootstrap. A caller
             # may hold this bootstrap (``m = f.matches`` before the first call), so it
@@ -272,11 +276,32 @@ class Filter:
             nonlocal real
             if real is None:
                 real = self.matches = self._make_matches()
-            return real(fields)
+            return real(fields, strict)
 
         return matches
 
-    def _make_matches(self) -> Callable[[Mapping[str, object]], bool]:
+    def _make_matches(self) -> Callable[..., bool]:
+        """The generated ``matches`` (``matchgen``: lazy reads, ``str`` comparisons), or
+        for expressions it does not cover the dense closure path below."""
+        from edgerules.lang.matchgen import build_matches
+
+        generated = build_matches(self._checked)
+        if generated is not None:
+            return generated
+        dense = self._make_dense_matches()
+        scheme = self.scheme
+        names = self._readable_names()
+
+        def matches(fields: Mapping[str, object], strict: bool = True) -> bool:
+            if strict and isinstance(fields, Mapping) and any(n not in fields for n in names):
+                from edgerules.lang.matchgen import check_keys
+
+                check_keys(scheme, fields)
+            return dense(fields)
+
+        return matches
+
+    def _make_dense_matches(self) -> Callable[[Mapping[str, object]], bool]:
         """Compile a second closure tree that reads a dense list holding only this
         filter's fields, and a reader that fills it from a mapping (aliases included),
         with the common coercions (str -> bytes, bools) inline."""

@@ -79,6 +79,7 @@ class Scheme:
     __slots__ = (
         "__weakref__",
         "_aliases",
+        "_aliases_of",
         "_by_name",
         "_check_cache",
         "_coercers",
@@ -138,6 +139,11 @@ class Scheme:
         # Built once: ``aliases`` is read per matches()/context() compile and per trace.
         self._aliases: Mapping[str, str] = MappingProxyType(
             {n: f.name for n, f in by_name.items() if n != f.name}
+        )
+        # Per slot: the field's aliases, in declaration order (read when the canonical
+        # name is absent).
+        self._aliases_of: tuple[tuple[str, ...], ...] = tuple(
+            tuple(a for a, c in self._aliases.items() if c == f.name) for f in out
         )
         # The checker's per-scheme table (name -> (Field, static Info)), filled on use.
         self._check_cache: dict[str, Any] = {}
@@ -255,7 +261,8 @@ class Scheme:
         (20000, True)
         """
         new = object.__new__(Scheme)
-        for name in ("_aliases", "_by_name", "_coercers", "_defaults", "_fields", "_names"):
+        for name in ("_aliases", "_aliases_of", "_by_name", "_coercers", "_defaults",
+                     "_fields", "_names"):
             setattr(new, name, getattr(self, name))
         new._check_cache = {}
         new._limits = self._limits if limits is None else _check_limits(limits)
@@ -269,13 +276,18 @@ class Scheme:
     # -- conveniences --------------------------------------------------------------------
 
     def context(
-        self, values: Mapping[str, object] | None = None, *, only: Iterable[str] | None = None
+        self,
+        values: Mapping[str, object] | None = None,
+        *,
+        only: Iterable[str] | None = None,
+        strict: bool = True,
     ) -> Context:
         """A new ``Context`` of this scheme, filled from ``values`` (only the ``only`` keys
-        when given)."""
+        when given; ``strict=False`` ignores keys outside the scheme, see
+        ``Context.update``)."""
         from edgerules.lang.context import Context
 
-        return Context(self, values, only=only)
+        return Context(self, values, only=only, strict=strict)
 
 
 def _check_limits(limits: object) -> ExpressionLimits:
