@@ -304,6 +304,7 @@ class _Gen:
         self.sites: dict[str, int] = {}  # field name -> read sites emitted so far
         self.rechecked: set[str] = set()  # fields needing ``v = U`` at the top
         self.temps = 0
+        self.depth = 0
 
     def temp(self) -> str:
         self.temps += 1
@@ -364,6 +365,15 @@ class _Gen:
     # -- predicates --------------------------------------------------------------------
 
     def pred(self, node: Any, ready: frozenset[str]) -> tuple[str, frozenset[str]]:
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise _Unsupported  # CPython's parser refuses ~200 nested parentheses
+        try:
+            return self._pred(node, ready)
+        finally:
+            self.depth -= 1
+
+    def _pred(self, node: Any, ready: frozenset[str]) -> tuple[str, frozenset[str]]:
         tp = type(node)
         if tp is ast.Logical:
             return self.logical(node, ready)
@@ -662,6 +672,11 @@ def _anchored_prefix(rx: Any) -> str:
 # same shape share it). Bounded: least recently used shapes are dropped.
 _CODE: OrderedDict[str, Any] = OrderedDict()
 _CODE_MAX = 2048
+# Deeper expressions (each level adds a few parentheses) and longer sources take the
+# closure path: CPython's parser stops at 200 nested parentheses, and compile() time
+# grows with the text.
+_MAX_DEPTH = 40
+_MAX_SOURCE = 40_000
 
 
 def build_matches(checked: Checked) -> Callable[..., bool] | None:
@@ -671,6 +686,8 @@ def build_matches(checked: Checked) -> Callable[..., bool] | None:
     try:
         text = gen.source()
     except _Unsupported:
+        return None
+    if len(text) > _MAX_SOURCE:
         return None
     code = _CODE.get(text)
     if code is None:
