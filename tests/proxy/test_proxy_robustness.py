@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import http.client
 import os
 import signal
 import socket
@@ -222,27 +224,37 @@ def test_slow_upstream_504(proxy, pki):
 
 
 def test_connection_limit(pki, origin):
+    """At the limit a newcomer evicts the oldest connection that is not in a request;
+    when every connection is in a request, the newcomer is answered 503."""
     with running_proxy(
         f"http://127.0.0.1:{origin.port}", validator=make_validator(pki), limits=Limits(max_connections=2)
     ) as p:
         a = Client(p.port, cert=pki.valid)
         b = Client(p.port, cert=pki.valid)
         assert a.request("GET", "/")[0] == 200 and b.request("GET", "/")[0] == 200
-        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-            c = Client(p.port, cert=pki.valid)
-            c.request("GET", "/")
+        with Client(p.port, cert=pki.valid) as c:  # a, b idle: a (the oldest) makes room
+            assert c.request("GET", "/")[0] == 200
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError, http.client.HTTPException)):
+            a.request("GET", "/")
         a.close()
         b.close()
-        for _ in range(100):  # the slots free up as soon as the proxy sees the close
-            try:
-                with Client(p.port, cert=pki.valid) as d:
-                    assert d.request("GET", "/")[0] == 200
-                break
-            except (ssl.SSLError, ConnectionError, OSError):
-                time.sleep(0.05)
-        else:
-            pytest.fail("connection slots never freed")
-        assert p.server.stats["rejected"] >= 1
+        assert p.server.stats["evicted"] >= 1
+        # every slot in a request (slow origin): the newcomer gets 503, not a reset
+        busy = [Client(p.port, cert=pki.valid) for _ in range(2)]
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            slow = [pool.submit(x.request, "GET", "/slow?ms=1500") for x in busy]
+            for _ in range(100):  # wait until both requests are in the proxy
+                if sum(not c.idle for c in p.server._conns.values()) == 2:
+                    break
+                time.sleep(0.02)
+            with Client(p.port, cert=pki.valid) as d:
+                status, resp, _ = d.request("GET", "/")
+            assert status == 503
+            assert resp.getheader("Retry-After") == "1"
+            assert [f.result()[0] for f in slow] == [200, 200]
+        for x in busy:
+            x.close()
+        assert p.server.stats["overflow_503"] >= 1
 
 
 def test_rule_exception_is_500_and_server_survives(pki, origin):

@@ -101,8 +101,45 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-header-bytes", type=int, default=32 * 1024)
     p.add_argument("--max-headers", type=int, default=100)
     p.add_argument("--handshake-timeout", type=float, default=10.0)
+    p.add_argument(
+        "--first-request-timeout",
+        type=float,
+        default=5.0,
+        help="seconds from the handshake to a complete first request head (default %(default)s)",
+    )
     p.add_argument("--header-timeout", type=float, default=10.0)
     p.add_argument("--idle-timeout", type=float, default=30.0)
+    p.add_argument(
+        "--max-connection-requests",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="requests served on one connection, then it is closed (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-connection-age",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="no new request on a connection older than this (default %(default)s)",
+    )
+    p.add_argument(
+        "--validation-budget",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="time for validating a client certificate chain; a chain over it is not "
+        "verified (default %(default)s)",
+    )
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        default=0.25,
+        metavar="SECONDS",
+        help="how old the store state (revocations, mTLS hostnames, CAs) used for a request "
+        "may be: a change made by another process reaches open connections within it "
+        "(default %(default)s)",
+    )
     p.add_argument("--body-timeout", type=float, default=30.0)
     p.add_argument("--connect-timeout", type=float, default=5.0)
     p.add_argument("--upstream-timeout", type=float, default=30.0)
@@ -121,8 +158,12 @@ def build_server(args: argparse.Namespace) -> Any:
     limits = Limits(
         max_connections=args.max_connections,
         handshake_timeout=args.handshake_timeout,
+        first_request_timeout=args.first_request_timeout,
         header_timeout=args.header_timeout,
         idle_timeout=args.idle_timeout,
+        max_connection_requests=args.max_connection_requests,
+        max_connection_age=args.max_connection_age,
+        validation_budget=args.validation_budget,
         body_timeout=args.body_timeout,
         max_header_bytes=args.max_header_bytes,
         max_header_count=args.max_headers,
@@ -147,6 +188,7 @@ def build_server(args: argparse.Namespace) -> Any:
         forwarding=ForwardingPolicy.from_styles(args.forward.split(","), every_request=every),
         forwarding_by_host=by_host,
         preserve_host=not args.rewrite_host,
+        poll_interval=args.poll_interval,
     )
     decider: Any = AllowAll()
     lists = None
@@ -172,7 +214,9 @@ def build_server(args: argparse.Namespace) -> Any:
 
         # An existing store only (a mistyped path is an error, never a new empty store),
         # read-only: the proxy never writes, and may run from a read-only file or volume.
-        store = open_store(store_path, read_only=True)
+        store = open_store(
+            store_path, read_only=True, revocation_poll_interval=args.poll_interval
+        )
     else:
         print("edgerules proxy: no --store given, no hostname has mTLS enabled", file=sys.stderr)
     if store is not None and not args.cert:

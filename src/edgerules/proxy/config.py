@@ -30,10 +30,17 @@ __all__ = [
 class Limits:
     """Robustness limits. Defaults are conservative values for an internet-facing proxy."""
 
-    max_connections: int = 1024  # concurrent client connections; extra ones are closed at once
+    # concurrent client connections; at the limit the oldest connection that is not in a
+    # request is closed for the new one, and when every one is in a request the new
+    # connection is answered 503 (up to max_connections // 16 + 8 more, then refused)
+    max_connections: int = 1024
     handshake_timeout: float = 10.0  # whole TLS handshake
+    first_request_timeout: float = 5.0  # handshake done -> first request head complete
     header_timeout: float = 10.0  # whole request head (line + headers) once its first byte came
-    idle_timeout: float = 30.0  # keep-alive wait for the next request (and for the first one)
+    idle_timeout: float = 30.0  # keep-alive wait for the next request
+    max_connection_requests: int = 1000  # requests per connection; the last says "close"
+    max_connection_age: float = 600.0  # seconds a connection may be used for new requests
+    validation_budget: float = 1.0  # seconds for a client certificate chain's validation
     body_timeout: float = 30.0  # max silence while reading a request body
     max_header_bytes: int = 32 * 1024  # request line + headers; over → 431
     max_header_count: int = 100  # header fields; over → 431
@@ -115,18 +122,21 @@ class ProxyConfig:
     forwarding_by_host: Mapping[str, ForwardingPolicy] = field(default_factory=dict)
     preserve_host: bool = True  # send the client's Host to the origin (X-Forwarded-Host always set)
     server_name: str = "edgerules"
-    mtls_cache_ttl: float = 2.0  # seconds an SNI → validator lookup in the store is reused
+    # Seconds a store read (a hostname's mTLS validator) is reused: the bound within which
+    # a trust change committed by another process reaches open connections (issue 9
+    # item 1). The CLI opens the store with the same revocation_poll_interval.
+    poll_interval: float = 0.25
 
     def __post_init__(self) -> None:
         self.upstream_parsed = parse_upstream(self.upstream)
-        ttl = self.mtls_cache_ttl
+        ttl = self.poll_interval
         if (
             not isinstance(ttl, int | float)
             or isinstance(ttl, bool)
             or not math.isfinite(ttl)
             or ttl < 0
         ):
-            raise ConfigError(f"mtls_cache_ttl must be a finite number >= 0, got {ttl!r}")
+            raise ConfigError(f"poll_interval must be a finite number >= 0, got {ttl!r}")
         if (self.cert_file is None) != (self.key_file is None):
             raise ConfigError("--cert and --key must be given together")
         self.forwarding_by_host = {

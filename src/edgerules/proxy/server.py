@@ -1,9 +1,10 @@
 """The proxy server: accepts TCP, terminates TLS, speaks HTTP/1.1 (h11), decides, forwards.
 
-Owns: connection lifecycle (limit, handshake, keep-alive loop, timeouts), the per
-connection client-certificate verdict (validator runs **once** per connection, after
-the handshake), the per request decision and forwarding, error responses, graceful
-shutdown and the access log records.
+Owns: connection lifecycle (limit and eviction, handshake, keep-alive loop, timeouts,
+lifetime caps), the client-certificate verdict of a connection (path validation once,
+after the handshake, off the event loop; re-checked against the current trust and
+revocation state on every request), the per request decision and forwarding, error
+responses, graceful shutdown and the access log records.
 
 Invariants:
 * Whatever happens on one connection (bad TLS record, malformed HTTP, slow client,
@@ -17,6 +18,15 @@ Invariants:
   framings; ``Connection`` tokens never remove framing headers (``forwarding``).
 * A ``Host`` naming an mTLS host other than the SNI is refused (421, closed) before any
   rule runs (``_misdirected``): the certificate verdict belongs to the SNI's host.
+* Every request is decided with the trust and revocation state read from the store at
+  most ``poll_interval`` ago (``certstate.TrustState``): the connection's verdict is
+  stamped with the validator and revocation version it was computed under and
+  recomputed when either moved (issue 9 item 1). A connection serves at most
+  ``max_connection_requests`` requests and ``max_connection_age`` seconds.
+* Idle connections cannot lock clients out (issue 9 item 3): at ``max_connections`` a
+  new connection evicts the oldest connection that is not in a request (those that
+  never sent one first); when every connection is in a request, the newcomer is
+  answered 503 (a bounded overflow), never silently reset while slots are idle.
 * During shutdown no new connection is accepted, idle keep-alive connections are
   closed, in-flight requests finish (with ``Connection: close``) within the grace time.
 """
@@ -43,6 +53,7 @@ from edgerules.enforcement.forwarding import (
 )
 from edgerules.enforcement.request_fields import RequestInfo
 from edgerules.proxy.accesslog import AccessLog
+from edgerules.proxy.certstate import TrustState, ValidationPool
 from edgerules.proxy.config import ProxyConfig
 from edgerules.proxy.tls import ServerTLS, TLSError, TLSInfo, TLSStream, close_transport
 from edgerules.proxy.upstream import UpstreamConnection, UpstreamError, UpstreamPool
@@ -104,14 +115,22 @@ class ProxyServer:
         *,
         store: Any = None,
         mtls_lookup: Callable[[str | None], Any] | None = None,
+        revocation_version: Callable[[], int] | None = None,
         access_log: AccessLog | None = None,
     ) -> None:
         self.config = config
         self.limits = config.limits
         self.decider: Decider = decider if decider is not None else AllowAll()
         self.store = store
-        self._mtls_lookup = mtls_lookup
-        self._mtls_cache: dict[str, tuple[float, Any]] = {}
+        # ``mtls_lookup`` (embedding, tests) replaces the store's hostname lookup;
+        # ``revocation_version`` then says when revocation answers may have changed.
+        self.trust = TrustState(
+            store=store,
+            lookup=mtls_lookup,
+            revocation_version=revocation_version,
+            poll_interval=config.poll_interval,
+        )
+        self.validation = ValidationPool(budget=self.limits.validation_budget)
         self.access_log = access_log if access_log is not None else AccessLog(None)
         self.tls = ServerTLS(
             cert_file=config.cert_file,
@@ -129,35 +148,39 @@ class ProxyServer:
         self.not_requested = NOT_REQUESTED
         self._server: asyncio.AbstractServer | None = None
         self._conns: dict[asyncio.Task[Any], _ClientConnection] = {}
+        # Connections not in a request, in the order they became so (evicted oldest
+        # first): those that never sent a request, then keep-alive ones between requests.
+        self._fresh: dict[_ClientConnection, None] = {}
+        self._between: dict[_ClientConnection, None] = {}
+        self._overflow = 0  # connections beyond the limit, being answered 503
+        self.max_overflow = self.limits.max_connections // 16 + 8
         self.draining = False
         self.port: int | None = None
-        self.stats = {"connections": 0, "rejected": 0, "tls_failures": 0, "requests": 0}
+        self.stats = {
+            "connections": 0,
+            "rejected": 0,
+            "evicted": 0,
+            "overflow_503": 0,
+            "tls_failures": 0,
+            "requests": 0,
+            "reverified": 0,
+        }
         self._stopped: asyncio.Event | None = None  # created in start(), on the loop
 
     # -- mTLS lookup ---------------------------------------------------------------
     def validator_for(self, sni: str | None) -> Any:
-        """The hostname's validator (mTLS enabled) or None; cached for a short TTL."""
-        if not sni:
-            return None
-        now = time.monotonic()
-        hit = self._mtls_cache.get(sni)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        if self._mtls_lookup is not None:
-            validator = self._mtls_lookup(sni)
-        elif self.store is not None:
-            validator = self.store.validator_for_hostname(sni)
-        else:
-            validator = None
-        if len(self._mtls_cache) > 10000:
-            self._mtls_cache.clear()
-        self._mtls_cache[sni] = (now + self.config.mtls_cache_ttl, validator)
-        return validator
+        """The hostname's validator (mTLS enabled) or None, as of ``poll_interval`` ago."""
+        return self.trust.validator_for(sni)
 
-    def client_auth_for(self, info: TLSInfo) -> Any:
-        if not info.cert_requested or info.validator is None:
-            return self.not_requested
-        return info.validator.validate(list(info.chain_der), hostname=info.sni)
+    def metrics(self) -> dict[str, int]:
+        """Counters for monitoring (``stats`` plus what other parts count)."""
+        return {
+            **self.stats,
+            "open_connections": len(self._conns),
+            "access_log_dropped": self.access_log.dropped,
+            "validation_timeouts": self.validation.timeouts,
+            "store_read_errors": self.trust.read_errors,
+        }
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> int:
@@ -197,6 +220,7 @@ class ProxyServer:
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
         self.pool.close()
+        self.validation.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
@@ -204,35 +228,73 @@ class ProxyServer:
         if self._stopped is not None:
             self._stopped.set()
 
+    # -- connection slots (issue 9 item 3) --------------------------------------------
+    def _evict_one(self) -> bool:
+        """Close the oldest connection that is not in a request; False if there is none."""
+        for table in (self._fresh, self._between):
+            for victim in table:
+                victim.evict()
+                self.stats["evicted"] += 1
+                return True
+        return False
+
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.draining or len(self._conns) >= self.limits.max_connections:
-            self.stats["rejected"] += 1
+        if self.draining:
             close_transport(writer)
             return
+        overflow = False
+        if len(self._conns) >= self.limits.max_connections and not self._evict_one():
+            if self._overflow >= self.max_overflow:
+                self.stats["rejected"] += 1
+                close_transport(writer)
+                return
+            overflow = True  # every slot is in a request: answer this one 503
         task = asyncio.current_task()
         assert task is not None
-        conn = _ClientConnection(self, reader, writer)
-        self._conns[task] = conn
+        conn = _ClientConnection(self, reader, writer, task, overflow=overflow)
+        if overflow:
+            self._overflow += 1
+        else:
+            self._conns[task] = conn
         try:
             await conn.run()
         except asyncio.CancelledError:
-            pass  # shutdown or idle close: the transport is closed below
+            pass  # shutdown, idle close or eviction: the transport is closed below
         except Exception:
             log.exception("unexpected error on a client connection")
         finally:
             close_transport(writer)
-            self._conns.pop(task, None)
+            conn.forget()
+            if overflow:
+                self._overflow -= 1
 
 
 class _ClientConnection:
     def __init__(
-        self, server: ProxyServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        server: ProxyServer,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        task: asyncio.Task[Any],
+        *,
+        overflow: bool = False,
     ) -> None:
         self.server = server
         self.limits = server.limits
         self.reader = reader
         self.writer = writer
+        self.task = task
+        self.overflow = overflow  # beyond the connection limit: answer 503 and close
         self.idle = True  # True while no request is being handled (shutdown may cancel)
+        self.started = time.monotonic()
+        self.expires = self.started + self.limits.max_connection_age
+        # The trust state this connection's verdict was computed under (issue 9 item 1):
+        # the hostname's validator (None: no mTLS) and the revocation version.
+        self.validator: Any = None
+        self.revocation_version = 0
+        self.cert_requested = False  # the current state asks this host for a certificate
+        if not overflow:
+            server._fresh[self] = None
         peer = writer.get_extra_info("peername") or ("0.0.0.0", 0)
         sock = writer.get_extra_info("sockname") or ("0.0.0.0", 0)
         self.client_ip = str(peer[0])
@@ -247,6 +309,33 @@ class _ClientConnection:
         self.tls_info: TLSInfo | None = None
         self._out: list[bytes] = []  # serialized client output not yet written
         self._timed_out = False  # a 408 was due: close without lingering
+        self._last = False  # the request being answered is the connection's last
+
+    # -- slots: which connections may be evicted (issue 9 item 3) ------------------
+    def _busy(self) -> None:
+        """A request started: not evictable until it is answered."""
+        self.idle = False
+        self.server._fresh.pop(self, None)
+        self.server._between.pop(self, None)
+
+    def _between_requests(self) -> None:
+        self.idle = True
+        if not self.overflow:
+            self.server._between[self] = None  # newest last
+
+    def evict(self) -> None:
+        """Close this connection now, for a newcomer (it is in no request)."""
+        self.forget()
+        close_transport(self.writer)
+        self.task.cancel()
+
+    def forget(self) -> None:
+        """Release the slot (idempotent)."""
+        server = self.server
+        server._fresh.pop(self, None)
+        server._between.pop(self, None)
+        if server._conns.get(self.task) is self:
+            del server._conns[self.task]
 
     # -- connection ----------------------------------------------------------------
     async def run(self) -> None:
@@ -266,24 +355,36 @@ class _ClientConnection:
             log.warning("TLS handshake with %s aborted: %s", self.client_ip, exc)
             return
         self.tls_info = info
+        self.h = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        if self.overflow:
+            await self._answer_overflow()
+            return
+        # The verdict is computed under the state the handshake saw (the validator the
+        # SNI callback chose) and the revocation version read before validating.
+        self.validator = info.validator if info.cert_requested else None
+        self.cert_requested = info.cert_requested
+        self.revocation_version = self.server.trust.revocation_version()
         try:
-            self.client_auth = self.server.client_auth_for(info)
+            if self.validator is None:
+                self.client_auth = self.server.not_requested
+            else:
+                self.client_auth = await self.server.validation.validate(
+                    self.validator, info.chain_der, info.sni, source=self.client_ip
+                )
         except Exception:
             log.exception("client certificate validation failed unexpectedly; closing")
             await stream.close()
             return
-        self.h = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
         try:
             while not self.server.draining:
                 request = await self._read_request()
                 if request is None:
                     break
-                self.idle = False
                 keep_alive = await self._handle(request)
                 self.requests += 1
                 self.server.stats["requests"] += 1
-                self.idle = True
-                if not keep_alive or self.server.draining:
+                self._between_requests()
+                if not keep_alive or self._last or self.server.draining:
                     break
                 h = self.h
                 if h.our_state is h11.DONE and h.their_state is h11.DONE:
@@ -295,6 +396,58 @@ class _ClientConnection:
         except (TLSError, OSError, TimeoutError) as exc:
             log.debug("connection from %s ended: %s", self.client_ip, exc)
         await stream.close(linger=_LINGER_SECONDS if self._input_unread() else 0.0)
+
+    async def _answer_overflow(self) -> None:
+        """Every slot is in a request: read this connection's first request head and
+        answer 503 (instead of resetting a client that cannot know why)."""
+        self.server.stats["overflow_503"] += 1
+        assert self.stream is not None
+        request = await self._read_request()
+        if request is not None:
+            self._busy()
+            await self._send_simple(
+                503,
+                b"text/plain; charset=utf-8",
+                b"503 Service Unavailable\nEvery connection slot is busy; retry shortly.\n",
+                close=True,
+                extra=[(b"Retry-After", b"1")],
+            )
+        await self.stream.close(linger=_LINGER_SECONDS if self._input_unread() else 0.0)
+
+    async def _current_client_auth(self, info: RequestInfo) -> bool:
+        """Bring the connection's verdict up to the current trust and revocation state
+        (issue 9 item 1). Cheap when nothing moved: two comparisons. Returns False when
+        the connection cannot be judged any more (answered 421 and to be closed)."""
+        tls = self.tls_info
+        assert tls is not None
+        server = self.server
+        validator = server.trust.validator_for(tls.sni)
+        version = server.trust.revocation_version()
+        if validator is self.validator and version == self.revocation_version:
+            return True
+        server.stats["reverified"] += 1
+        if validator is None:
+            # mTLS is off for the SNI now: judged as a new connection would be.
+            self.client_auth = server.not_requested
+            self.cert_requested = False
+        elif not tls.cert_requested:
+            # mTLS is on now, but this handshake asked for no certificate: the client
+            # must connect again to be asked (as for a Host naming another mTLS host).
+            await self._send_error(
+                421,
+                "this host now requires a client certificate, which this connection's "
+                "handshake did not ask for: connect again",
+                close=True,
+                info=info,
+            )
+            return False
+        else:
+            self.client_auth = await server.validation.validate(
+                validator, tls.chain_der, tls.sni, source=self.client_ip
+            )
+            self.cert_requested = True
+        self.validator, self.revocation_version = validator, version
+        return True
 
     def _input_unread(self) -> bool:
         """Whether the client may still be sending what we will not read: a request body
@@ -321,21 +474,41 @@ class _ClientConnection:
 
     async def _read_request(self) -> h11.Request | None:
         """The next request head, or None when the connection should just close."""
+        limits = self.limits
+        first = self.requests == 0
         try:
             event = self._next_event()
-            if event is h11.NEED_DATA:
-                # Waiting for a (next) request: the idle timeout applies, silently.
+            if event is not h11.NEED_DATA:
+                self._busy()  # a pipelined request was already buffered
+            else:
+                # Waiting for a request, silently closed on timeout: the first one must
+                # come soon after the handshake (an idle newcomer holds a slot), a later
+                # one within the keep-alive idle time, and none after the age cap.
+                now = time.monotonic()
+                if first:
+                    wait = limits.first_request_timeout - (now - self.started)
+                else:
+                    wait = min(limits.idle_timeout, self.expires - now)
+                if wait <= 0:
+                    return None
                 try:
-                    data = await self._recv(self.limits.idle_timeout)
+                    data = await self._recv(wait)
                 except TimeoutError:
                     return None
                 if not data:
                     return None
-                self.idle = False
+                self._busy()
                 self.h.receive_data(data)  # type: ignore[union-attr]
-                # Once a request started, its whole head must arrive in header_timeout:
-                # a slowloris client trickling bytes cannot hold the connection.
-                async with asyncio.timeout(self.limits.header_timeout):
+                # Once a request started, its whole head must arrive in header_timeout
+                # (the first one within first_request_timeout of the handshake): a
+                # slowloris client trickling bytes cannot hold the connection.
+                head_time = limits.header_timeout
+                if first:
+                    head_time = min(
+                        head_time,
+                        max(0.0, limits.first_request_timeout - (time.monotonic() - self.started)),
+                    )
+                async with asyncio.timeout(head_time):
                     while True:
                         event = self._next_event()
                         if event is not h11.NEED_DATA:
@@ -421,7 +594,13 @@ class _ClientConnection:
         return self.h is not None and self.h.our_state in (h11.IDLE, h11.SEND_RESPONSE)
 
     async def _send_simple(
-        self, status: int, content_type: bytes, body: bytes, *, close: bool = False
+        self,
+        status: int,
+        content_type: bytes,
+        body: bytes,
+        *,
+        close: bool = False,
+        extra: list[tuple[bytes, bytes]] | None = None,
     ) -> bool:
         if not self._can_respond():
             return False
@@ -430,7 +609,9 @@ class _ClientConnection:
             (b"Content-Length", str(len(body)).encode()),
             (b"Cache-Control", b"no-store"),
         ]
-        if close or self.server.draining:
+        if extra:
+            headers.extend(extra)
+        if close or self._last or self.server.draining:
             headers.append((b"Connection", b"close"))
         try:
             self._queue(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
@@ -461,6 +642,11 @@ class _ClientConnection:
         started = time.monotonic()
         tls = self.tls_info
         assert tls is not None
+        # Defence in depth (issue 9 item 1): a connection serves a bounded number of
+        # requests for a bounded time; the last response says "Connection: close".
+        self._last = (
+            self.requests + 1 >= self.limits.max_connection_requests or started >= self.expires
+        )
         if request.method == b"CONNECT":
             # A reverse proxy does not tunnel; h11 would also switch protocols on a 2xx.
             await self._send_error(405, "CONNECT is not supported", close=True)
@@ -478,6 +664,12 @@ class _ClientConnection:
             tls_cipher=tls.cipher,
             sni=tls.sni,
         )
+        try:
+            if not await self._current_client_auth(info):
+                return False
+        except Exception:  # the store lookup or the validator failed: fail closed
+            log.exception("re-checking the client certificate failed; answering 500")
+            return await self._internal_error(info, started, "certificate check failed")
         try:
             misdirected = self._misdirected(info)
         except Exception:  # the store lookup failed: answer like a failing rule
@@ -533,12 +725,11 @@ class _ClientConnection:
                 return False  # NEED_DATA: body still on the wire
 
     async def _answer_blocked(self, info: RequestInfo, verdict: Verdict, started: float) -> bool:
-        tls = self.tls_info
         status, ctype, body = block_page(
             verdict,
             self.client_auth,
             accept=info.header(b"accept") or b"",
-            cert_requested=bool(tls and tls.cert_requested),
+            cert_requested=self.cert_requested,
         )
         try:
             complete = await self._request_body_done()
@@ -619,7 +810,7 @@ class _ClientConnection:
         assert conn is not None and response is not None
         # -- relay the response ----------------------------------------------------
         resp_headers = client_response_headers(response.headers.raw_items())
-        if self.server.draining:
+        if self.server.draining or self._last:
             resp_headers.append((b"Connection", b"close"))
         sent = 0
         try:
