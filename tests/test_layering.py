@@ -78,8 +78,8 @@ ALLOWED: dict[str, set[str]] = {
     "tls": {"errors", "pki.errors"},
     "store": {"errors", "pki", "tls"},
     "enforcement": {"errors", "tls"},
-    "asgi": {"errors", "enforcement"},
-    "wsgi": {"errors", "enforcement"},
+    "asgi": {"errors", "enforcement", "store"},  # store=PATH opens the store
+    "wsgi": {"errors", "enforcement", "store"},
     "proxy": {"errors", "enforcement", "tls", "pki"},
     "testing": {"errors", "lang", "rulesets"},
     "demo": {"errors", "enforcement", "pki", "proxy", "rulesets", "store", "lang", "tls"},

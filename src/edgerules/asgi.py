@@ -3,18 +3,22 @@
 >>> from edgerules import Ruleset
 >>> from edgerules.asgi import EdgeRulesMiddleware
 >>> app = EdgeRulesMiddleware(app, Ruleset.load("rules/mtls-required.json"),
-...                           store=open_store("edgerules.db"),
-...                           trusted_proxies=["10.0.0.0/8"], cert_header="client-cert")  # doctest: +SKIP
+...                           store="edgerules.db",                  # a path or a Store
+...                           trusted_proxies=["10.0.0.0/8"], forwarded_cert="envoy")  # doctest: +SKIP
 
 Owns the ASGI plumbing; the logic (certificate source, trusted proxies, header
 stripping, fields, decision, block page) lives in ``edgerules.enforcement.gate``.
 
 * The certificate comes from the ASGI TLS extension
   (``scope["extensions"]["tls"]["client_cert_chain"]``, PEM strings) when the server
-  provides it, else from ``cert_header`` (RFC 9440 ``client-cert`` by default; nginx
-  ``$ssl_client_escaped_cert`` under any other name; Envoy ``x-forwarded-client-cert``)
-  **only** when ``scope["client"]`` is inside ``trusted_proxies``. From any other peer
-  those headers are removed from the scope the application sees.
+  provides it (``edgerules serve`` does; uvicorn, hypercorn, daphne and granian do not —
+  docs/deploy.md), else from the headers of the ``forwarded_cert`` convention
+  (``rfc9440`` by default, ``cloudflare``, ``nginx`` with ``cert_header``, ``envoy``,
+  ``traefik``, ``alb``) **only** when ``scope["client"]`` is inside ``trusted_proxies``.
+  From any other peer those headers are removed from the scope the application sees.
+  A server that reports no TLS layer and a peer that is not a trusted proxy get one
+  warning in the log (every request would look certificate-less).
+* ``store=`` takes a ``Store`` or the path of an existing store file.
 * Blocked requests are answered here (the rule's custom response or the default 403
   page); allowed ones reach the app with ``scope["edgerules.decision"]`` (the ruleset's
   ``Decision``), ``scope["edgerules.verdict"]`` and ``scope["edgerules.client_auth"]``.
@@ -30,6 +34,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Unpack
 
 from edgerules.enforcement.gate import Gate, GateOptions
+from edgerules.store.option import store_option
 
 __all__ = ["EdgeRulesMiddleware"]
 
@@ -45,10 +50,11 @@ class EdgeRulesMiddleware:
         ruleset: Any,
         **options: Unpack[GateOptions],
     ) -> None:
-        """``options``: ``validator``/``store``, ``trusted_proxies``, ``cert_header``
-        (see :class:`edgerules.enforcement.gate.Gate`)."""
+        """``options``: ``validator``/``store`` (a ``Store`` or a path),
+        ``trusted_proxies``, ``forwarded_cert``, ``cert_header`` (see
+        :class:`edgerules.enforcement.gate.Gate`)."""
         self.app = app
-        self.gate = Gate(ruleset, **options)
+        self.gate = Gate(ruleset, **store_option(options))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
@@ -72,6 +78,7 @@ class EdgeRulesMiddleware:
             scheme=scheme,
             tls_chain_pem=tls.get("client_cert_chain") or None,
             tls_version=tls.get("tls_version"),
+            tls_reported="tls" in (scope.get("extensions") or {}),
         )
         if result.blocked:
             if kind == "websocket":
