@@ -207,7 +207,7 @@ def test_check_non_utf8_stdin(capsys: pytest.CaptureFixture[str],
 
     stdin = io.TextIOWrapper(io.BytesIO(b'http.host eq "\xff\xfe"'), encoding="utf-8")
     monkeypatch.setattr("sys.stdin", stdin)
-    fails(capsys, ["check", "-"], "stdin", "UTF-8", status=1)
+    fails(capsys, ["check", "-"], "stdin", "UTF-8", status=2)
 
 
 def test_eval_non_utf8_stdin_is_exit_2(capsys: pytest.CaptureFixture[str],
@@ -430,11 +430,11 @@ def test_lint_huge_expression(capsys: pytest.CaptureFixture[str], tmp_path: Path
 def test_lint_bad_plan_and_missing_with(capsys: pytest.CaptureFixture[str], good: Path) -> None:
     fails(capsys, ["lint", str(good), "--plan", "gold"], "invalid choice", status=2)
     fails(capsys, ["lint", str(good), "--with", "missing.json"], "missing.json", "No such file",
-          status=1)
+          status=2)
 
 
 def test_lint_missing_list(capsys: pytest.CaptureFixture[str], good: Path) -> None:
-    fails(capsys, ["lint", str(good), "--list", "nolists"], "nolists", status=1)
+    fails(capsys, ["lint", str(good), "--list", "nolists"], "nolists", status=2)
 
 
 # --- test (policy tests) ------------------------------------------------------------------------
@@ -502,7 +502,7 @@ expect = { outcome = "block", rule = "block_admin" }
 def test_policy_test_file_mistakes(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                    good: Path, cases: str, needles: tuple[str, ...]) -> None:
     path = write(tmp_path / "good.tests.toml", cases)
-    fails(capsys, ["test", str(good), str(path)], "good.tests.toml", *needles, status=1)
+    fails(capsys, ["test", str(good), str(path)], "good.tests.toml", *needles, status=2)
 
 
 @pytest.mark.parametrize(
@@ -523,7 +523,7 @@ def test_policy_test_file_unreadable(capsys: pytest.CaptureFixture[str], tmp_pat
         path.mkdir()
     elif content is not None:
         write(path, content)
-    fails(capsys, ["test", str(good), str(path)], "x.tests.toml", *needles, status=1)
+    fails(capsys, ["test", str(good), str(path)], "x.tests.toml", *needles, status=2)
 
 
 def test_policy_test_broken_file_does_not_hide_the_others(
@@ -532,7 +532,7 @@ def test_policy_test_broken_file_does_not_hide_the_others(
     broken_cases = write(tmp_path / "a.tests.toml", "bogus = 1\n" + CASE)
     good_cases = write(tmp_path / "b.tests.toml", CASE)
     code, out, err = run(capsys, "test", str(good), str(broken_cases), str(good_cases))
-    assert_clean(code, out, err, "a.tests.toml", "unknown key 'bogus'", status=1)
+    assert_clean(code, out, err, "a.tests.toml", "unknown key 'bogus'", status=2)
     assert "b.tests.toml against" in out and "1 passed, 0 failed" in out
 
 
@@ -543,13 +543,13 @@ def test_policy_test_without_cases_file(capsys: pytest.CaptureFixture[str], good
 def test_policy_test_named_ruleset_missing(capsys: pytest.CaptureFixture[str],
                                            tmp_path: Path) -> None:
     path = write(tmp_path / "a.tests.toml", 'ruleset = "nope.json"\n' + CASE)
-    fails(capsys, ["test", str(path)], "nope.json", "No such file", status=1)
+    fails(capsys, ["test", str(path)], "nope.json", "No such file", status=2)
 
 
 def test_policy_test_against_broken_ruleset(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                             broken: Path) -> None:
     path = write(tmp_path / "b.tests.toml", CASE)
-    err = fails(capsys, ["test", str(broken), str(path)], "4 broken rules", status=1)
+    err = fails(capsys, ["test", str(broken), str(path)], "4 broken rules", status=2)
     assert "line 1, column 14" in err and "^" in err
 
 
@@ -616,7 +616,7 @@ def test_trace_bad_request_file(capsys: pytest.CaptureFixture[str], tmp_path: Pa
         path.mkdir()
     elif content is not None:
         write(path, content)
-    fails(capsys, ["trace", str(good), "--request", str(path)], *needles, status=1)
+    fails(capsys, ["trace", str(good), "--request", str(path)], *needles, status=2)
 
 
 @pytest.mark.parametrize(
@@ -637,12 +637,12 @@ def test_trace_bad_request_file(capsys: pytest.CaptureFixture[str], tmp_path: Pa
 )
 def test_trace_bad_arguments(capsys: pytest.CaptureFixture[str], good: Path, args: list[str],
                              needles: tuple[str, ...]) -> None:
-    fails(capsys, ["trace", str(good), *args], *needles, status=1)
+    fails(capsys, ["trace", str(good), *args], *needles, status=2)
 
 
 def test_trace_bad_ruleset(capsys: pytest.CaptureFixture[str], broken: Path) -> None:
-    fails(capsys, ["trace", str(broken)], "4 broken rules", "^", status=1)
-    fails(capsys, ["trace", "missing.json"], "missing.json", "No such file", status=1)
+    fails(capsys, ["trace", str(broken)], "4 broken rules", "^", status=2)
+    fails(capsys, ["trace", "missing.json"], "missing.json", "No such file", status=2)
 
 
 # --- ca / cert / host (the PKI store) -----------------------------------------------------------
@@ -694,7 +694,7 @@ def test_cert_issue_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path
                               args: list[str], needles: tuple[str, ...]) -> None:
     if args == ["--csr-garbage"]:
         args = ["--csr", str(write(tmp_path / "garbage.csr", GARBAGE))]
-    fails(capsys, ["cert", "issue", "--store", store, *args], *needles, status=1)
+    fails(capsys, ["cert", "issue", "--store", store, *args], *needles, status=2)
 
 
 @pytest.mark.parametrize("out_option", ["--cert-out", "--key-out", "--p12", "--p12-password"])
@@ -717,7 +717,7 @@ def test_cert_issue_unwritable_output_loses_nothing(capsys: pytest.CaptureFixtur
         if out_option == "--p12":
             args.append("--p12-no-password")
     code, out, err = run(capsys, "cert", "issue", "--store", store, *args)
-    assert_clean(code, out, err, *needles, status=1)
+    assert_clean(code, out, err, *needles, status=2)
     _, listing, _ = run(capsys, "cert", "list", "--store", store, "--json")
     issued = json.loads(listing)["result_info"]["total_count"] if listing.strip() else 0
     assert issued == 0 or "PRIVATE KEY" in out, (
@@ -730,7 +730,7 @@ def test_store_passphrase_file_not_utf8(capsys: pytest.CaptureFixture[str], tmp_
     is unguarded -> UnicodeDecodeError (an internal error)."""
     path = write(tmp_path / "pass.txt", GARBAGE)
     fails(capsys, ["cert", "list", "--store", store, "--passphrase-file", str(path)],
-          "pass.txt", "UTF-8", status=1)
+          "pass.txt", "UTF-8", status=2)
 
 
 @pytest.mark.parametrize("subject", ["garbage", "CN=x,ZZ=y", "=x"])
@@ -739,7 +739,7 @@ def test_cert_issue_bad_subject_says_why(capsys: pytest.CaptureFixture[str], sto
     """OPEN BUG (pki issuing, subject parsing): the message is "invalid subject
     'garbage':" with nothing after the colon (the parser's exception text is empty)."""
     err = fails(capsys, ["cert", "issue", "--store", store, "--subject", subject],
-                f"invalid subject {subject!r}", status=1)
+                f"invalid subject {subject!r}", status=2)
     assert not err.rstrip().endswith(":"), err
 
 
@@ -749,14 +749,14 @@ def test_cert_issue_bad_subject_says_why(capsys: pytest.CaptureFixture[str], sto
                           ("", "certificate id"), ("../../etc/passwd", "certificate id")])
 def test_cert_unknown_id(capsys: pytest.CaptureFixture[str], store: str, action: str,
                          cert_id: str, needle: str) -> None:
-    fails(capsys, ["cert", action, "--store", store, cert_id], needle, status=1)
+    fails(capsys, ["cert", action, "--store", store, cert_id], needle, status=2)
 
 
 def test_cert_export_unknown_id(capsys: pytest.CaptureFixture[str], store: str,
                                 tmp_path: Path) -> None:
     out = tmp_path / "x.p12"
     fails(capsys, ["cert", "export", "--store", store, MISSING_ID, "--p12", str(out)],
-          MISSING_ID, status=1)
+          MISSING_ID, status=2)
     assert not out.exists()
 
 
@@ -766,9 +766,9 @@ def test_cert_export_unknown_id(capsys: pytest.CaptureFixture[str], store: str,
         (["--page", "-1"], ("--page", "positive"), 2),
         (["--page", "x"], ("--page", "integer"), 2),
         (["--per-page", "0"], ("--per-page", "positive"), 2),
-        (["--per-page", "100000"], ("per_page", "1000"), 1),
+        (["--per-page", "100000"], ("per_page", "1000"), 2),
         (["--status", "gone"], ("--status", "invalid choice"), 2),
-        (["--page", "9" * 30], ("page",), 1),
+        (["--page", "9" * 30], ("page",), 2),
     ],
     ids=_ids,
 )
@@ -806,7 +806,7 @@ def test_bad_store_path(capsys: pytest.CaptureFixture[str], tmp_path: Path, make
     (nothing is lost)."""
     path = Path(make(tmp_path))  # type: ignore[operator]
     before = path.read_bytes() if path.is_file() else None
-    fails(capsys, [*command, "--store", str(path)], *needles, status=1)
+    fails(capsys, [*command, "--store", str(path)], *needles, status=2)
     if before is not None:
         assert path.read_bytes() == before
 
@@ -831,21 +831,21 @@ def test_ca_upload_bad_file(capsys: pytest.CaptureFixture[str], tmp_path: Path, 
         path.mkdir()
     elif content is not None:
         write(path, content)
-    fails(capsys, ["ca", "upload", "--store", store, str(path)], *needles, status=1)
+    fails(capsys, ["ca", "upload", "--store", store, str(path)], *needles, status=2)
 
 
 @pytest.mark.parametrize(
     ("args", "needles", "status"),
     [
-        (["ca", "delete", "nope"], ("'nope' not found",), 1),
+        (["ca", "delete", "nope"], ("'nope' not found",), 2),
         (["ca", "create", "--key-type", "dsa"], ("invalid choice",), 2),
-        (["host", "enable", "bad_host!!"], ("invalid hostname 'bad_host!!'",), 1),
-        (["host", "enable", "*.*.example.com"], ("invalid hostname",), 1),
-        (["host", "enable", "a" * 300 + ".com"], ("invalid hostname",), 1),
-        (["host", "enable", "api.example.com", "--ca", "nope"], ("'nope' not found",), 1),
-        (["host", "disable", "api.example.com", "--ca", "nope"], ("'nope' not found",), 1),
-        (["host", "set", "--ca", "nope"], ("'nope' not found",), 1),
-        (["host", "list", "--ca", "nope"], ("'nope' not found",), 1),
+        (["host", "enable", "bad_host!!"], ("invalid hostname 'bad_host!!'",), 2),
+        (["host", "enable", "*.*.example.com"], ("invalid hostname",), 2),
+        (["host", "enable", "a" * 300 + ".com"], ("invalid hostname",), 2),
+        (["host", "enable", "api.example.com", "--ca", "nope"], ("'nope' not found",), 2),
+        (["host", "disable", "api.example.com", "--ca", "nope"], ("'nope' not found",), 2),
+        (["host", "set", "--ca", "nope"], ("'nope' not found",), 2),
+        (["host", "list", "--ca", "nope"], ("'nope' not found",), 2),
         (["host", "enable"], ("required",), 2),
         (["cert"], ("required",), 2),
     ],
@@ -853,7 +853,8 @@ def test_ca_upload_bad_file(capsys: pytest.CaptureFixture[str], tmp_path: Path, 
 )
 def test_pki_bad_arguments(capsys: pytest.CaptureFixture[str], store: str, args: list[str],
                            needles: tuple[str, ...], status: int) -> None:
-    fails(capsys, [*args, "--store", store] if status == 1 else args, *needles, status=status)
+    usage = any(n in ("required", "invalid choice") for n in needles)  # argparse's own
+    fails(capsys, args if usage else [*args, "--store", store], *needles, status=status)
 
 
 # --- proxy (fails fast: nothing here may start serving) -----------------------------------------
@@ -938,19 +939,19 @@ def test_proxy_bad_arguments_fail_fast(capsys: pytest.CaptureFixture[str], tmp_p
     if "--max-headers" in args:
         fails(capsys, _proxy(*args), *needles, status=2)
     else:
-        fails(capsys, _proxy(*args), *needles, status=1)
+        fails(capsys, _proxy(*args), *needles, status=2)
 
 
 def test_proxy_upstream_values(capsys: pytest.CaptureFixture[str]) -> None:
     for upstream in ("ftp://x", "nonsense", ""):
         fails(capsys, ["proxy", "--access-log", "off", "--listen", "127.0.0.1:0",
-                       "--upstream", upstream], "upstream must be an http", status=1)
+                       "--upstream", upstream], "upstream must be an http", status=2)
     fails(capsys, ["proxy", "--listen", "127.0.0.1:0"], "--upstream", status=2)
 
 
 def test_proxy_port_conflict(capsys: pytest.CaptureFixture[str], busy_port: int) -> None:
     fails(capsys, _proxy("--listen", f"127.0.0.1:{busy_port}"),
-          f"cannot listen on 127.0.0.1:{busy_port}", "in use", status=1)
+          f"cannot listen on 127.0.0.1:{busy_port}", "in use", status=2)
 
 
 def test_proxy_missing_server_cert_names_the_file(capsys: pytest.CaptureFixture[str]) -> None:
@@ -958,7 +959,7 @@ def test_proxy_missing_server_cert_names_the_file(capsys: pytest.CaptureFixture[
     tuple list ``[('system library', '', ''), ('BIO routines', ...)]`` and names neither
     the file nor "No such file"."""
     fails(capsys, _proxy("--listen", "127.0.0.1:0", "--cert", "missing-cert.pem",
-                         "--key", "missing-key.pem"), "missing-cert.pem", status=1)
+                         "--key", "missing-key.pem"), "missing-cert.pem", status=2)
 
 
 def _proxy_subprocess(tmp_path: Path, *args: str) -> tuple[int, str]:
@@ -1008,7 +1009,7 @@ def test_proxy_bad_values_do_not_start_a_server(tmp_path: Path, args: list[str],
     ``--connect-timeout nan`` likewise; ``--list`` without ``--rules`` is silently ignored
     (cli/proxy_cmd.py ``build_server`` loads lists only with --rules)."""
     code, err = _proxy_subprocess(tmp_path, *args)
-    assert_clean(code, "", err, needle, status=1)
+    assert_clean(code, "", err, needle, status=2)
 
 
 # --- real subprocesses (interpreter-level output) -----------------------------------------------
@@ -1040,14 +1041,14 @@ pytestmark_subprocess = pytest.mark.skipif(not EDGERULES_BIN.exists() or not shu
 @pytest.mark.parametrize(
     ("args", "stdin", "needles", "status"),
     [
-        (["check", "-"], GARBAGE, ("stdin", "UTF-8"), 1),
+        (["check", "-"], GARBAGE, ("stdin", "UTF-8"), 2),
         (["check", "-"], b"ssl or " * 400_000, ("too long",), 1),
         (["check", 'http.host eq "\\x"'], b"", ("line 1, column", "^"), 1),
         (["eval", "ssl", "--fields", "-"], GARBAGE, ("UTF-8",), 2),
         (["eval", "ssl", "--fields", "-"], b'{"ip.src": 5}', ('"ip.src"',), 2),
-        (["trace", "missing.json"], b"", ("No such file",), 1),
+        (["trace", "missing.json"], b"", ("No such file",), 2),
         (["lint", "bin.json"], b"", ("not UTF-8",), 1),
-        (["cert", "list", "--store", "bin.json"], b"", ("not a database",), 1),
+        (["cert", "list", "--store", "bin.json"], b"", ("not a database",), 2),
         (["cert", "issue", "--validity-days", "-1"], b"", ("positive",), 2),
         ([], b"", ("usage",), 2),
     ],
@@ -1076,19 +1077,19 @@ def test_subprocess_non_utf8_argument(tmp_path: Path) -> None:
 @pytestmark_subprocess
 def test_subprocess_proxy_port_conflict(tmp_path: Path, busy_port: int) -> None:
     code, err = _proxy_subprocess(tmp_path, "--listen", f"127.0.0.1:{busy_port}")
-    assert_clean(code, "", err, f"cannot listen on 127.0.0.1:{busy_port}", status=1)
+    assert_clean(code, "", err, f"cannot listen on 127.0.0.1:{busy_port}", status=2)
 
 
 @pytest.mark.parametrize(
     ("exc", "status", "needle"),
-    [(OSError(28, "No space left on device"), 1, "I/O error: No space left on device"),
+    [(OSError(28, "No space left on device"), 2, "I/O error: No space left on device"),
      (BrokenPipeError(32, "Broken pipe"), 0, "")],
     ids=["disk-full", "broken-pipe"],
 )
 def test_output_that_cannot_be_written(capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch, exc: OSError,
                                        status: int, needle: str) -> None:
-    """A full disk is a message and exit 1; a reader that went away (``| head``) is a
+    """A full disk is a message and exit 2; a reader that went away (``| head``) is a
     quiet exit 0."""
     import io
 
@@ -1111,7 +1112,7 @@ def test_subprocess_disk_full(tmp_path: Path, good: Path) -> None:
                               stdout=full, stderr=subprocess.PIPE, timeout=60, cwd=tmp_path,
                               env=_env(tmp_path))
     err = proc.stderr.decode("utf-8", "replace")
-    assert proc.returncode == 1 and "Traceback" not in err and "Exception ignored" not in err
+    assert proc.returncode == 2 and "Traceback" not in err and "Exception ignored" not in err
     assert "No space left on device" in err
 
 

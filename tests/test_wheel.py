@@ -124,3 +124,14 @@ def test_installed_wheel_parses_and_compiles(wheel: Path, tmp_path: Path) -> Non
     assert Path(lines[0]).resolve().is_relative_to(venv.resolve()), lines[0]
     assert lines[1] == 'http.host eq "a.com" and ip.src in {192.0.2.0/24}'
     assert lines[2] in ("True", "no engine")
+
+
+def test_wheel_is_typed_and_licensed(wheel: Path) -> None:
+    """PEP 561 ``py.typed`` ships in the package; the Apache-2.0 text ships as the
+    distribution's licence file, matching ``license = "Apache-2.0"`` in pyproject."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        assert "edgerules/py.typed" in names
+        licences = [n for n in names if n.endswith("/LICENSE") and ".dist-info/" in n]
+        assert licences, names
+        assert "Apache License" in zf.read(licences[0]).decode("utf-8")

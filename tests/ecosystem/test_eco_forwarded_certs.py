@@ -23,7 +23,7 @@ from proxy_helpers import der, make_validator
 
 from edgerules.asgi import EdgeRulesMiddleware
 from edgerules.enforcement.certheaders import CONVENTIONS, ForwardedCert, parse_xfcc
-from edgerules.errors import ConfigError
+from edgerules.errors import ConfigError, RuleError
 from edgerules.rulesets import Ruleset
 from edgerules.wsgi import EdgeRulesWSGIMiddleware
 
@@ -348,17 +348,17 @@ def test_store_option_takes_a_path_or_a_store(ruleset, tmp_path):
     from edgerules.store import open_store
 
     path = tmp_path / "er.db"
-    store = open_store(str(path))
+    store = open_store(str(path), create=True)
     store.enable_hostnames(["api.localhost"])
     store.close()
     mw = EdgeRulesMiddleware(App(), ruleset, store=str(path))
     assert call(mw, [], client=CLIENT) == 403  # mTLS host, no certificate
     mw2 = EdgeRulesMiddleware(App(), ruleset, store=path)  # a PathLike too
     assert call(mw2, [], client=CLIENT, host="www.localhost") == 200
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(RuleError, match="no such file"):
         EdgeRulesMiddleware(App(), ruleset, store=str(tmp_path / "typo.db"))
     assert not (tmp_path / "typo.db").exists()
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(RuleError, match="no such file"):
         EdgeRulesWSGIMiddleware(lambda e, s: [], ruleset, store=str(tmp_path / "typo.db"))
 
 

@@ -42,10 +42,10 @@ def jrun(run, *argv: str, store: bool = True):
 
 def test_ca_create_then_show(run, tmp_path):
     code, _, err = run("ca", "create")
-    assert code == 1 and "already exists" in err
+    assert code == 2 and "already exists" in err
     fresh = str(tmp_path / "fresh.db")
     code, _, err = run("ca", "show", "--store", fresh, store=False)
-    assert code == 1 and "no such file" in err and not os.path.exists(fresh)
+    assert code == 2 and "no such file" in err and not os.path.exists(fresh)
     code, out, err = run("ca", "create", "--key-type", "rsa", "--store", fresh, store=False)
     assert code == 0 and "key_type            rsa" in out and "UNENCRYPTED" in err
     code, out, _ = run("ca", "show")
@@ -73,7 +73,7 @@ def test_issue_show_list_revoke_restore(run):
     assert [c["id"] for c in listed["result"]] == [cid]
     assert listed["result_info"]["total_count"] == 1
     code, _, err = run("cert", "revoke", cid)
-    assert code == 1 and "already" not in err and "is revoked: cannot revoke" in err
+    assert code == 2 and "already" not in err and "is revoked: cannot revoke" in err
     assert jrun(run, "cert", "restore", cid)["status"] == "active"
     assert jrun(run, "cert", "list", "--status", "revoked")["result"] == []
 
@@ -98,12 +98,12 @@ def test_issue_from_csr(run, tmp_path):
     assert (data["common_name"], data["organization"], data["country"]) == ("sensor", "Acme", "DE")
     assert "private_key" not in data and data["csr"] == csr_pem
     code, _, err = run("cert", "issue", "--csr", str(tmp_path / "req.csr"), "--cn", "x")
-    assert code == 1 and "cannot be combined with --csr" in err
+    assert code == 2 and "cannot be combined with --csr" in err
     (tmp_path / "bad.csr").write_text("garbage")
     code, _, err = run("cert", "issue", "--csr", str(tmp_path / "bad.csr"))
-    assert code == 1 and "malformed CSR" in err
+    assert code == 2 and "malformed CSR" in err
     code, _, err = run("cert", "issue", "--csr", str(tmp_path / "missing.csr"))
-    assert code == 1 and "cannot read" in err
+    assert code == 2 and "cannot read" in err
 
 
 def test_usage_errors_exit_2(run):
@@ -117,9 +117,9 @@ def test_usage_errors_exit_2(run):
         run("cert", "list", "--status", "gone")
     assert e.value.code == 2
     code, _, err = run("cert", "issue", "--validity-days", "99999")
-    assert code == 1 and "validity_days must be between 1 and 5475" in err
+    assert code == 2 and "validity_days must be between 1 and 5475" in err
     code, _, err = run("cert", "show", "nope")
-    assert code == 1 and "invalid certificate id" in err
+    assert code == 2 and "invalid certificate id" in err
 
 
 def test_pkcs12_at_issue_and_export(run, tmp_path, monkeypatch):
@@ -160,7 +160,7 @@ def test_export_with_an_encrypted_device_key_says_what_to_do(run, tmp_path):
         "cert", "export", issued["id"], "--p12", str(tmp_path / "x.p12"),
         "--key", str(tmp_path / "enc.key"), "--p12-no-password",
     )
-    assert code == 1 and "encrypted" in err
+    assert code == 2 and "encrypted" in err
     assert "EDGERULES_STORE_PASSPHRASE" not in err and "openssl pkey" in err
     assert not (tmp_path / "x.p12").exists()
 
@@ -170,7 +170,7 @@ def test_byoca_and_hosts(run, tmp_path):
     ca_file.write_text(pem(make_cert(name("Acme CA"), ec_key())))
     byoca = str(tmp_path / "byoca.db")  # a BYOCA-only store: `ca upload --create`
     code, _, err = run("ca", "upload", str(ca_file), "--store", byoca, store=False)
-    assert code == 1 and "no such file" in err
+    assert code == 2 and "no such file" in err
     up = jrun(run, "ca", "upload", str(ca_file), "--name", "acme", "--create", "--store", byoca,
               store=False)
     assert up["name"] == "acme" and up["ca"] is True
@@ -178,7 +178,7 @@ def test_byoca_and_hosts(run, tmp_path):
         "custom"
     ]
     code, _, err = run("host", "enable", "api.example.com", "--store", byoca, store=False)
-    assert code == 1 and "ca create" in err  # the managed CA is never minted on the fly
+    assert code == 2 and "ca create" in err  # the managed CA is never minted on the fly
     jrun(run, "ca", "upload", str(ca_file), "--name", "acme")
     code, out, _ = run("host", "enable", "API.example.com", "b.example.com", "--ca", "acme")
     assert code == 0 and "api.example.com" in out
@@ -196,7 +196,7 @@ def test_byoca_and_hosts(run, tmp_path):
     code, out, _ = run("ca", "list")
     assert code == 0 and "managed" in out and "acme" in out
     code, _, err = run("ca", "delete", "acme")
-    assert code == 1 and "still associated" in err
+    assert code == 2 and "still associated" in err
     assert jrun(run, "host", "set", "--ca", "acme")["hostnames"] == []
     assert jrun(run, "host", "disable", "api.example.com")["removed"] == ["api.example.com"]
     code, out, _ = run("host", "list")
@@ -209,7 +209,7 @@ def test_byoca_rejections_are_clean_errors(run, tmp_path):
     leaf = tmp_path / "leaf.pem"
     leaf.write_text(pem(make_cert(name("leaf"), ec_key(), ca=False)))
     code, _, err = run("ca", "upload", str(leaf))
-    assert code == 1 and "leaf (basicConstraints CA:FALSE)" in err
+    assert code == 2 and "leaf (basicConstraints CA:FALSE)" in err
     for i in range(5):
         f = tmp_path / f"ca{i}.pem"
         f.write_text(pem(make_cert(name(f"CA {i}"), ec_key())))
@@ -217,25 +217,25 @@ def test_byoca_rejections_are_clean_errors(run, tmp_path):
     f = tmp_path / "ca6.pem"
     f.write_text(pem(make_cert(name("CA 6"), ec_key())))
     code, _, err = run("ca", "upload", str(f))
-    assert code == 1 and err.strip() == "error 1489: Hit maximum CA cert allocation."
+    assert code == 2 and err.strip() == "error 1489: Hit maximum CA cert allocation."
     code, _, err = run("host", "enable", "*.example.com")
-    assert code == 1 and "wildcard" in err
+    assert code == 2 and "wildcard" in err
 
 
 def test_store_from_environment_and_store_errors(run, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGERULES_STORE", str(tmp_path / "env.db"))
     code, _, err = run("cert", "issue", "--json", store=False)
-    assert code == 1 and "no such file" in err and not (tmp_path / "env.db").exists()
+    assert code == 2 and "no such file" in err and not (tmp_path / "env.db").exists()
     assert run("ca", "create", store=False)[0] == 0
     code, _, _ = run("cert", "issue", "--json", store=False)
     assert code == 0 and (tmp_path / "env.db").exists()
     code, _, err = run("cert", "list", "--store", str(tmp_path), store=False)
-    assert code == 1 and "cannot open store" in err
+    assert code == 2 and "cannot open store" in err
 
 
 def test_accounts_are_separate(run):
     code, _, err = run("cert", "issue", "--account", "a")
-    assert code == 1 and "no managed CA for account 'a'" in err  # never minted on the fly
+    assert code == 2 and "no managed CA for account 'a'" in err  # never minted on the fly
     jrun(run, "ca", "create", "--account", "a")
     jrun(run, "cert", "issue", "--account", "a")
     assert jrun(run, "cert", "list", "--account", "b")["result_info"]["total_count"] == 0
@@ -247,7 +247,7 @@ def test_passphrase_file(run, tmp_path):
     shown = jrun(run, "ca", "create", "--account", "p", "--passphrase-file", str(tmp_path / "pass"))
     assert shown["key_encrypted"] is True
     code, _, err = run("cert", "issue", "--account", "p")
-    assert code == 1 and "encrypted" in err
+    assert code == 2 and "encrypted" in err
     assert run(
         "cert", "issue", "--account", "p", "--passphrase-file", str(tmp_path / "pass")
     )[0] == 0

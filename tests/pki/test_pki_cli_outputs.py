@@ -126,7 +126,7 @@ def test_bad_output_path_fails_before_issuing(run, tmp_path: Path, option: str,
     for opt, path in good.items():
         args += [opt, str(path)]
     code, out, err = run("cert", "issue", *args)
-    assert code == 1, (out, err)
+    assert code == 2, (out, err)
     assert f"cannot write {bad} ({option})" in err, err
     assert reason in err, err
     assert "PRIVATE KEY" not in out and "WAS issued" not in err
@@ -144,7 +144,7 @@ def test_two_options_naming_one_file_are_refused(run, tmp_path: Path, first: str
     issue_one(run)
     target = tmp_path / "same.pem"
     code, _out, err = run("cert", "issue", first, str(target), second, str(target))
-    assert code == 1
+    assert code == 2
     assert f"{first} and {second} name the same file {target}" in err, err
     assert not target.exists()
     assert count(run) == 1
@@ -158,11 +158,11 @@ def test_same_file_through_another_spelling_or_a_symlink(run, tmp_path: Path) ->
     (tmp_path / "sub").mkdir()
     spelled = str(tmp_path / "sub" / ".." / "x.pem")
     code, _, err = run("cert", "issue", "--cert-out", str(target), "--key-out", spelled)
-    assert code == 1 and "--cert-out and --key-out name the same file" in err, err
+    assert code == 2 and "--cert-out and --key-out name the same file" in err, err
     link = tmp_path / "link.pem"
     link.symlink_to(target)
     code, _, err = run("cert", "issue", "--key-out", str(target), "--p12", str(link))
-    assert code == 1 and "--key-out and --p12 name the same file" in err, err
+    assert code == 2 and "--key-out and --p12 name the same file" in err, err
     assert target.read_bytes() == OLD
     assert count(run) == 1
 
@@ -173,7 +173,7 @@ def test_csr_with_key_out_is_refused(run, tmp_path: Path) -> None:
     csr = write(tmp_path / "req.csr", csr_pem.encode())
     key_out = tmp_path / "k.pem"
     code, out, err = run("cert", "issue", "--csr", str(csr), "--key-out", str(key_out))
-    assert code == 1, (out, err)
+    assert code == 2, (out, err)
     assert "--key-out" in err and "--csr" in err and "never sees it" in err, err
     assert not key_out.exists()
     assert count(run) == 1
@@ -212,7 +212,7 @@ def test_existing_outputs_keep_their_content_on_failure(run, tmp_path: Path,
     elif failure == "bad-validity":
         args += ["--validity-days", "99999999"]
     code, out, err = run("cert", "issue", *args, store=store)
-    assert code == 1, (out, err)
+    assert code == 2, (out, err)
     assert "PRIVATE KEY" not in out and "WAS issued" not in err, (out, err)
     assert cert_out.read_bytes() == OLD
     assert key_out.read_bytes() == OLD[::-1]
@@ -283,7 +283,7 @@ def test_key_out_write_failure_prints_the_key(run, tmp_path: Path) -> None:
     issue_one(run)
     cert_out = tmp_path / "c.pem"
     code, out, err = run("cert", "issue", "--cert-out", str(cert_out), "--key-out", "/dev/full")
-    assert code == 1, (out, err)
+    assert code == 2, (out, err)
     cert_id = issued_id(out)
     assert "cannot write /dev/full" in err and "No space left on device" in err, err
     assert f"client certificate {cert_id} WAS issued" in err, err
@@ -300,7 +300,7 @@ def test_key_out_write_failure_prints_the_key(run, tmp_path: Path) -> None:
 @dev_full
 def test_cert_out_write_failure_prints_certificate_and_key(run) -> None:
     code, out, err = run("cert", "issue", "--cert-out", "/dev/full")
-    assert code == 1, (out, err)
+    assert code == 2, (out, err)
     cert_id = issued_id(out)
     assert f"client certificate {cert_id} WAS issued" in err, err
     assert "certificate and private key are printed on stdout" in err, err
@@ -313,7 +313,7 @@ def test_cert_out_write_failure_prints_certificate_and_key(run) -> None:
 @dev_full
 def test_rescue_in_json_mode_prints_the_json_with_the_key(run) -> None:
     code, out, err = run("cert", "issue", "--key-out", "/dev/full", "--json")
-    assert code == 1, (out, err)
+    assert code == 2, (out, err)
     data = json.loads(out)
     assert f"client certificate {data['id']} WAS issued" in err, err
     assert KEY_PEM.fullmatch(data["private_key"])
@@ -335,7 +335,7 @@ def test_rescue_with_broken_stdout_prints_the_key_on_stderr(
         m.setattr("sys.stdout", FailingStdout())
         code = main(["cert", "issue", "--key-out", "/dev/full", "--store", run.db])
     _out, err = capsys.readouterr()
-    assert code == 1 and "Traceback" not in err and "internal error" not in err, err
+    assert code == 2 and "Traceback" not in err and "internal error" not in err, err
     assert "WAS issued" in err and "printed on stderr above" in err, err
     (key,) = KEY_PEM.findall(err)
     assert_key_matches(run, issued_id(err), key)
@@ -357,7 +357,7 @@ def test_pkcs12_failure_issues_nothing(run, tmp_path: Path,
     p12 = tmp_path / "b.p12"
     code, out, err = run("cert", "issue", "--cert-out", str(cert_out), "--key-out",
                          str(key_out), "--p12", str(p12))
-    assert code == 1, (out, err)
+    assert code == 2, (out, err)
     assert "simulated PKCS#12 failure" in err and "WAS issued" not in err, err
     assert "PRIVATE KEY" not in out
     assert not cert_out.exists() and not p12.exists()
@@ -384,7 +384,7 @@ def test_bad_subject_says_why_and_issues_nothing(run, tmp_path: Path, subject: s
                                                  reason: str) -> None:
     key_out = tmp_path / "k.pem"
     code, out, err = run("cert", "issue", "--subject", subject, "--key-out", str(key_out))
-    assert code == 1, (out, err)
+    assert code == 2, (out, err)
     assert f"invalid subject {subject!r}: " in err, err
     assert reason in err, err
     assert "PRIVATE KEY" not in out and not key_out.exists()
@@ -406,7 +406,7 @@ def test_good_subjects_still_work(run) -> None:
 def test_cert_list_huge_page_is_a_clear_error(run, page: int) -> None:
     issue_one(run)
     code, out, err = run("cert", "list", "--page", str(page))
-    assert code == 1, (out, err)
+    assert code == 2, (out, err)
     assert "page must be between 1 and 1000000000" in err, err
     assert len(err) < 300, err  # a 100-digit number is not echoed in full
 

@@ -98,7 +98,7 @@ def refused(capsys: pytest.CaptureFixture[str], args: list[str], *needles: str) 
     assert "Traceback" not in err, err
     assert "ProxyStartedError" not in err, f"`proxy {' '.join(args)}` was accepted:\n{err}"
     assert "internal error" not in err, err
-    assert code == 1, (code, err)
+    assert code == 2, (code, err)
     for needle in needles:
         assert needle in err, f"{needle!r} not in stderr:\n{err}"
     return err
@@ -200,7 +200,7 @@ def test_bad_timeouts_do_not_start_the_real_proxy(tmp_path: Path, option: str,
                               env=env)
     except subprocess.TimeoutExpired as exc:  # subprocess.run has killed it
         pytest.fail(f"`edgerules proxy {option} {value}` started serving:\n{exc.stderr!r}")
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr
     assert "listening on" not in proc.stderr and "Traceback" not in proc.stderr
     assert f"limit {option[2:].replace('-', '_')} must be a positive finite number" in (
         proc.stderr)

@@ -194,9 +194,9 @@ def test_demo_runs_clean():
 def test_cli_bad_arguments(capsys):
     from edgerules.cli import main
 
-    assert main(["proxy", "--upstream", "ftp://x", "--access-log", "off"]) == 1
+    assert main(["proxy", "--upstream", "ftp://x", "--access-log", "off"]) == 2
     assert "upstream must be" in capsys.readouterr().err
-    assert main(["proxy", "--upstream", "http://x", "--cert", "/nonexistent.pem", "--key", "/nonexistent.key"]) == 1
+    assert main(["proxy", "--upstream", "http://x", "--cert", "/nonexistent.pem", "--key", "/nonexistent.key"]) == 2
     assert "cannot load the server certificate" in capsys.readouterr().err
 
 

@@ -162,7 +162,7 @@ def test_cli_trace_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
                                       "client_cert": "valid"}))
     assert main(["trace", str(RULES / "mtls-required.json"), "-r", str(case_shape)]) == 0
     assert "decision: allow" in capsys.readouterr().out
-    assert main(["trace", str(RULES / "mtls-required.json"), "--set", "http.hots=x"]) == 1
+    assert main(["trace", str(RULES / "mtls-required.json"), "--set", "http.hots=x"]) == 2
     assert "did you mean" in capsys.readouterr().err
 
 

@@ -85,7 +85,7 @@ def test_p12_without_password_is_refused(tmp_path):
     cli("ca", "create", "--store", str(store))
     out = cli("cert", "issue", "--store", str(store), "--p12", str(tmp_path / "d.p12"),
               check=False)
-    assert out.returncode == 1 and "UNENCRYPTED" in out.stderr
+    assert out.returncode == 2 and "UNENCRYPTED" in out.stderr
     assert not (tmp_path / "d.p12").exists()
     listing = json.loads(cli("cert", "list", "--store", str(store), "--json").stdout)
     assert listing["result_info"]["total_count"] == 0  # nothing issued

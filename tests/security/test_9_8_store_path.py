@@ -40,17 +40,17 @@ def test_mistyped_store_path_is_an_error_everywhere(tmp_path):
     for args in (["ca", "show"], ["ca", "list"], ["cert", "list"], ["host", "list"],
                  ["cert", "issue", "--cn", "x"], ["host", "enable", "api.localhost"]):
         out = cli(*args, "--store", str(typo), check=False)
-        assert out.returncode == 1 and "no such file" in out.stderr, (args, out.stderr)
+        assert out.returncode == 2 and "no such file" in out.stderr, (args, out.stderr)
         assert not typo.exists(), args
     env = clean_env(EDGERULES_STORE=str(typo))  # the variable is checked the same way
     out = cli("ca", "show", env=env, check=False)
-    assert out.returncode == 1 and "no such file" in out.stderr and not typo.exists()
+    assert out.returncode == 2 and "no such file" in out.stderr and not typo.exists()
 
     with echo_origin() as origin:
         # the proxy refuses to start instead of serving with mTLS off everywhere
         result = start_proxy(typo, origin)
         assert not isinstance(result, Proxy), "the proxy started on a mistyped store"
-        assert result.returncode == 1 and "no such file" in result.stderr
+        assert result.returncode == 2 and "no such file" in result.stderr
         assert not typo.exists()
         # the real store still enforces: no certificate -> 403, a valid one -> 200
         with running_proxy(dep.store, origin) as proxy:
@@ -68,7 +68,7 @@ def test_foreign_sqlite_file_is_refused_and_untouched(tmp_path):
     before = digest(foreign)
     for args in (["cert", "list"], ["ca", "create"], ["host", "enable", "api.localhost"]):
         out = cli(*args, "--store", str(foreign), check=False)
-        assert out.returncode == 1 and "not an edgerules store" in out.stderr, (args, out.stderr)
+        assert out.returncode == 2 and "not an edgerules store" in out.stderr, (args, out.stderr)
         assert digest(foreign) == before, f"{args} modified the foreign database"
     with echo_origin() as origin:
         result = start_proxy(foreign, origin)
@@ -82,7 +82,7 @@ def test_empty_file_is_not_a_store_until_created(tmp_path):
     empty = tmp_path / "empty.db"
     empty.touch()
     out = cli("cert", "list", "--store", str(empty), check=False)
-    assert out.returncode == 1 and "empty file" in out.stderr
+    assert out.returncode == 2 and "empty file" in out.stderr
     assert empty.stat().st_size == 0
 
 

@@ -54,7 +54,7 @@ def test_directory_writable_by_others_is_refused(tmp_path):
     shared.mkdir()
     os.chmod(shared, 0o777)
     out = cli("ca", "create", "--store", str(shared / "store.db"), check=False)
-    assert out.returncode == 1 and "writable by others" in out.stderr
+    assert out.returncode == 2 and "writable by others" in out.stderr
     if (shared / "store.db").exists():  # the empty store may exist; no key was written
         conn = sqlite3.connect(shared / "store.db")
         assert conn.execute("SELECT count(*) FROM managed_cas").fetchone()[0] == 0
@@ -95,7 +95,7 @@ def test_ca_rekey_changes_the_passphrase(tmp_path):
     cli("ca", "rekey", "--store", str(store), "--passphrase-file", str(old),
         "--new-passphrase-file", str(new))
     fail = cli("cert", "issue", "--store", str(store), "--passphrase-file", str(old), check=False)
-    assert fail.returncode == 1 and "wrong passphrase" in fail.stderr
+    assert fail.returncode == 2 and "wrong passphrase" in fail.stderr
     cli("cert", "issue", "--store", str(store), "--passphrase-file", str(new))
 
 
@@ -104,10 +104,10 @@ def test_empty_passphrase_is_an_error_never_unencrypted(tmp_path):
     empty = tmp_path / "empty"
     empty.write_text("\n")
     out = cli("ca", "create", "--store", str(store), "--passphrase-file", str(empty), check=False)
-    assert out.returncode == 1 and "empty" in out.stderr
+    assert out.returncode == 2 and "empty" in out.stderr
     out = cli("ca", "create", "--store", str(store), check=False,
               env=clean_env(EDGERULES_STORE_PASSPHRASE=""))
-    assert out.returncode == 1 and "empty" in out.stderr
+    assert out.returncode == 2 and "empty" in out.stderr
     if store.exists():
         conn = sqlite3.connect(store)
         assert conn.execute("SELECT count(*) FROM managed_cas").fetchone()[0] == 0

@@ -2,10 +2,21 @@
 
 Each subcommand module exposes ``register(subparsers) -> None``; it adds its parsers and
 sets ``func`` (``argparse.Namespace -> int``) as the default. ``main`` never lets an
-exception reach the user as a traceback: edgerules errors are printed as messages and
-become exit status 1 (2 for usage errors, which argparse reports itself). Any other
-exception is a bug in edgerules; it is reported as one line ("internal error", exit status
-70) unless ``EDGERULES_DEBUG`` is set, which re-raises it with its traceback.
+exception reach the user as a traceback.
+
+Exit status, the same for every command (docs/cli.md):
+
+* 0 — done; the answer is yes (tests passed, the expression is valid / true, allowed);
+* 1 — the command ran and the answer is no: a policy test failed, ``check`` found the
+  expression invalid, ``eval`` evaluated to false, ``lint`` found problems, ``trace
+  --exit-code`` saw a block or challenge;
+* 2 — the command could not run: a usage error (argparse), an argument that is not
+  UTF-8, an unreadable or invalid input (a ruleset that does not load, a malformed cases
+  file, a missing store), a refused operation — every edgerules error (``RuleError``) and
+  I/O error ends here, printed as one message;
+* 70 — a bug in edgerules (EX_SOFTWARE): one line naming it, or the traceback with
+  ``EDGERULES_DEBUG=1``;
+* 130 — interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ _COMMAND_MODULES = (
     "edgerules.cli.host_cmd",  # host
     "edgerules.cli.store_cmd",  # store
     "edgerules.cli.proxy_cmd",  # proxy
+    "edgerules.cli.serve_cmd",  # serve
 )
 
 
@@ -34,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgerules",
         description="Cloudflare-compatible firewall rules with client-certificate (mTLS) enforcement.",
     )
+    parser.add_argument("--version", action="version", version=f"edgerules {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         try:
@@ -48,6 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    """The installed distribution's version (the package's own as a fallback)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("edgerules")
+    except metadata.PackageNotFoundError:
+        from edgerules import __version__
+
+        return __version__
+
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the command ran; the answer is "no" (failed test, false, invalid, blocked)
+EXIT_ERROR = 2  # the command could not run: usage, input, refused operation
 EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): an unexpected exception, i.e. a bug
 
 
@@ -71,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from edgerules.cli.common import safe  # user text in messages: no raw escapes
 
         print(f"{prefix}{safe(exc, keep=chr(10) + chr(9))}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # the reader went away (`edgerules … | head`): not an error
@@ -81,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"edgerules: I/O error{where}: {exc.strerror or exc}", file=sys.stderr)
         _drop_stdout()
-        return 1
+        return EXIT_ERROR
     except Exception as exc:  # a bug in edgerules: one line naming it, not a traceback
         if os.environ.get("EDGERULES_DEBUG"):
             raise

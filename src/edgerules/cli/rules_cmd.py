@@ -6,7 +6,8 @@ evaluation are ``edgerules.lang.engine.compile`` and ``Filter.matches``.
 Exit status (documented in docs/engine-front.md):
 
 * ``check EXPR``: 0 and the canonical form on stdout if the expression is valid for the
-  Cloudflare scheme; 1 and the caret error on stderr if not.
+  Cloudflare scheme; 1 and the caret error on stderr if not; 2 when the expression cannot
+  be read (stdin not UTF-8).
 * ``eval EXPR --fields FILE.json``: prints ``true`` or ``false``; exit 0 for true,
   1 for false (so shell ``if`` works), and 2 with the caret error on stderr when the
   expression, the fields file or a list file is invalid — an error is never mistaken for
@@ -96,8 +97,8 @@ def _read_expr(arg: str) -> str:
 def run_check(args: argparse.Namespace) -> int:
     from edgerules.errors import RuleError
 
+    text = _read_expr(args.expr)  # unreadable input is an input error (exit 2), not "invalid"
     try:
-        text = _read_expr(args.expr)
         if args.parse_only:
             from edgerules.lang.engine import format as format_expr
             from edgerules.lang.engine import parse

@@ -106,6 +106,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
                 return 2
             case_paths = [str(sibling)]
     all_ok = True
+    broken = False
     for cpath in case_paths:
         try:
             cf = load_cases(cpath)
@@ -124,12 +125,14 @@ def _cmd_test(args: argparse.Namespace) -> int:
                 raise
             # One broken cases file does not hide the results of the others.
             print(str(exc), file=sys.stderr)
-            all_ok = False
+            broken = True
             continue
         report = run_cases(target, cf.cases, trace="always" if args.verbose else "failures")
         report.title = f"{cpath} against {shown}:"
         print(report.render(verbose=args.verbose))
         all_ok = all_ok and report.ok
+    if broken:
+        return 2  # some cases could not run: an input error outranks failures
     return 0 if all_ok else 1
 
 

@@ -241,6 +241,8 @@ class Gate:
         tls_reported: bool | None = None,
         client_auth: Any = None,
         cert_requested: bool | None = None,
+        tls_cipher: str = "",
+        sni: str | None = None,
     ) -> GateResult:
         """Decide one request. ``tls_chain_pem``: the chain the server's TLS layer saw
         (PEM); ``tls_reported``: whether the server reports on client certificates at all
@@ -269,6 +271,8 @@ class Gate:
             else (443 if scheme == "https" else 80),
             scheme=scheme,
             tls_version=_TLS_VERSIONS.get(tls_version or 0, ""),
+            tls_cipher=tls_cipher,
+            sni=sni,
         )
         # 2. the client certificate chain
         host = info.hostname().decode("latin-1")
