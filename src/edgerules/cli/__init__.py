@@ -67,10 +67,8 @@ def _version() -> str:
 
     try:
         return metadata.version("edgerules")
-    except metadata.PackageNotFoundError:
-        from edgerules import __version__
-
-        return __version__
+    except metadata.PackageNotFoundError:  # run from a source tree without installing
+        return str(importlib.import_module("edgerules").__version__)
 
 
 EXIT_OK = 0
