@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-__all__ = ["CraftedChain", "expensive_chain", "write_chain"]
+__all__ = ["CraftedChain", "expensive_chain", "fresh_leaves", "write_chain"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,31 +56,49 @@ class CraftedChain:
         return [c.public_bytes(serialization.Encoding.DER) for c in self.certs]
 
 
+def _build(subject: x509.Name, issuer: x509.Name, public_key, *, ca: bool) -> x509.Certificate:
+    signer, _n = _keys()
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    return builder.sign(signer, hashes.SHA256())
+
+
+def fresh_leaves(chain: CraftedChain, count: int) -> list[CraftedChain]:
+    """``count`` chains that differ from ``chain`` only in the leaf (a new serial): each is
+    a new validation for a validator that caches results per presented chain, at the
+    cost of one RSA signature for the attacker."""
+    leaf = chain.certs[0]
+    return [
+        CraftedChain(
+            chain.leaf_key,
+            [
+                _build(leaf.subject, leaf.issuer, chain.leaf_key.public_key(), ca=False),
+                *chain.certs[1:],
+            ],
+        )
+        for _ in range(count)
+    ]
+
+
 def expensive_chain(depth: int = 9, *, tag: str = "attack") -> CraftedChain:
     """A leaf (with a real EC key, so a TLS client can use it) plus ``depth`` crafted RSA
     intermediates, each naming the next as its issuer."""
-    signer, n = _keys()
-    now = dt.datetime.now(dt.UTC)
+    _signer, n = _keys()
     leaf_key = ec.generate_private_key(ec.SECP256R1())
     names = [_name(f"{tag} intermediate {i}") for i in range(depth + 1)]
-
-    def build(subject: x509.Name, issuer: x509.Name, public_key, ca: bool) -> x509.Certificate:
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        return builder.sign(signer, hashes.SHA256())
-
-    certs = [build(_name(f"{tag} leaf"), names[0], leaf_key.public_key(), False)]
+    certs = [_build(_name(f"{tag} leaf"), names[0], leaf_key.public_key(), ca=False)]
     for i in range(depth):
         public = rsa.RSAPublicNumbers(_huge_exponent(n, i), n).public_key()
-        certs.append(build(names[i], names[i + 1], public, True))
+        certs.append(_build(names[i], names[i + 1], public, ca=True))
     return CraftedChain(leaf_key, certs)
 
 

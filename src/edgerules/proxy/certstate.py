@@ -12,8 +12,8 @@ Owns:
   per-connection time budget (issue 9 item 2): a crafted chain costs the attacker's
   connection its budget, never the event loop. Two lanes: chains whose earlier
   validation verified (a returning client) go to the *fast* lane, every other chain to
-  the *slow* lane (lower CPU priority, round-robin per client address), so chains that
-  are expensive to check can delay only each other.
+  the *slow* lane (round-robin per client address), so chains that are expensive to
+  check can delay only each other.
 
 Invariants:
 
@@ -33,8 +33,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,7 +50,6 @@ log = logging.getLogger("edgerules.proxy")
 TIMED_OUT = "certificate validation timed out"
 
 _KNOWN_CHAINS = 4096  # verified chains remembered (least recently used forgotten)
-_SLOW_NICE = 10  # nice value of slow-lane worker threads (the event loop runs at 0)
 
 
 class TrustState:
@@ -116,15 +113,6 @@ class TrustState:
         return self._revocation
 
 
-def _lower_priority() -> None:
-    """Worker-thread initializer: run below the event loop's priority (Linux: the nice
-    value is per thread), so validation work never takes the CPU from serving."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _SLOW_NICE)
-    except (AttributeError, OSError):  # not Linux, or not permitted: same priority
-        pass
-
-
 class _FairQueue:
     """Jobs waiting for a slow-lane worker, served round-robin **per client address**:
     a client flooding the proxy with crafted chains waits behind its own chains, not in
@@ -174,21 +162,24 @@ class ValidationPool:
 
     Lanes: a chain that this validator has already **verified** (a returning client)
     goes to the fast lane; every other chain (new, failed, crafted) to the slow lane,
-    whose workers run at a lower CPU priority and take jobs round-robin per client
-    address. Whether a chain verified is a fact about the chain, not about caches, and
+    which takes jobs round-robin per client address. Whether a chain verified is a fact about the chain, not about caches, and
     forgetting it (the memory is bounded) only sends the chain back to the slow lane, so
     an attacker without a valid certificate can delay only other unknown chains — its
     own first — and each of them for at most its budget."""
 
-    def __init__(self, *, budget: float = 1.0, slow_workers: int = 4) -> None:
+    def __init__(self, *, budget: float = 1.0, slow_workers: int = 2, fast_workers: int = 1) -> None:
         self.budget = budget
+        # Few threads: validation is mostly Python code, so more threads would not run it
+        # faster (the GIL) but would make the event loop wait longer for the GIL after
+        # each system call. Two in the slow lane, so that one long validation does not
+        # hold up every new client.
         self._slow_executor = ThreadPoolExecutor(
-            max_workers=slow_workers,
-            thread_name_prefix="edgerules-verify-slow",
-            initializer=_lower_priority,
+            max_workers=slow_workers, thread_name_prefix="edgerules-verify-slow"
         )
         self._slow = _FairQueue(self._slow_executor, slow_workers)
-        self._fast = ThreadPoolExecutor(max_workers=2, thread_name_prefix="edgerules-verify")
+        self._fast = ThreadPoolExecutor(
+            max_workers=fast_workers, thread_name_prefix="edgerules-verify"
+        )
         # (id(validator), chain) -> validator (kept alive so that its id stays unique)
         self._verified: collections.OrderedDict[tuple[int, tuple[bytes, ...]], Any] = (
             collections.OrderedDict()

@@ -16,6 +16,9 @@ Invariants:
 * The leaf is taken from ``get_peer_certificate()``: on the server side OpenSSL's
   ``get_peer_cert_chain()`` omits it. ``chain_der`` is leaf first, then the
   intermediates in the order the client sent them.
+* OpenSSL's own chain verification is limited to depth 0 (it runs inside the handshake,
+  on the event loop, although its verdict is ignored): a crafted chain costs the loop at
+  most one signature check; the validator judges the whole chain in a worker thread.
 * Session resumption is disabled on every context (no session cache, no tickets): a
   resumed session carries no peer chain, so an mTLS verdict would silently vanish. A
   session id context is still set, as OpenSSL requires one whenever VERIFY_PEER is on.
@@ -200,6 +203,12 @@ class ServerTLS:
             | SSL.OP_CIPHER_SERVER_PREFERENCE
             | SSL.OP_NO_TICKET
         )
+        # OpenSSL verifies the presented chain during the handshake although our callback
+        # accepts everything: with a crafted chain (RSA keys with huge exponents) that is
+        # tens of milliseconds of signature checks on the event loop per handshake. Depth
+        # 0 stops its chain building at the leaf (one signature check at most); the whole
+        # chain is still received and judged by the validator, off the loop.
+        ctx.set_verify_depth(0)
         # No resumption at all (see module docstring); the id context is still required.
         ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         ctx.set_session_id(_SESSION_ID_CONTEXT)
