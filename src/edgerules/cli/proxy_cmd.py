@@ -217,6 +217,15 @@ def build_server(args: argparse.Namespace) -> Any:
         store = open_store(
             store_path, read_only=True, revocation_poll_interval=args.poll_interval
         )
+        try:
+            # Refuse a damaged store, and load the enforcement state before serving: a
+            # proxy that never loaded state does not start (issues 9.5, 13.3). From here
+            # on the state lives in memory and a failing store is survived (fail static).
+            store.check_integrity()
+            store.load_state()
+        except BaseException:
+            store.close()
+            raise
     else:
         print("edgerules proxy: no --store given, no hostname has mTLS enabled", file=sys.stderr)
     if store is not None and not args.cert:

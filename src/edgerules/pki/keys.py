@@ -41,6 +41,15 @@ _OID_HMAC_SHA256 = bytes.fromhex("2a864886f70d0209")  # 1.2.840.113549.2.9
 _OID_AES256_CBC = bytes.fromhex("60864801650304012a")  # 2.16.840.1.101.3.4.1.42
 
 
+def public_key_der(obj: object) -> bytes:
+    """The SubjectPublicKeyInfo (DER) of a certificate or key: what "the same key" means
+    when revocation is matched by the issuer's key (issue 9.11)."""
+    public = obj.public_key() if hasattr(obj, "public_key") else obj  # type: ignore[union-attr]
+    return public.public_bytes(  # type: ignore[union-attr]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 def generate_key(key_type: str = "ecdsa") -> CertificateIssuerPrivateKeyTypes:
     """A fresh key: ``"ecdsa"`` → P-256 (the default), ``"rsa"`` → RSA 2048, e=65537."""
     if key_type == "ecdsa":

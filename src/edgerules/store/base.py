@@ -5,18 +5,20 @@
 shared SQL server (many proxies, one store) implements the same abstract methods. The
 shared behaviour lives here:
 
-* :meth:`Store.validator_for_hostname` — the per-SNI trust decision, cached per hostname
-  and keyed by the store's ``trust`` counter, so changes made by another process (the
-  CLI) are picked up by the next connection without a restart;
-* :class:`StoreRevocationSource` — the validator's ``RevocationSource`` (``tls/revocation.py``):
-  ``version`` is the store's ``revocation`` counter (bumped in the same transaction as a
-  revoke/restore), ``is_revoked`` answers only for leaves issued by the managed CA
-  (spec mtls.md §3.2 step 5: no revocation for uploaded CAs);
-* :meth:`Store.revocation_version` — that counter as the validators read it on every
-  ``validate()`` (it is part of their cache key), without a query each time: a
-  revoke/restore made through this store object updates it at once; one made by another
-  process (or store object) is seen when the counter is next read from storage, at most
-  ``revocation_poll_interval`` seconds (default 0.25; 0 = read on every call) later;
+* **The enforcement state in memory** (:mod:`edgerules.store.live`): trusted CAs per
+  hostname, the managed CA and its revoked serials, and two versions, loaded in one
+  consistent read and refreshed by a background thread when the store changes (every
+  ``poll_interval`` seconds a cheap change token is compared; a backend with push
+  notifications wakes it at once; a write through this store object refreshes it before
+  returning). :meth:`Store.versions`, :meth:`Store.trust_version`,
+  :meth:`Store.revocation_version`, :meth:`Store.validator_for_hostname` and
+  :class:`StoreRevocationSource` read only that memory: no query per call, so the proxy
+  may call them on every request.
+* **Fail static / fail closed** (issue 9.5): when the store cannot be read the last state
+  that loaded stays in force (revocations included) and the failure is logged at error
+  level and shown by :meth:`Store.health`; with no state ever loaded,
+  :meth:`Store.load_state` raises (the proxy refuses to start) and the revocation source
+  answers per ``revocation_unknown`` (default ``"revoked"``: fail closed).
 * :meth:`Store.issue_certificate`, :meth:`Store.export_pkcs12` and the hostname methods
   (normalisation, "what was removed") — the certificate and hostname work
   (``edgerules.pki``), around the backend's primitives.
@@ -26,14 +28,13 @@ A store is bound to one account (``account_id``, default ``"default"``).
 
 from __future__ import annotations
 
+import logging
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from edgerules.errors import RuleError
 from edgerules.pki import inspect, issuing, keys
 from edgerules.pki.bundle import export_pkcs12
 from edgerules.pki.errors import PKIError
@@ -46,6 +47,7 @@ from edgerules.pki.records import (
     UploadedCA,
 )
 from edgerules.store.errors import StoreError
+from edgerules.store.live import LiveState, RawState, StateSnapshot, StoreHealth
 
 if TYPE_CHECKING:  # types only: certificates are read by edgerules.pki; the validator is
     # another part, imported only when building one
@@ -54,9 +56,14 @@ if TYPE_CHECKING:  # types only: certificates are read by edgerules.pki; the val
 
     from edgerules.tls import ClientCertValidator
 
+log = logging.getLogger("edgerules.store")
+
 DEFAULT_ACCOUNT = "default"
 DEFAULT_MAX_UPLOADED_CAS = 5  # spec §6: 5 CAs per account
-DEFAULT_REVOCATION_POLL_S = 0.25  # staleness bound for revocations by other processes
+# How often the in-memory state checks for changes made by other processes (the bound on
+# their propagation when the backend has no push notifications).
+DEFAULT_REVOCATION_POLL_S = 0.1
+REVOCATION_UNKNOWN_CHOICES = ("revoked", "not-revoked")
 
 
 class Store(ABC):
@@ -75,7 +82,13 @@ class Store(ABC):
         account_id: str = DEFAULT_ACCOUNT,
         *,
         revocation_poll_interval: float = DEFAULT_REVOCATION_POLL_S,
+        revocation_unknown: str = "revoked",
     ) -> None:
+        if revocation_unknown not in REVOCATION_UNKNOWN_CHOICES:
+            raise StoreError(
+                f"revocation_unknown must be one of {', '.join(REVOCATION_UNKNOWN_CHOICES)}, "
+                f"got {revocation_unknown!r}"
+            )
         if (
             isinstance(revocation_poll_interval, bool)
             or not isinstance(revocation_poll_interval, int | float)
@@ -85,13 +98,11 @@ class Store(ABC):
                 f"revocation_poll_interval must be >= 0 seconds, got {revocation_poll_interval!r}"
             )
         self.account_id = account_id
-        self.revocation_poll_interval = float(revocation_poll_interval)
         self._validators: dict[str, tuple[int, ClientCertValidator]] = {}
         self._validators_lock = threading.Lock()
         self._revocation: StoreRevocationSource | None = None
-        # (revocation counter, time.monotonic() of the read); -1: never read
-        self._revocation_seen: tuple[int, float] = (-1, 0.0)
-        self._revocation_seen_lock = threading.Lock()
+        self.revocation_unknown = revocation_unknown
+        self._live = LiveState(self, float(revocation_poll_interval))
 
     # -- managed CA -------------------------------------------------------------------
 
@@ -261,19 +272,25 @@ class Store(ABC):
 
     # -- primitives the shared code below needs ---------------------------------------
 
-    @abstractmethod
-    def versions(self) -> tuple[int, int]:
-        """``(trust_version, revocation_version)`` — the store's counters, read now."""
+    backend_name: str = "store"
 
     @abstractmethod
-    def trusted_cas_for(self, hostname: str) -> list[x509.Certificate]:
-        """The CA certificates associated with a normalised hostname: uploaded ones newest
-        first, then the managed CA; ``[]`` when mTLS is not enabled there."""
+    def counters(self) -> tuple[int, int]:
+        """``(trust, revocation)`` counters read from storage now (diagnostics, tests)."""
 
     @abstractmethod
-    def revoked_serials(self) -> tuple[int, x509.Certificate | None, frozenset[int]]:
-        """``(revocation_version, managed CA certificate, revoked serials)`` read in one
-        snapshot."""
+    def _change_token(self) -> object:
+        """Cheap: a value that changes whenever the enforcement state may have changed
+        (checked every poll interval); also where a backend notices a replaced file."""
+
+    @abstractmethod
+    def _load_state(self) -> RawState:
+        """The enforcement state in one consistent read (see :class:`RawState`)."""
+
+    @abstractmethod
+    def check_integrity(self) -> None:
+        """Raise :class:`StoreError` when the storage is damaged or unreachable (the
+        proxy's start-up check)."""
 
     @abstractmethod
     def _signing_ca(self) -> tuple[ManagedCA, x509.Certificate, CertificateIssuerPrivateKeyTypes]:
@@ -315,27 +332,53 @@ class Store(ABC):
             self._revocation = StoreRevocationSource(self)
         return self._revocation
 
+    # -- the in-memory enforcement state ----------------------------------------------
+
+    @property
+    def revocation_poll_interval(self) -> float:
+        """Seconds between checks for changes made by other processes (0: check on every
+        read, synchronously). The name predates trust changes being polled too."""
+        return self._live.poll_interval
+
+    @revocation_poll_interval.setter
+    def revocation_poll_interval(self, value: float) -> None:
+        self._live.poll_interval = float(value)
+        self._live.wake()
+
+    def load_state(self) -> StateSnapshot:
+        """Load the enforcement state now if none is loaded (and start keeping it fresh);
+        raises :class:`StoreError` when it cannot be read — a proxy that never loaded
+        state must not start."""
+        return self._live.require()
+
+    def health(self) -> StoreHealth:
+        """Reachable?, last successful sync, state versions (for /readyz and metrics)."""
+        return self._live.health()
+
+    def versions(self) -> tuple[int, int]:
+        """``(trust_version, revocation_version)`` of the state in memory: they grow
+        whenever the state changes (including a replaced store); no query."""
+        snap = self._live.require()
+        return snap.trust_version, snap.revocation_version
+
     def trust_version(self) -> int:
         return self.versions()[0]
 
     def revocation_version(self) -> int:
-        """The ``revocation`` counter, read from storage at most every
-        ``revocation_poll_interval`` seconds (see the module docstring)."""
-        version, read_at = self._revocation_seen
-        if version >= 0 and time.monotonic() - read_at < self.revocation_poll_interval:
-            return version
-        with self._revocation_seen_lock:
-            version = self.versions()[1]
-            self._revocation_seen = (max(version, self._revocation_seen[0]), time.monotonic())
-            return self._revocation_seen[0]
+        return self.versions()[1]
 
-    def _revocation_moved(self, version: int) -> None:
-        """Record a counter value seen by a write or a snapshot (the counter only grows),
-        so that this store's validators see the change at once."""
-        with self._revocation_seen_lock:
-            seen, read_at = self._revocation_seen
-            if version > seen:
-                self._revocation_seen = (version, read_at)
+    def trusted_cas_for(self, hostname: str) -> list[x509.Certificate]:
+        """The CA certificates associated with a normalised hostname: uploaded ones newest
+        first, then the managed CA; ``[]`` when mTLS is not enabled there."""
+        return list(self._live.require().hostnames.get(hostname, ()))
+
+    def _changed(self) -> None:
+        """After a committed write: this store's readers see it before the call returns."""
+        if self._live.active:
+            self._live.refresh(force=True)
+
+    def close_live(self) -> None:
+        self._live.stop()
 
     def validator_for_hostname(self, hostname: str | bytes | None) -> ClientCertValidator | None:
         """The validator for connections to ``hostname`` (the TLS SNI), or ``None`` when
@@ -350,12 +393,13 @@ class Store(ABC):
         key = lookup_key(hostname)
         if key is None:
             return None
-        version = self.trust_version()
+        snap = self._live.require()
+        version = snap.trust_version
         with self._validators_lock:
             cached = self._validators.get(key)
         if cached is not None and cached[0] == version:
             return cached[1]
-        trusted = self.trusted_cas_for(key)
+        trusted = list(snap.hostnames.get(key, ()))
         if not trusted:
             validator = None
         else:
@@ -375,45 +419,47 @@ class Store(ABC):
 
 
 class StoreRevocationSource:
-    """Revocation state of managed-CA certificates, read from the store.
+    """Revocation state of managed-CA certificates, from the store's state in memory.
 
-    ``version`` is :meth:`Store.revocation_version`: a revoke through the same store is
-    visible at the next validation, one by another process within the store's
-    ``revocation_poll_interval``. The set of revoked serials is reloaded only when that
-    counter moves.
+    ``version`` is :meth:`Store.revocation_version` (it moves with every revoke/restore
+    and every replaced store). ``is_revoked`` matches the issuer by the managed CA's
+    public key, not by the exact CA certificate (issue 9.11: an uploaded copy of the
+    managed CA must not hide revocations). Never raises; fails closed: with no state ever
+    loaded (or an unexpected error) the answer is the store's ``revocation_unknown``
+    (default ``"revoked"``).
     """
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._lock = threading.Lock()
-        self._loaded_version = -1
-        self._ca: x509.Certificate | None = None
-        self._revoked: frozenset[int] = frozenset()
 
     @property
     def version(self) -> int:
-        # Never raise into the validator (tls/revocation.py: a broken source answers "not
-        # revoked"); if the store is unreadable for a moment, keep the last version seen.
-        try:
-            return self._store.revocation_version()
-        except RuleError:
-            return self._loaded_version
-
-    def _refresh(self) -> tuple[x509.Certificate | None, frozenset[int]]:
-        version = self.version
-        with self._lock:
-            if version != self._loaded_version or self._ca is None:
-                self._loaded_version, self._ca, self._revoked = self._store.revoked_serials()
-                self._store._revocation_moved(self._loaded_version)
-            return self._ca, self._revoked
+        snap = self._store._live.snapshot()
+        return -1 if snap is None else snap.revocation_version
 
     def is_revoked(self, leaf: x509.Certificate, issuer: x509.Certificate) -> bool:
-        """True when ``leaf`` was issued by the managed CA and is revoked (or pending
-        revocation). Certificates of uploaded CAs are never revoked (spec §6)."""
+        """True when ``leaf`` was issued with the managed CA's key and is revoked (or
+        pending revocation). Certificates of other CAs are never revoked here (spec §6;
+        their CRLs are the validator's)."""
         try:
-            ca, revoked = self._refresh()
-            if ca is None or issuer != ca:
+            snap = self._store._live.snapshot()
+            if snap is None:
+                return self._unknown("no revocation state could be loaded")
+            raw = snap.raw
+            if raw.managed_ca is None:
                 return False
-            return leaf.serial_number in revoked
-        except Exception:  # fail open, like every RevocationSource
-            return False
+            if issuer != raw.managed_ca and keys.public_key_der(issuer) != raw.managed_key:
+                return False
+            return leaf.serial_number in raw.revoked
+        except Exception as exc:  # never raise into the validator; fail closed
+            return self._unknown(f"{type(exc).__name__}: {exc}")
+
+    def _unknown(self, why: str) -> bool:
+        revoked = self._store.revocation_unknown == "revoked"
+        log.error(
+            "revocation status unknown (%s): treated as %s (revocation_unknown=%r)",
+            why,
+            "REVOKED" if revoked else "not revoked",
+            self._store.revocation_unknown,
+        )
+        return revoked

@@ -50,12 +50,14 @@ from edgerules.store.base import (
     Store,
 )
 from edgerules.store.errors import StoreError
+from edgerules.store.live import RawState
 from edgerules.store.schema import (
     CURRENT_VERSION,
     KNOWN_TABLES,
     MIGRATIONS,
     SCHEMA_VERSION_TABLE,
 )
+from edgerules.store.state import build_raw_state
 
 if TYPE_CHECKING:  # certificates are parsed and read by edgerules.pki only
     from cryptography import x509
@@ -116,6 +118,10 @@ def _short(value: object) -> str:
 class SQLiteStore(Store):
     """An account store in one SQLite file (or ``":memory:"``).
 
+    Change detection for the in-memory state: every poll the file's identity is checked
+    (a replaced file is reopened, issue 9.12) and the two counters are read (one indexed
+    query, a few µs).
+
     ``create``: make a new store if ``path`` does not exist (otherwise a missing file is
     an error: a mistyped path never becomes a new, empty store). ``read_only``: open with
     ``mode=ro`` (the proxy; a read-only file or volume works); nothing is migrated then.
@@ -135,11 +141,17 @@ class SQLiteStore(Store):
         max_validity_days: int = issuing.MAX_VALIDITY_DAYS,
         busy_timeout: float = BUSY_TIMEOUT_S,
         revocation_poll_interval: float = DEFAULT_REVOCATION_POLL_S,
+        revocation_unknown: str = "revoked",
     ) -> None:
-        super().__init__(account_id, revocation_poll_interval=revocation_poll_interval)
+        super().__init__(
+            account_id,
+            revocation_poll_interval=revocation_poll_interval,
+            revocation_unknown=revocation_unknown,
+        )
         if not account_id or not isinstance(account_id, str):
             raise StoreError("account id must be a non-empty string")
         self.path = os.fspath(path)
+        self.backend_name = f"sqlite:{self.path}"
         if create and read_only:
             raise StoreError("a store cannot be created read-only")
         self.read_only = read_only
@@ -161,8 +173,14 @@ class SQLiteStore(Store):
         self._ca_key: tuple[str, CertificateIssuerPrivateKeyTypes] | None = None
         self._ca_cert: tuple[str, x509.Certificate] | None = None
         self._immutable = False
+        self._generation = 0  # bumped when the file is replaced (issue 9.12)
+        self._pem_cache: dict[str, x509.Certificate] = {}
         self._conn = self._connect(create=create)
         try:
+            try:
+                self._identity = self._file_identity()
+            except OSError as exc:
+                raise StoreError(f"cannot open store {self.path}: {exc.strerror}") from None
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             self._check_identity(create=create)
             self._configure(busy_timeout)
@@ -387,7 +405,15 @@ class SQLiteStore(Store):
         return int(value)
 
     def close(self) -> None:
+        self.close_live()
         with self._lock:
+            try:
+                if not self.read_only and self.path not in ("", ":memory:"):
+                    # Leave no committed frames in the -wal: a file copied or moved into
+                    # place later is never paired with a stale WAL (issue 9.12).
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
             try:
                 self._conn.close()
             except sqlite3.Error:
@@ -398,18 +424,115 @@ class SQLiteStore(Store):
         with self._read() as c:
             return "\n".join(str(r[0]) for r in c.execute("PRAGMA integrity_check"))
 
-    # -- counters ---------------------------------------------------------------------
+    def check_integrity(self) -> None:
+        """``PRAGMA quick_check`` (the proxy runs it at start): a damaged store is refused
+        rather than served with holes in it."""
+        try:
+            with self._lock:
+                rows = [str(r[0]) for r in self._conn.execute("PRAGMA quick_check")]
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path} is damaged: {exc}") from None
+        if rows != ["ok"]:
+            raise StoreError(
+                f"store {self.path} is damaged (PRAGMA quick_check: {'; '.join(rows[:3])}); "
+                "restore it from a backup"
+            )
 
-    def versions(self) -> tuple[int, int]:
+    # -- the enforcement state (edgerules.store.live) ---------------------------------
+
+    def _file_identity(self) -> tuple[int, ...] | None:
+        if self.path in ("", ":memory:"):
+            return None
+        st = os.stat(self.path)
+        if self._immutable:  # no locking: notice any change to the file itself
+            return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return (st.st_dev, st.st_ino)
+
+    def _reopen_if_replaced(self) -> None:
+        """Issue 9.12: a store restored from a backup or moved into place (a new inode)
+        is noticed on the next poll and opened afresh; the old connection is closed."""
+        try:
+            identity = self._file_identity()
+        except OSError as exc:
+            raise StoreError(f"store {self.path} cannot be read: {exc.strerror}") from None
+        if identity == self._identity:
+            return
+        log.warning("store %s was replaced (new file): reopening it", self.path)
         with self._lock:
+            old = self._conn
+            self._conn = self._connect(create=False)
             try:
-                rows = self._conn.execute(
-                    "SELECT name, value FROM counters WHERE account_id = ?", (self.account_id,)
-                ).fetchall()
-            except sqlite3.Error as exc:
-                raise StoreError(f"store read failed: {exc}") from None
-        values = dict(rows)
+                self._conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+                self._check_identity(create=False)
+                self._configure(self._busy_timeout)
+                if self.read_only:
+                    self._check_version_read_only()
+                else:
+                    self._migrate()
+            except BaseException:
+                self._conn.close()
+                self._conn = old
+                raise
+            self._identity = identity
+            self._generation += 1
+            self._ca_cert = None
+            self._ca_key = None
+            try:
+                old.close()
+            except sqlite3.Error:
+                pass
+
+    def _read_counters(self, c: sqlite3.Connection) -> tuple[int, int]:
+        values = dict(
+            c.execute(
+                "SELECT name, value FROM counters WHERE account_id = ?", (self.account_id,)
+            ).fetchall()
+        )
         return int(values.get("trust", 0)), int(values.get("revocation", 0))
+
+    def counters(self) -> tuple[int, int]:
+        with self._read() as c:
+            return self._read_counters(c)
+
+    def _change_token(self) -> object:
+        try:
+            self._reopen_if_replaced()
+            with self._read() as c:
+                return (self._generation, *self._read_counters(c))
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path} cannot be read: {exc}") from None
+
+    def _load_state(self) -> RawState:
+        self._reopen_if_replaced()
+        with self._read() as c:
+            trust, revocation = self._read_counters(c)
+            rows = c.execute(
+                "SELECT h.hostname, coalesce(u.certificates, m.certificate) "
+                "FROM hostname_associations h "
+                "LEFT JOIN uploaded_cas u ON h.ca_kind = 'uploaded' AND u.id = h.ca_id "
+                "LEFT JOIN managed_cas m ON h.ca_kind = 'managed' AND m.id = h.ca_id "
+                "WHERE h.account_id = ? "
+                "ORDER BY h.hostname, h.ca_kind DESC, u.seq DESC",
+                (self.account_id,),
+            ).fetchall()
+            managed = c.execute(
+                "SELECT certificate FROM managed_cas WHERE account_id = ?", (self.account_id,)
+            ).fetchone()
+            serials = c.execute(
+                "SELECT serial_number FROM client_certificates WHERE account_id = ? "
+                f"AND status IN ({', '.join('?' * len(REVOKED_STATUSES))})",
+                [self.account_id, *sorted(REVOKED_STATUSES)],
+            ).fetchall()
+        return build_raw_state(
+            token=(self._generation, trust, revocation),
+            generation=(self.path, self._generation),
+            trust=trust,
+            revocation=revocation,
+            host_rows=rows,
+            managed_pem=None if managed is None else managed[0],
+            revoked=serials,
+            cache=self._pem_cache,
+        )
 
     # -- managed CA -------------------------------------------------------------------
 
@@ -498,6 +621,7 @@ class SQLiteStore(Store):
                 "WHERE account_id = ?",
                 (self.account_id,),
             ).fetchone()
+        self._changed()  # committed: this store's readers see it now
         return row
 
     def _managed_from_row(self, row: tuple[Any, ...]) -> ManagedCA:
@@ -757,9 +881,9 @@ class SQLiteStore(Store):
                 "VALUES (?, ?, ?, ?)",
                 (ident, event, target, now),
             )
-            version = self._bump(c, "revocation")
+            self._bump(c, "revocation")
             record = self._fetch_cert(c, ident)
-        self._revocation_moved(version)  # committed: this store's validators see it now
+        self._changed()  # committed: this store's validators see it now
         return record
 
     def revoke_certificate(self, cert_id: str) -> ClientCertificate:
@@ -835,6 +959,7 @@ class SQLiteStore(Store):
                 ),
             )
             self._bump(c, "trust")
+        self._changed()  # committed: this store's readers see it now
         return record
 
     def list_uploaded_cas(self) -> list[UploadedCA]:
@@ -888,6 +1013,7 @@ class SQLiteStore(Store):
                 )
             c.execute("DELETE FROM uploaded_cas WHERE id = ?", (ca.id,))
             self._bump(c, "trust")
+        self._changed()  # committed: this store's readers see it now
         return ca
 
     # -- hostname associations --------------------------------------------------------
@@ -949,6 +1075,7 @@ class SQLiteStore(Store):
             after = self._hosts_of(c, ca_id)
             if after != before:
                 self._bump(c, "trust")
+        self._changed()  # committed: this store's readers see it now
         return after
 
     def get_hostname_associations(self, mtls_certificate_id: str | None = None) -> list[str]:
@@ -984,6 +1111,7 @@ class SQLiteStore(Store):
                     [(self.account_id, h) for h in removed],
                 )
                 self._bump(c, "trust")
+        self._changed()  # committed: this store's readers see it now
         return removed
 
     def hostname_table(self) -> list[tuple[str, str, str, str | None]]:
@@ -1009,38 +1137,3 @@ class SQLiteStore(Store):
             }
 
     # -- what validators need ---------------------------------------------------------
-
-    def trusted_cas_for(self, hostname: str) -> list[x509.Certificate]:
-        with self._read() as c:
-            uploaded = c.execute(
-                "SELECT u.certificates FROM hostname_associations h JOIN uploaded_cas u "
-                "ON u.id = h.ca_id WHERE h.account_id = ? AND h.hostname = ? "
-                "AND h.ca_kind = 'uploaded' ORDER BY u.seq DESC",
-                (self.account_id, hostname),
-            ).fetchall()
-            managed = c.execute(
-                "SELECT m.id, m.certificate FROM hostname_associations h JOIN managed_cas m "
-                "ON m.id = h.ca_id WHERE h.account_id = ? AND h.hostname = ? "
-                "AND h.ca_kind = 'managed'",
-                (self.account_id, hostname),
-            ).fetchall()
-        out = [inspect.load_certificate(pem) for (pem,) in uploaded]
-        out.extend(self._managed_cert(ca_id, pem) for ca_id, pem in managed)
-        return out
-
-    def revoked_serials(self) -> tuple[int, x509.Certificate | None, frozenset[int]]:
-        with self._read() as c:
-            row = c.execute(
-                "SELECT value FROM counters WHERE account_id = ? AND name = 'revocation'",
-                (self.account_id,),
-            ).fetchone()
-            ca = c.execute(
-                "SELECT id, certificate FROM managed_cas WHERE account_id = ?", (self.account_id,)
-            ).fetchone()
-            serials = c.execute(
-                "SELECT serial_number FROM client_certificates WHERE account_id = ? "
-                f"AND status IN ({', '.join('?' * len(REVOKED_STATUSES))})",
-                [self.account_id, *sorted(REVOKED_STATUSES)],
-            ).fetchall()
-        cert = None if ca is None else self._managed_cert(ca[0], ca[1])
-        return (0 if row is None else int(row[0])), cert, frozenset(int(s) for (s,) in serials)
