@@ -76,7 +76,7 @@ def test_proxy_refuses_to_start_on_a_damaged_store(tmp_path):
                 result.proc.kill()
                 result.proc.wait(10)
             raise AssertionError(f"the proxy started on a damaged store (revoked -> {got})")
-        assert result.returncode == 1 and "damaged" in result.stderr, result.stderr
+        assert result.returncode == 2 and "damaged" in result.stderr, result.stderr
 
 
 def test_no_state_loaded_means_revoked_not_admitted(tmp_path):
