@@ -366,7 +366,7 @@ def test_eval_same_list_file_twice_is_fine(capsys: pytest.CaptureFixture[str],
         ("bad.toml", b"name = \n", ("invalid TOML", "line 1")),
         ("array.json", b"[]", ("must be an object",)),
         ("number.json", b"5", ("must be an object",)),
-        ("rules.yaml", b"name: x\n", ("unknown ruleset format", ".yaml")),
+        ("rules.yaml", b"name: x\n", ("rules.yaml", "not an octorules zone file")),
         ("rules-not-list.json", b'{"name": "x", "rules": {}}', ("'rules' must be an array",)),
         ("unknown-key.json", b'{"name": "x", "rulez": []}', ("unknown key 'rulez'",
                                                               'did you mean "rules"')),
@@ -400,7 +400,10 @@ def test_lint_reports_every_broken_rule_with_caret(capsys: pytest.CaptureFixture
     for ref in ("syntax", "typo", "bad_action", "bad_type"):
         assert f"rule '{ref}'" in err, err
     assert "rule 'fine'" not in err
-    assert "line 1, column 14" in err  # "http.host eq " ends at column 14
+    # the file's line and column (the whole ruleset is one line of JSON): the end of the
+    # expression "http.host eq ", just before its closing quote
+    column = broken.read_text().index('"http.host eq "') + len('"http.host eq ') + 1
+    assert f"broken.json, line 1, column {column})" in err, err
     assert 'did you mean "http.host"' in err
     assert "unknown action 'blok' (did you mean \"block\"?)" in err
     assert err.count("^") >= 3, err
@@ -550,7 +553,8 @@ def test_policy_test_against_broken_ruleset(capsys: pytest.CaptureFixture[str], 
                                             broken: Path) -> None:
     path = write(tmp_path / "b.tests.toml", CASE)
     err = fails(capsys, ["test", str(broken), str(path)], "4 broken rules", status=2)
-    assert "line 1, column 14" in err and "^" in err
+    column = broken.read_text().index('"http.host eq "') + len('"http.host eq ') + 1
+    assert f"broken.json, line 1, column {column})" in err and "^" in err
 
 
 @pytest.mark.parametrize(

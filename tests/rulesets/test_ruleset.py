@@ -165,9 +165,12 @@ def test_missing_expression_or_action() -> None:
 def test_file_errors(tmp_path: Path) -> None:
     with pytest.raises(RulesetError, match="cannot read"):
         Ruleset.load(tmp_path / "nope.json")
-    (tmp_path / "a.yaml").write_text("x")
-    with pytest.raises(RulesetError, match=r"use \.json or \.toml"):
+    (tmp_path / "a.yaml").write_text("x")  # YAML, but not an octorules zone file
+    with pytest.raises(RulesetError, match="octorules zone file"):
         Ruleset.load(tmp_path / "a.yaml")
+    (tmp_path / "a.txt").write_text("just words")
+    with pytest.raises(RulesetError, match="cannot tell the format"):
+        Ruleset.load(tmp_path / "a.txt")
     (tmp_path / "b.json").write_text("{")
     with pytest.raises(RulesetError, match="invalid JSON"):
         Ruleset.load(tmp_path / "b.json")

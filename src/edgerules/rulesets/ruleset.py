@@ -55,7 +55,7 @@ from edgerules.lang.context import Context
 from edgerules.lang.errors import ContextError
 from edgerules.rulesets.actions import Limits
 from edgerules.rulesets.errors import RulesetError
-from edgerules.rulesets.formats import dump_json, dump_toml, read_ruleset_file, write_ruleset_file
+from edgerules.rulesets.formats import dump_json, dump_toml, read_document, write_ruleset_file
 from edgerules.rulesets.index import RuleIndex
 from edgerules.rulesets.loading import rules_from_dict
 from edgerules.rulesets.model import ALLOW, PHASE_DONE, Decision, Rule, decide
@@ -102,14 +102,22 @@ class Ruleset:
     def load(cls, path: str | os.PathLike[str], *, lists: Mapping[str, Any] | None = None,
              limits: Limits | str | dict[str, Any] | None = None, scheme: Scheme | None = None,
              rulesets: Mapping[str, Ruleset] | Iterable[Ruleset] | None = None) -> Ruleset:
-        """Load a ruleset file: ``*.json`` (Rulesets API shape) or ``*.toml`` (the same
-        keys, rules as ``[[rules]]`` tables). A missing ``name`` defaults to the stem."""
+        """Load a ruleset file, in any format users keep rules in (told by content):
+        JSON (a Rulesets API object, or a Cloudflare API response with its
+        ``result``/``success`` envelope), TOML (the same keys, rules as ``[[rules]]``),
+        a Terraform ``cloudflare_ruleset`` resource, an octorules YAML zone file.
+        A missing ``name`` defaults to the stem. Rule errors point at the file's line
+        and column (:mod:`edgerules.rulesets.formats`)."""
         p = Path(path)
-        obj = read_ruleset_file(p)
+        doc = read_document(p)
+        obj = doc.obj
         if isinstance(obj, dict) and "name" not in obj:
             obj = {"name": p.stem.removesuffix(".ruleset"), **obj}
-        return cls.from_dict(obj, lists=lists, limits=limits, scheme=scheme,
-                             rulesets=rulesets, origin=str(p))
+        try:
+            return cls.from_dict(obj, lists=lists, limits=limits, scheme=scheme,
+                                 rulesets=rulesets, origin=str(p))
+        except RulesetError as exc:
+            raise doc.relocate(exc) from None
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any], *, lists: Mapping[str, Any] | None = None,
