@@ -185,7 +185,12 @@ class _Interp:
         if op in ("wildcard", "strict_wildcard"):
             rx = _wildcard_regex(rhs.value, op == "strict_wildcard")
             return rx.fullmatch(x) is not None
-        lit = rhs.value
+        if isinstance(rhs, (ast.FieldRef, ast.Index, ast.FunctionCall)):
+            lit = self.value(rhs)  # a dynamic right-hand side (rules-language-2026 §3)
+            if lit is MISSING:
+                return False
+        else:
+            lit = rhs.value
         if op == "eq":
             return type(x) is type(lit) and x == lit
         if op == "ne":

@@ -195,7 +195,8 @@ class Comparison:
 
     lhs: ValueExpr
     op: ComparisonOp
-    rhs: Literal | Regex | SetLiteral | ListRef
+    # A value expression on the right: eq ne lt le gt ge only (rules-language-2026 §3).
+    rhs: Literal | Regex | SetLiteral | ListRef | ValueExpr
     span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
     op_span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
 

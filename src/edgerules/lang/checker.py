@@ -68,6 +68,10 @@ _LITERAL_TYPES = {"string": BYTES, "int": INT, "ip": IP}
 _OPS_BY_ID: dict[int, frozenset[str]] = {id(t): ops for t, ops in _OPS.items()}
 # The operators whose right side must be a plain literal of the left side's type.
 _LITERAL_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "contains", "bitwise_and"})
+# rules-language-2026 §3: equality and ordering may compare with a dynamic value (a field,
+# an indexed value, a function result) of the same type; the others keep a literal [U].
+_DYNAMIC_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
+_VALUE_NODES = (ast.FieldRef, ast.Index, ast.FunctionCall)
 
 
 @dataclass(slots=True)
@@ -308,7 +312,9 @@ class _Checker:
         the operator allowed on ``t``)."""
         op = node.op
         rhs = node.rhs
-        if op == "matches":
+        if isinstance(rhs, _VALUE_NODES):
+            self.dynamic_operand(rhs, op, t)
+        elif op == "matches":
             self.regex(rhs, node)
         elif op in ("wildcard", "strict_wildcard"):
             self.wildcard(rhs, op)
@@ -321,6 +327,28 @@ class _Checker:
                 raise self.error('"in" needs a set { … } or a named list $name', _span(rhs))
         else:
             self.literal(rhs, t)
+
+    def dynamic_operand(self, rhs: Any, op: str, t: Type) -> None:
+        """A field or function result on the right (rules-language-2026 §3): only after
+        eq ne lt le gt ge, of the left side's type, one value (no ``[*]``) [U]."""
+        if op not in _DYNAMIC_OPS:
+            raise self.error(
+                f'"{_op_text(op)}" takes a literal on the right-hand side; a field or a '
+                "function result may follow only eq, ne, lt, le, gt, ge",
+                _span(rhs),
+            )
+        info = self.value(rhs)
+        if info.unpacked:
+            raise self.error(
+                "[*] is not allowed on the right-hand side of a comparison",
+                _span(rhs),
+                hint="compare each element with any(… [*] eq value) on the left",
+            )
+        if info.type is not t and info.type != t:
+            raise self.error(
+                f"both sides of a comparison must have one type: expected {t}, got {info.type}",
+                _span(rhs),
+            )
 
     @staticmethod
     def _op_message(op: str, t: Type) -> str:

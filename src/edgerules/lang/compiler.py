@@ -23,6 +23,7 @@ Invariants:
 from __future__ import annotations
 
 import ipaddress
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
@@ -86,6 +87,22 @@ _AFFIX: dict[int, Any] = {
     id(FUNCTIONS["ends_with"]): bytes.endswith,
 }
 _CASE: dict[int, Any] = {id(FUNCTIONS["lower"]): bytes.lower, id(FUNCTIONS["upper"]): bytes.upper}
+
+# Dynamic right-hand sides (rules-language-2026 §3): the value nodes, the operators, and
+# one closure per operator for two plain fields (``v[i] == v[j]``: no operator call).
+_VALUE_NODES = frozenset({ast.FieldRef, ast.Index, ast.FunctionCall})
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt,
+    "le": operator.le, "gt": operator.gt, "ge": operator.ge,
+}  # fmt: skip
+_FIELD_PAIR: dict[str, Callable[[int, int], Pred]] = {
+    "eq": lambda i, j: lambda v: v[i] == v[j],
+    "ne": lambda i, j: lambda v: v[i] != v[j],
+    "lt": lambda i, j: lambda v: v[i] < v[j],
+    "le": lambda i, j: lambda v: v[i] <= v[j],
+    "gt": lambda i, j: lambda v: v[i] > v[j],
+    "ge": lambda i, j: lambda v: v[i] >= v[j],
+}
 
 
 @dataclass(frozen=True)
@@ -528,6 +545,8 @@ class _Compiler:
     # -- comparisons ---------------------------------------------------------------------
 
     def comparison(self, node: ast.Comparison) -> tuple[Pred, bool | None]:
+        if type(node.rhs) in _VALUE_NODES:
+            return self.dynamic_comparison(node), None
         lhs = node.lhs
         lhs_info = self.info[id(lhs)]
         if type(lhs) is ast.FieldRef and not lhs_info.missing and not lhs_info.unpacked:
@@ -573,6 +592,34 @@ class _Compiler:
         if fused is not None:
             return fused, None
         return (lambda v: test(val(v))), None
+
+    def dynamic_comparison(self, node: ast.Comparison) -> Pred:
+        """``lhs op <field or function result>`` (rules-language-2026 §3, eq…ge): false
+        when either side is missing [U]; element-wise when the left side is unpacked (the
+        right side is computed once per evaluation)."""
+        lhs, rhs = node.lhs, node.rhs
+        li, ri = self.info[id(lhs)], self.info[id(rhs)]
+        cmp = _COMPARE[node.op]
+        rv = self.value(rhs)
+        if li.unpacked:
+            elems = self.elems(lhs)
+
+            def per_element(v: list) -> tuple:
+                b = rv(v)
+                if b is MISSING:
+                    return tuple([False] * len(elems(v)))
+                return tuple([x is not MISSING and cmp(x, b) for x in elems(v)])
+
+            return per_element
+        lv = self.value(lhs)
+        if li.missing or ri.missing:
+            return lambda v: (a := lv(v)) is not MISSING and (b := rv(v)) is not MISSING and cmp(a, b)
+        if type(lhs) is ast.FieldRef and type(rhs) is ast.FieldRef:
+            # Two plain fields (the common case): one closure, two slot reads.
+            i = self.slot(self.ck.fields[id(lhs)])
+            j = self.slot(self.ck.fields[id(rhs)])
+            return _FIELD_PAIR[node.op](i, j)
+        return lambda v: cmp(lv(v), rv(v))
 
     def plain_field_arg(self, call: ast.FunctionCall, fdefs: dict[int, Any]) -> tuple[Any, int] | None:
         """``(implementation, slot)`` when ``call`` is one of the library functions in
@@ -709,6 +756,11 @@ class _Compiler:
                     return lambda v: ranges(v[i])
                 return lambda v: (x := v[i]) in singles or ranges(x)
             return _ip_in_slot(rhs.items, i)
+        if op == "in" and isinstance(rhs, ast.ListRef):
+            # A named list on a plain field: the list's own test on the slot, no wrapper
+            # (`http.host in $hosts` costs what the inline set costs).
+            contains = self.ck.lists[id(rhs)].contains
+            return lambda v: contains(v[i])
         return None
 
     def test(self, node: ast.Comparison, info: Info) -> tuple[Callable[[Any], bool], bool | None]:

@@ -413,11 +413,13 @@ class Filter:
         elif isinstance(node, ast.Quantifier):
             children = [self._trace(node.arg, values, traced)]
         elif isinstance(node, ast.Comparison):
-            lhs = node.lhs
-            getter = traced.values.get(id(lhs))
-            info = self._checked.info.get(id(lhs))
-            if getter is not None and info is not None and not info.unpacked:
-                children = [TraceNode(format_expr(lhs), lhs.span, getter(values))]
+            # The value of each side that is not a literal: the left side, and a dynamic
+            # right-hand side (rules-language-2026 §3).
+            for side in (node.lhs, node.rhs):
+                getter = traced.values.get(id(side))
+                info = self._checked.info.get(id(side))
+                if getter is not None and info is not None and not info.unpacked:
+                    children.append(TraceNode(format_expr(side), side.span, getter(values)))
         return TraceNode(format_expr(node), node.span, value, tuple(children))
 
     # -- text ----------------------------------------------------------------------------

@@ -105,6 +105,8 @@ def _arg(node: object) -> str:
 def _rhs(node: object) -> str:
     if isinstance(node, ast.Literal):
         return _literal(node)
+    if isinstance(node, ast.FieldRef | ast.Index | ast.FunctionCall):
+        return _value(node)  # a dynamic right-hand side (rules-language-2026 §3)
     if isinstance(node, ast.Regex):
         return format_raw_string(node.pattern)
     if isinstance(node, ast.SetLiteral):

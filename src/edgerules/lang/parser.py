@@ -420,7 +420,17 @@ def _parse_int(source: Source, tok: _Tok) -> int:
     text = tok[1]
     negative = text.startswith("-")
     digits = text[1:] if negative else text
-    if digits.startswith("0x"):
+    if negative:
+        # wirefilter's lexer: a sign only before decimal digits, where a leading 0 is not
+        # octal (-012 is -12); -0x10 is not an integer.
+        if digits.startswith("0x"):
+            raise ParseError(
+                f"invalid integer {text}: a negative integer is written in decimal",
+                source,
+                _span(tok),
+            )
+        value = -int(digits, 10)
+    elif digits.startswith("0x"):
         value = int(digits[2:], 16)
     elif len(digits) > 1 and digits.startswith("0"):
         # Spec §3.5 [E]: a leading 0 means octal (0123 == 83).
@@ -433,8 +443,6 @@ def _parse_int(source: Source, tok: _Tok) -> int:
         value = int(digits, 8)
     else:
         value = int(digits, 10)
-    if negative:
-        value = -value
     if not INT64_MIN <= value <= INT64_MAX:
         raise ParseError(f"integer {text} is out of range (signed 64-bit)", source, _span(tok))
     return value
@@ -1114,6 +1122,17 @@ def _previous_text(text: str, pos: int) -> str:
 def _keyword_error(source: Source, tok: Token) -> ParseError:
     word = tok.value
     span = _tok_span(tok)
+    prev = _previous_text(source.text, tok.start_pos)
+    if prev in _OPERATORS and prev not in ("in", "matches", "~"):
+        # A keyword where the right-hand side of a comparison should be.
+        if word in ("true", "false"):
+            return ParseError(
+                f"{word} is not a value: Boolean fields take no operator",
+                source,
+                span,
+                hint="write the field bare (ssl) or negated (not ssl)",
+            )
+        return ParseError(f"expected a value after {prev}, got {word}", source, span)
     if word in ("true", "false"):
         return ParseError(
             f"{word} is only allowed as the whole expression",
@@ -1197,8 +1216,9 @@ def _translate_unexpected_token(source: Source, exc: UnexpectedToken) -> ParseEr
     if tok.type == "COMMA" and "RBRACE" in expected:
         return err("unexpected , in { }", hint="items are separated by spaces, not commas")
 
-    # Right after a comparison operator: a value must follow.
-    if expected and expected <= _LITERAL_TERMINALS:
+    # Right after a comparison operator: a value (a literal or, after eq…ge, a field or a
+    # function call: rules-language-2026 §3) must follow.
+    if expected & _LITERAL_TERMINALS and expected <= _LITERAL_TERMINALS | {"FIELD"}:
         if tok.type in ("TRUE", "FALSE"):
             return err(
                 f"{tok.value} is not a value: Boolean fields take no operator",
@@ -1283,6 +1303,12 @@ def _translate_unexpected_characters(source: Source, exc: UnexpectedCharacters) 
     pos = min(exc.pos_in_stream, len(text))
     span = Span(pos, min(pos + 1, len(text)))
     char = text[pos : pos + 1]
+    raw = re.search(r"(?<![\w.])r\Z", text[:pos])
+    if raw is not None and re.match(r'#*"', text[pos:]):
+        # `r"…` / `r#"…` never closed: the lexer read the name r, then stopped here.
+        return ParseError(
+            "missing closing quote of raw string", source, Span(raw.start(), pos + 1)
+        )
     if char == '"':
         return ParseError("missing closing quote", source, span)
     if char == "=":
@@ -1311,7 +1337,10 @@ def _translate_unexpected_characters(source: Source, exc: UnexpectedCharacters) 
             Span(pos - gap, pos + 2 + after),
             hint="write a range as one word: 1..5, 10.0.0.1..10.0.0.9",
         )
-    if allowed and allowed <= _LITERAL_TERMINALS | {"REGEX_STRING"}:
+    if allowed & (_LITERAL_TERMINALS | {"REGEX_STRING"}) and allowed <= _LITERAL_TERMINALS | {
+        "REGEX_STRING",
+        "FIELD",
+    }:
         prev = _previous_text(text, pos)
         what = (
             "a regular expression (a quoted or raw string)"

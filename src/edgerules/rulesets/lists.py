@@ -280,6 +280,8 @@ class HostnameList(_ListBase):
         self._suffixes = frozenset(suffixes)
 
     def contains(self, value: object) -> bool:
+        if type(value) is bytes and value in self._exact:
+            return True  # the common case, a lowercase host listed as such: one lookup
         if isinstance(value, str):
             value = value.encode("utf-8", "surrogateescape")
         if type(value) is not bytes:
