@@ -255,11 +255,16 @@ def _known_names() -> frozenset[str]:
     return frozenset([*(f.name for f in scheme.fields), *scheme.aliases, *scheme.functions])
 
 
+# `443or ssl`: wirefilter's integer ends at the first non-digit, then a keyword follows
+_GLUED_AFTER_INT = re.compile(r"((?<![\w.])-?[0-9]+)(and|xor|or)(?=[\s(!])")
+
+
 def _unglued(text: str) -> str | None:
     """``text`` with a space after every keyword glued to the word after it, where the
-    whole word is no field or function name (``len``, ``lower``, ``in`` stay)."""
+    whole word is no field or function name (``len``, ``lower``, ``in`` stay), and
+    between an integer and a logical keyword glued to it (``443or``)."""
     known = _known_names()
-    fixed = text
+    fixed = _GLUED_AFTER_INT.sub(r"\1 \2", text)
     for _ in range(len(text)):  # `notnotssl`: one keyword per pass
         m = next(
             (
@@ -290,7 +295,22 @@ _REGEX_DEVIATIONS = (
     "(?x) is supported",
     "invalid character class range: \\p",
     "invalid character class range: \\P",
+    "bad repetition operator",  # Rust reads a** / a+* as nested repetitions
+    "invalid counted repetition",  # Rust allows spaces inside {m,n}
 )
+# The cidr crate's lenient IPv4 forms inside { }: fewer than four octets (`5`, `1.2.3`,
+# `100.0.0/8`) or a zero-padded octet (`203.00.113.0/24`).
+_LENIENT_IPV4 = re.compile(r"[0-9]+(?:\.[0-9]+){0,3}(?:/[0-9]+)?")
+
+
+def _lenient_ipv4_in_set(text: str) -> bool:
+    for body in re.findall(r"\{([^{}]*)\}", text):
+        for item in body.split():
+            if _LENIENT_IPV4.fullmatch(item):
+                octets = item.split("/")[0].split(".")
+                if len(octets) < 4 or any(len(o) > 1 and o.startswith("0") for o in octets):
+                    return True
+    return False
 
 
 def _they_accept(v: Verdict) -> bool:
@@ -362,12 +382,12 @@ DEVIATIONS: tuple[Deviation, ...] = (
     ),
     Deviation(
         "ipv4-short-networks",
-        "short IPv4 networks inside { } (5, 1.2.3)",
-        "wirefilter's cidr crate reads `5` as 5.0.0.0/8 and `1.2.3` as 1.2.3.0/24 in a set; "
-        "Cloudflare documents addresses, CIDRs and ranges only [D], and `{10.0.0.1 5}` is a "
-        "mistake far more often than a /8, so edgerules refuses them.",
-        refuses=lambda v: _they_accept(v)
-        and re.search(r"expected IP, got Int|invalid IPv4 address", v.ours or "") is not None,
+        "short or zero-padded IPv4 networks inside { } (5, 1.2.3, 100.0.0/8, 203.00.113.0/24)",
+        "wirefilter's cidr crate reads `5` as 5.0.0.0/8 and `1.2.3` as 1.2.3.0/24 in a set "
+        "and accepts zero-padded octets there (not after eq); Cloudflare documents addresses, "
+        "CIDRs and ranges only [D], `{10.0.0.1 5}` is far more often a mistake than a /8, "
+        "and a leading zero reads as octal elsewhere, so edgerules refuses them.",
+        refuses=lambda v: _they_accept(v) and _lenient_ipv4_in_set(v.text),
     ),
     Deviation(
         "ip-ordering",
@@ -454,7 +474,11 @@ def explain(v: Verdict) -> str | None:
     if not used:
         return None
     if side == "ours":
-        return "+".join(used) if oracle_error(text) is None else None
+        theirs = oracle_error(text)
+        if theirs is None:
+            return "+".join(used)
+        rest = _refusal(Verdict(text, None, theirs))
+        return "+".join([*used, rest]) if rest is not None else None
     again = Verdict(text, our_error(text), None)
     if again.ours is None:
         return "+".join(used)

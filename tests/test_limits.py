@@ -168,3 +168,19 @@ def test_nesting_ceiling_works_everywhere(name: str) -> None:
     assert edgerules.compile(str(f), s).execute(ctx) is expected
     with pytest.raises(ParseError):
         edgerules.compile("not " * (NESTING_CEILING + 1) + "ssl", s)
+
+
+def test_hostname_list_matcher_agrees_with_contains() -> None:
+    """The compiled filter uses the list's ``matcher()`` (one closure, for speed); it must
+    answer exactly as ``contains`` for every kind of value."""
+    plain = make_list("plain", "hostname", ["a.example.com", "B.example.org"])
+    wild = make_list("wild", "hostname", ["*.example.com", "example.net"])
+    values = [b"a.example.com", b"A.EXAMPLE.COM", b"a.example.com.", b"b.example.org",
+              b"x.a.example.com", b"example.net", b"", b".", "a.example.com", 7, None]
+    for lst in (plain, wild):
+        m = lst.matcher()
+        for v in values:
+            assert m(v) is lst.contains(v), (lst.name, v)
+    f = edgerules.compile("http.host in $plain", lists={"plain": plain})
+    assert f.matches({"http.host": "A.Example.COM."}) is True
+    assert f.matches({"http.host": "c.example.com"}) is False

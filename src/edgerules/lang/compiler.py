@@ -759,7 +759,9 @@ class _Compiler:
         if op == "in" and isinstance(rhs, ast.ListRef):
             # A named list on a plain field: the list's own test on the slot, no wrapper
             # (`http.host in $hosts` costs what the inline set costs).
-            contains = self.ck.lists[id(rhs)].contains
+            lst = self.ck.lists[id(rhs)]
+            matcher = getattr(lst, "matcher", None)  # optional: a list's fastest test
+            contains = matcher() if matcher is not None else lst.contains
             return lambda v: contains(v[i])
         return None
 

@@ -471,6 +471,8 @@ class _Translator:
         p = self.p
         group = _parse_flag_group(p, i)
         if group is None:
+            if p.startswith("(?)", i):  # Rust: an error; RE2 would take it as an empty group
+                raise self.error("empty flag group (?)", i)
             capturing = not p.startswith("(?", i) or p.startswith(("(?P<", "(?<"), i)
             if p.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
                 capturing = False  # RE2 rejects these below

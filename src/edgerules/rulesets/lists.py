@@ -39,7 +39,7 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -279,9 +279,28 @@ class HostnameList(_ListBase):
         self._exact = frozenset(exact)
         self._suffixes = frozenset(suffixes)
 
+    def matcher(self) -> Callable[[object], bool]:
+        """``contains`` as one closure over local sets, for compiled filters (optional
+        part of the NamedList protocol): a list without ``*.`` entries answers a host in
+        one or two set lookups, about what an inline ``{…}`` set costs."""
+        exact = self._exact
+        if self._suffixes:
+            return self.contains
+        contains = self.contains
+
+        def matches(value: object) -> bool:
+            if value in exact:
+                return True
+            if type(value) is not bytes:
+                return contains(value)
+            host = value.lower()
+            if host[-1:] == b".":
+                host = host[:-1]
+            return host in exact
+
+        return matches
+
     def contains(self, value: object) -> bool:
-        if type(value) is bytes and value in self._exact:
-            return True  # the common case, a lowercase host listed as such: one lookup
         if isinstance(value, str):
             value = value.encode("utf-8", "surrogateescape")
         if type(value) is not bytes:
