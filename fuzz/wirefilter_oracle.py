@@ -432,6 +432,14 @@ DEVIATIONS: tuple[Deviation, ...] = (
         refuses=lambda v: _they_accept(v) and any(m in (v.ours or "") for m in _REGEX_DEVIATIONS),
     ),
     Deviation(
+        "regex-budget",
+        "regexes over edgerules' compile budget (counted repetitions over 1,000 copies, …)",
+        "A deliberate bound on compile time and memory (docs/engine-back.md, issue 11): "
+        "RE2 compiles counted repetitions by copying them; Rust's regex crate has only its "
+        "own, larger size limit.",
+        refuses=lambda v: _they_accept(v) and "regex is too large" in (v.ours or ""),
+    ),
+    Deviation(
         "nesting-counting",
         "nesting limit: edgerules also counts index brackets and any()/all() levels",
         "Each is a level of recursion for the checker and the closures (docs/engine-front.md "

@@ -74,6 +74,7 @@ EXAMPLES = {
     "wildcard-star-limit": 'http.host wildcard "a*b*c*d*e*f*g*h*i*j*k*"',
     "named-list-kinds": "cf.edge.server_port in $ports",
     "regex-dialect": 'http.host matches "(?u)\\bx"',
+    "regex-budget": 'http.host matches "^w{0,1001}ord$"',
     # 127 parentheses + any(…) + [*]: 128 levels for wirefilter, 129 for edgerules
     "nesting-counting": "(" * 127 + 'any(http.request.headers.names[*] eq "a")' + ")" * 127,
     "cloudflare-limits": 'http.host eq "' + "a" * 4090 + '"',
