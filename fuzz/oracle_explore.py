@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 
 import wirefilter_oracle as oracle
 
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
+    @seed(args.seed)  # the same expressions on every run with the same --seed
     @given(oracle.expressions())
     def explore(text: str) -> None:
         record("generated", text)

@@ -255,8 +255,11 @@ def _known_names() -> frozenset[str]:
     return frozenset([*(f.name for f in scheme.fields), *scheme.aliases, *scheme.functions])
 
 
-# `443or ssl`: wirefilter's integer ends at the first non-digit, then a keyword follows
-_GLUED_AFTER_INT = re.compile(r"((?<![\w.])-?[0-9]+)(and|xor|or)(?=[\s(!])")
+# `443or ssl`, `61:62or ssl`: wirefilter's integer ends at the first non-digit and its
+# byte string after the last hex pair, then a keyword follows
+_GLUED_AFTER_INT = re.compile(
+    r"((?<![\w.])(?:-?[0-9]+|[0-9A-Fa-f]{2}(?:[:.-][0-9A-Fa-f]{2})+))(and|xor|or)(?=[\s(!])"
+)
 
 
 def _unglued(text: str) -> str | None:

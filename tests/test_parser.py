@@ -66,6 +66,17 @@ def Call(name: str, *args: object) -> ast.FunctionCall:
 
 
 POSITIVE: list[tuple[str, str, ast.Expr]] = [
+    # --- dynamic right-hand sides (rules-language-2026 §3)
+    ("rhs-field", "x ne y.z", C("x", "ne", F("y.z"))),
+    ("rhs-call", "len(x) > len(y)", C(Call("len", F("x")), "gt", Call("len", F("y")))),
+    ("rhs-index", 'a["k"][0] == b["k"][0]',
+     C(ast.Index(ast.Index(F("a"), b"k"), 0), "eq", ast.Index(ast.Index(F("b"), b"k"), 0))),
+    ("rhs-field-then-and", "x eq y and z", And(C("x", "eq", F("y")), B("z"))),
+    ("rhs-hexlike-name-is-field", "x eq ab.cd", C("x", "eq", F("ab.cd"))),
+    ("rhs-colon-bytes-stay-bytes", "x eq ab:cd", C("x", "eq", S(b"\xab\xcd"))),
+    # the grammar reads a value after any operator; the checker limits it to eq…ge
+    ("rhs-field-after-contains", "x contains y", C("x", "contains", F("y"))),
+    ("negative-decimal-leading-zero", "x eq -012", C("x", "eq", I(-12))),
     # --- every comparison operator in both spellings (§5)
     ("eq", 'http.host eq "a.com"', C("http.host", "eq", S("a.com"))),
     ("eq-c", 'http.host == "a.com"', C("http.host", "eq", S("a.com"))),
