@@ -342,13 +342,23 @@ def test_subject_name_oids_roundtrip(store):
 
 
 def test_serial_collision_is_retried(store, monkeypatch):
-    from edgerules.pki import issuing
-
     serials = iter([5, 5, 7])
-    monkeypatch.setattr(issuing, "random_serial", lambda: next(serials))
+    monkeypatch.setattr(type(store), "_next_serial", lambda self: next(serials))
     assert store.issue_certificate().record.serial_number == "5"
     assert store.issue_certificate().record.serial_number == "7"
     assert store.list_certificates().total_count == 2
+
+
+def test_serials_are_unique_monotonic_and_unpredictable(store):
+    from edgerules.pki import issuing
+
+    serials = [int(store.issue_certificate().record.serial_number) for _ in range(5)]
+    assert serials == sorted(serials) and len(set(serials)) == 5
+    assert all(0 < s < 2**159 for s in serials)
+    sequence = [s >> issuing.SEQUENCE_SHIFT for s in serials]
+    assert sequence == list(range(sequence[0], sequence[0] + 5))  # one counter per account
+    low = {s & (2**issuing.SEQUENCE_SHIFT - 1) for s in serials}
+    assert len(low) == 5  # the random part differs
 
 
 def test_kdf_iterations_reader():

@@ -10,8 +10,8 @@ anti-pattern 11):
   ``CN=Managed CA <id>,OU=www.cloudflare.com,O=Cloudflare\\, Inc.,...`` with our names;
 * client certificates: ``CA:FALSE`` (critical), key usage ``digitalSignature`` (critical),
   extended key usage ``clientAuth`` only, SKI and AKI, no SAN (managed-CA client
-  certificates carry none), a random positive serial of at most 20 bytes (159 random
-  bits), ``notBefore`` = issue time to the second, ``notAfter`` = ``notBefore`` +
+  certificates carry none), a positive serial of at most 20 bytes: the store's sequence
+  number then 96 random bits (:func:`sequenced_serial`), ``notBefore`` = issue time to the second, ``notAfter`` = ``notBefore`` +
   ``validity_days``.
 """
 
@@ -65,6 +65,19 @@ def random_serial() -> int:
         serial = secrets.randbits(159)
         if serial:
             return serial
+
+
+SEQUENCE_SHIFT = 96  # random bits below the store's sequence number in a serial
+
+
+def sequenced_serial(sequence: int) -> int:
+    """``sequence`` (the store's per-account counter, unique and growing across every
+    writer) followed by 96 random bits: unique and monotonic in issue order, still
+    unpredictable (CA/B Forum asks for >= 64 random bits), at most 159 bits while the
+    sequence is below 2**63 (RFC 5280: 20 octets)."""
+    if not 0 < sequence < 2**63:
+        raise PKIError(f"serial sequence out of range: {sequence}")
+    return (sequence << SEQUENCE_SHIFT) | secrets.randbits(SEQUENCE_SHIFT)
 
 
 def _key_usage(*, ca: bool) -> x509.KeyUsage:

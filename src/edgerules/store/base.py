@@ -143,7 +143,7 @@ class Store(ABC):
                 request.public_key,
                 request.subject,
                 validity_days=days,
-                serial=issuing.random_serial(),
+                serial=self._next_serial(),
                 now=now,
             )
             record = inspect.client_certificate_record(
@@ -298,6 +298,10 @@ class Store(ABC):
 
     @abstractmethod
     def _new_certificate_id(self) -> str: ...
+
+    def _next_serial(self) -> int:
+        """The serial of the next certificate (backends make it unique and monotonic)."""
+        return issuing.random_serial()
 
     @abstractmethod
     def _insert_certificate(self, record: ClientCertificate) -> bool:
