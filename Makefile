@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[proxy,dev]'
+	$(PY) -m pip install -q -e '.[proxy,postgres,dev]'
 	-$(PY) -m pip install -q 'atheris>=2.3' 2>/dev/null || echo "atheris did not install here; the hypothesis fuzz targets still run"
 	touch $(STAMP)
 

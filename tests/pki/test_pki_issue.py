@@ -28,7 +28,7 @@ def test_managed_ca_created_once_with_ca_extensions(store):
     ca = store.managed_ca()
     assert store.managed_ca().id == ca.id  # one per account
     cert = load(ca.certificate)
-    assert ca.name == "edgerules Managed CA for account default"
+    assert ca.name == f"edgerules Managed CA for account {store.account_id}"
     assert re.fullmatch(r"CN=Managed CA [0-9a-f]{26},OU=edgerules,O=edgerules", ca.subject)
     assert cert.issuer == cert.subject
     bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
@@ -247,7 +247,8 @@ def test_serials_and_ids_unique(store):
     assert all(len(format(int(r.serial_number), "x")) <= 40 for r in records)
 
 
-def test_generated_private_key_never_stored(store, store_path):
+def test_generated_private_key_never_stored(sqlite_store, store_path):
+    store = sqlite_store
     issued = store.issue_certificate()
     body = "".join(issued.private_key.strip().splitlines()[1:-1])
     store.close()

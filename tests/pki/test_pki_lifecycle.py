@@ -7,8 +7,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from edgerules.store import open_store
-
 from .helpers import ec_key, make_cert, name, pem
 
 P = "cf.tls_client_auth."
@@ -20,7 +18,7 @@ def der(pem_text: str) -> bytes:
     )
 
 
-def test_full_lifecycle(store, store_path):
+def test_full_lifecycle(store, reopen):
     store.enable_hostnames(["api.example.com"])
     ca = store.managed_ca()
     issued = store.issue_certificate(subject="CN=device-1,O=Acme,C=US", validity_days=365)
@@ -54,8 +52,7 @@ def test_full_lifecycle(store, store_path):
     # a revoke from another process/connection is visible too (at once with interval 0;
     # the default bounds the delay, see test_pki_store)
     store.revocation_poll_interval = 0
-    with open_store(store_path) as other:
-        other.revoke_certificate(r.id)
+    reopen().revoke_certificate(r.id)
     assert validator.validate(chain).revoked is True
 
 

@@ -26,9 +26,9 @@ def store_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument(
         "--store",
-        metavar="PATH",
+        metavar="PATH|URL",
         default=None,
-        help="SQLite store (default: $EDGERULES_STORE, else ./edgerules.db)",
+        help="SQLite file or postgresql:// URL (default: $EDGERULES_STORE, else ./edgerules.db)",
     )
     p.add_argument(
         "--account",

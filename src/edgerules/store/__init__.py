@@ -12,6 +12,7 @@ import os
 
 from edgerules.store.base import DEFAULT_ACCOUNT, Store, StoreRevocationSource
 from edgerules.store.errors import StoreError
+from edgerules.store.postgres import is_postgres_url
 from edgerules.store.sqlite import DEFAULT_PATH, SQLiteStore
 
 __all__ = [
@@ -37,7 +38,9 @@ def open_store(
     """Open an existing account store (or create one with ``create=True``).
 
     Args:
-        path: the SQLite file; default ``$EDGERULES_STORE``, else ``./edgerules.db``.
+        path: the SQLite file, or a ``postgresql://`` URL (a store shared by a fleet of
+            proxies; needs the ``postgres`` extra); default ``$EDGERULES_STORE``, else
+            ``./edgerules.db``.
         create: create the store if it does not exist. Without it a missing file is a
             ``StoreError``: a mistyped path must never become a new, empty store.
         read_only: open without write access (what the proxy does; works on a read-only
@@ -60,6 +63,17 @@ def open_store(
         account_id = os.environ.get("EDGERULES_ACCOUNT") or DEFAULT_ACCOUNT
     if passphrase is None:
         passphrase = passphrase_from_environment()
+    if is_postgres_url(path):
+        from edgerules.store.postgres import PostgresStore
+
+        return PostgresStore(
+            str(path),
+            create=create,
+            read_only=read_only,
+            account_id=account_id,
+            passphrase=passphrase,
+            **options,  # type: ignore[arg-type]
+        )
     return SQLiteStore(
         path,
         create=create,

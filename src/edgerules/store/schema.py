@@ -1,7 +1,9 @@
-"""The SQLite schema and its migrations.
+"""The schema and its migrations, for both backends (one runner: :func:`apply_migrations`).
 
 ``MIGRATIONS[i]`` upgrades a store from schema version ``i`` to ``i + 1``; a new store runs
-them all. The current version lives in the one-row table ``schema_version`` and is
+them all. Statements are written for SQLite; :func:`for_dialect` rewrites the few types
+PostgreSQL spells differently (``INTEGER PRIMARY KEY AUTOINCREMENT`` -> ``BIGSERIAL``,
+64-bit counters -> ``BIGINT``), so both backends run the same versions. The current version lives in the one-row table ``schema_version`` and is
 changed in the same transaction as the migration, so a crash mid-migration leaves the old
 version and the old tables. A store written by a newer edgerules (higher version) is
 refused rather than guessed at.
@@ -21,6 +23,10 @@ Design notes:
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from edgerules.store.errors import StoreError
 
 SCHEMA_VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -141,3 +147,38 @@ KNOWN_TABLES = frozenset(
         "hostname_associations",
     }
 )
+
+
+_POSTGRES_TYPES = (
+    ("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY"),
+    ("value INTEGER NOT NULL", "value BIGINT NOT NULL"),
+)
+
+
+def for_dialect(sql: str, dialect: str) -> str:
+    if dialect == "postgres":
+        for sqlite_type, pg_type in _POSTGRES_TYPES:
+            sql = sql.replace(sqlite_type, pg_type)
+    return sql
+
+
+def apply_migrations(c: Any, dialect: str, where: str) -> int:
+    """Bring the schema to :data:`CURRENT_VERSION` inside the caller's write transaction
+    (which holds the backend's write lock, so concurrent openers migrate once). Refuses a
+    store written by a newer edgerules. Returns the version found."""
+    c.execute(SCHEMA_VERSION_TABLE)
+    row = c.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
+    version = int(row[0]) if row else 0
+    if version > CURRENT_VERSION:
+        raise StoreError(
+            f"store {where} has schema version {version}, newer than this edgerules "
+            f"understands ({CURRENT_VERSION}); upgrade edgerules"
+        )
+    for statements in MIGRATIONS[version:]:
+        for sql in statements:
+            c.execute(for_dialect(sql, dialect))
+    if row is None:
+        c.execute("INSERT INTO schema_version (id, version) VALUES (1, ?)", (CURRENT_VERSION,))
+    elif version != CURRENT_VERSION:
+        c.execute("UPDATE schema_version SET version = ? WHERE id = 1", (CURRENT_VERSION,))
+    return version

@@ -661,8 +661,9 @@ class SQLStore(Store):
                 )
             if mode in ("replace", "add"):
                 c.executemany(
-                    "INSERT OR IGNORE INTO hostname_associations "
-                    "(account_id, hostname, ca_kind, ca_id, created_on) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO hostname_associations "
+                    "(account_id, hostname, ca_kind, ca_id, created_on) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
                     [(self.account_id, h, kind, ca_id, now) for h in names],
                 )
             else:  # remove

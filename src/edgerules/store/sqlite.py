@@ -44,12 +44,7 @@ from edgerules.store.base import (
     DEFAULT_REVOCATION_POLL_S,
 )
 from edgerules.store.errors import StoreError
-from edgerules.store.schema import (
-    CURRENT_VERSION,
-    KNOWN_TABLES,
-    MIGRATIONS,
-    SCHEMA_VERSION_TABLE,
-)
+from edgerules.store.schema import CURRENT_VERSION, KNOWN_TABLES, apply_migrations
 from edgerules.store.sql import MAX_PAGE, MAX_PER_PAGE, SQLStore  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:  # certificates are parsed and read by edgerules.pki only
@@ -282,23 +277,7 @@ class SQLiteStore(SQLStore):
         if row is not None and row[0] == CURRENT_VERSION and app_id == APPLICATION_ID:
             return
         with self._write() as c:
-            c.execute(SCHEMA_VERSION_TABLE)
-            row = c.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
-            version = row[0] if row else 0
-            if version > CURRENT_VERSION:
-                raise StoreError(
-                    f"store {self.path} has schema version {version}, newer than this "
-                    f"edgerules understands ({CURRENT_VERSION}); upgrade edgerules"
-                )
-            for statements in MIGRATIONS[version:]:
-                for sql in statements:
-                    c.execute(sql)
-            if row is None:
-                c.execute(
-                    "INSERT INTO schema_version (id, version) VALUES (1, ?)", (CURRENT_VERSION,)
-                )
-            elif version != CURRENT_VERSION:
-                c.execute("UPDATE schema_version SET version = ? WHERE id = 1", (CURRENT_VERSION,))
+            apply_migrations(c, "sqlite", self.path)
             # Marks the file as an edgerules store (written with the transaction).
             c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
