@@ -42,7 +42,7 @@ def _never_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
     import edgerules.proxy.server as server_module
 
-    def stub(server: object, *, on_ready: object = None) -> int:
+    def stub(server: object, *, on_ready: object = None, loop: str = "auto") -> int:
         raise ProxyStartedError("the proxy would have started serving")
 
     monkeypatch.setattr(server_module, "run_proxy", stub)

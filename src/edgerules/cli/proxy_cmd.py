@@ -144,6 +144,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--connect-timeout", type=float, default=5.0)
     p.add_argument("--upstream-timeout", type=float, default=30.0)
     p.add_argument("--shutdown-grace", type=float, default=10.0)
+    p.add_argument(
+        "--loop",
+        default="auto",
+        choices=["auto", "asyncio", "uvloop"],
+        help="event loop: uvloop when installed (auto, the default) or asyncio's",
+    )
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_run)
 
@@ -304,6 +310,6 @@ def _run(args: argparse.Namespace) -> int:
         )
 
     try:
-        return run_proxy(server, on_ready=ready)
+        return run_proxy(server, on_ready=ready, loop=args.loop)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.listen}: {exc}") from None

@@ -104,7 +104,15 @@ def parse_upstream(url: str) -> Upstream:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise ConfigError(f"bad port in upstream URL {url!r}") from None
-    return Upstream(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+    path = parts.path.rstrip("/")
+    if any(not 0x21 <= ord(c) <= 0x7E for c in path) or parts.query or parts.fragment:
+        # the prefix goes into every request target as it is (server.py builds those
+        # heads without re-validation): visible ASCII only, no query or fragment
+        raise ConfigError(
+            f"upstream URL {url!r}: the path prefix must be visible ASCII (percent-encode "
+            "the rest), without a query or fragment"
+        )
+    return Upstream(parts.scheme, parts.hostname, port, path)
 
 
 @dataclass
