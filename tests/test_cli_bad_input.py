@@ -888,12 +888,12 @@ def _proxy_never_serves(monkeypatch: pytest.MonkeyPatch) -> None:
         return
     original = server_module.run_proxy
 
-    def guarded(server: object, *, on_ready: object = None) -> int:
+    def guarded(server: object, *, on_ready: object = None, **options: object) -> int:
         def ready(port: int) -> None:
             raise ProxyStartedError(f"the proxy started serving on port {port} instead of "
                                     "refusing its arguments")
 
-        return original(server, on_ready=ready)  # type: ignore[arg-type]
+        return original(server, on_ready=ready, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(server_module, "run_proxy", guarded)
 
