@@ -255,10 +255,11 @@ def _known_names() -> frozenset[str]:
     return frozenset([*(f.name for f in scheme.fields), *scheme.aliases, *scheme.functions])
 
 
-# `443or ssl`, `61:62or ssl`: wirefilter's integer ends at the first non-digit and its
-# byte string after the last hex pair, then a keyword follows
+# `443or ssl`, `0xffxor`, `61:62or`, `10.0.0.1xorssl`: wirefilter's literal (integer, hex
+# integer, byte string, IP address) ends where its characters end, then a keyword follows
 _GLUED_AFTER_INT = re.compile(
-    r"((?<![\w.])(?:-?[0-9]+|[0-9A-Fa-f]{2}(?:[:.-][0-9A-Fa-f]{2})+))(and|xor|or)(?=[\s(!])"
+    r"((?<![\w.:])(?:0x[0-9A-Fa-f]+?|-?[0-9]+|[0-9:][0-9A-Fa-f:.-]*?))"
+    r"(and|xor|or)(?=[\s(!A-Za-z_])"
 )
 
 

@@ -179,8 +179,10 @@ def test_hostname_list_matcher_agrees_with_contains() -> None:
               b"x.a.example.com", b"example.net", b"", b".", "a.example.com", 7, None]
     for lst in (plain, wild):
         m = lst.matcher()
+        exact, rest = lst.exact_and_rest()
         for v in values:
             assert m(v) is lst.contains(v), (lst.name, v)
+            assert (v in exact or rest(v)) is lst.contains(v), (lst.name, v)
     f = edgerules.compile("http.host in $plain", lists={"plain": plain})
     assert f.matches({"http.host": "A.Example.COM."}) is True
     assert f.matches({"http.host": "c.example.com"}) is False

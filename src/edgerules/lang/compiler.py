@@ -760,8 +760,11 @@ class _Compiler:
             # A named list on a plain field: the list's own test on the slot, no wrapper
             # (`http.host in $hosts` costs what the inline set costs).
             lst = self.ck.lists[id(rhs)]
-            matcher = getattr(lst, "matcher", None)  # optional: a list's fastest test
-            contains = matcher() if matcher is not None else lst.contains
+            split = getattr(lst, "exact_and_rest", None)  # optional: see rulesets.lists
+            if split is not None:
+                exact, rest = split()
+                return lambda v: (x := v[i]) in exact or rest(x)
+            contains = lst.contains
             return lambda v: contains(v[i])
         return None
 

@@ -281,24 +281,30 @@ class HostnameList(_ListBase):
 
     def matcher(self) -> Callable[[object], bool]:
         """``contains`` as one closure over local sets, for compiled filters (optional
-        part of the NamedList protocol): a list without ``*.`` entries answers a host in
-        one or two set lookups, about what an inline ``{…}`` set costs."""
-        exact = self._exact
-        if self._suffixes:
-            return self.contains
-        contains = self.contains
+        part of the NamedList protocol)."""
+        exact, rest = self.exact_and_rest()
 
         def matches(value: object) -> bool:
-            if value in exact:
-                return True
-            if type(value) is not bytes:
-                return contains(value)
-            host = value.lower()
-            if host[-1:] == b".":
-                host = host[:-1]
-            return host in exact
+            return value in exact or rest(value)
 
         return matches
+
+    def exact_and_rest(self) -> tuple[frozenset[bytes], Callable[[object], bool]]:
+        """``(exact, rest)`` with ``contains(x) == (x in exact or rest(x))``, for compiled
+        filters (optional part of the NamedList protocol): the common case, a lowercase
+        host, is one set lookup inlined in the filter, what an inline ``{…}`` set costs;
+        ``rest`` handles case, a trailing dot and ``*.`` entries."""
+        exact = self._exact
+        contains = self.contains
+        if self._suffixes:
+            return exact, contains
+
+        def rest(value: object) -> bool:
+            if type(value) is bytes and value.islower() and value[-1:] != b".":
+                return False  # already in canonical form, and not listed
+            return contains(value)
+
+        return exact, rest
 
     def contains(self, value: object) -> bool:
         if isinstance(value, str):
