@@ -31,7 +31,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 UTC = dt.UTC
@@ -65,10 +65,32 @@ def key(label: str, kind: str = "ec"):
             k = rsa.generate_private_key(public_exponent=65537, key_size=1024)
         elif kind == "ed25519":
             k = ed25519.Ed25519PrivateKey.generate()
+        elif kind == "dsa":
+            k = dsa.generate_private_key(key_size=2048)
+        elif kind == "rsa-bigexp":  # RSA-2048 with a 41-bit public exponent (DoS cap)
+            k = rsa_with_exponent(2**40 + 15)
         else:  # pragma: no cover - programming error
             raise ValueError(kind)
         _KEYS[label] = k
     return k
+
+
+def rsa_with_exponent(e: int) -> rsa.RSAPrivateKey:
+    """An RSA-2048 key with public exponent ``e`` (cryptography only generates 3 and
+    65537): the primes of a generated key, a new private exponent."""
+    import math
+
+    while True:
+        base = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_numbers()
+        p, q = base.p, base.q
+        phi = (p - 1) * (q - 1)
+        if math.gcd(e, phi) == 1:
+            break
+    d = pow(e, -1, phi)
+    numbers = rsa.RSAPrivateNumbers(
+        p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p), rsa.RSAPublicNumbers(e, p * q)
+    )
+    return numbers.private_key()
 
 
 # ---------------------------------------------------------------------------------------
@@ -239,13 +261,121 @@ def resign_sha1_rsa(cert: Issued, issuer_key: rsa.RSAPrivateKey) -> bytes:
     return _tlv(0x30, tbs + alg + _tlv(0x03, b"\x00" + sig))
 
 
+_RSA_SIGS = {
+    "sha1": (_SHA1_RSA, "SHA1"),
+    "md5": (bytes.fromhex("06092a864886f70d010104"), "MD5"),
+}
+
+
+def resign_rsa(cert: Issued, issuer_key: rsa.RSAPrivateKey, digest: str) -> bytes:
+    """Re-sign an RSA-SHA256 certificate with a weak digest (cryptography refuses to
+    build them): swap the algorithm OID, sign with PKCS#1 v1.5, reassemble the DER."""
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    oid, hname = _RSA_SIGS[digest]
+    tbs = cert.cert.tbs_certificate_bytes
+    assert tbs.count(_SHA256_RSA) == 1
+    tbs = tbs.replace(_SHA256_RSA, oid)
+    sig = issuer_key.sign(tbs, padding.PKCS1v15(), getattr(hashes, hname)())
+    alg = _tlv(0x30, oid + b"\x05\x00")
+    return _tlv(0x30, tbs + alg + _tlv(0x03, b"\x00" + sig))
+
+
 def tamper(der: bytes) -> bytes:
     """Flip one bit of the signature value (the last byte of the DER): still parses."""
     return der[:-1] + bytes([der[-1] ^ 0x01])
 
 
 def pem(der: bytes) -> bytes:
-    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+    """PEM armour for DER certificate bytes (done by hand: cryptography cannot load some
+    of the certificates the scenarios build on purpose)."""
+    import base64
+    import textwrap
+
+    body = "\n".join(textwrap.wrap(base64.b64encode(der).decode("ascii"), 64))
+    return f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n".encode()
+
+
+def crl_pem(der: bytes) -> bytes:
+    import base64
+    import textwrap
+
+    body = "\n".join(textwrap.wrap(base64.b64encode(der).decode("ascii"), 64))
+    return f"-----BEGIN X509 CRL-----\n{body}\n-----END X509 CRL-----\n".encode()
+
+
+# --- certificates cryptography's builder cannot make: rebuilt from the TBS --------------
+
+_ECDSA_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")
+
+
+def _tbs_fields(cert: x509.Certificate) -> list[bytes]:
+    from edgerules.tls import der as D
+
+    tbs = cert.tbs_certificate_bytes
+    _tag, cs, ce = D.read(tbs, 0, len(tbs))
+    return [tbs[p:e] for _t, p, _c, e in D.children(tbs, cs, ce)]
+
+
+def rebuild(
+    cert: Issued,
+    signer: object,
+    *,
+    version: int | None = 2,
+    serial: bytes | None = None,
+    subject: bytes | None = None,
+    issuer: bytes | None = None,
+    extensions: bool = True,
+) -> bytes:
+    """Re-encode ``cert``'s TBS with the given changes (``version`` None = omitted, i.e.
+    v1; ``serial`` = INTEGER content octets; ``subject``/``issuer`` = whole Name DER) and
+    sign it with ``signer`` (an EC key: ecdsa-with-SHA256)."""
+    from edgerules.tls import der as D
+
+    fields = _tbs_fields(cert.cert)
+    assert fields[0][0] == 0xA0  # cryptography always writes v3
+    rest = fields[1:]
+    serial_f, alg_f, issuer_f, validity_f, subject_f, spki_f, *tail = rest
+    assert alg_f == _ECDSA_SHA256, "rebuild() re-signs with ECDSA-SHA256 only"
+    out = b""
+    if version is not None:
+        out += D.encode(0xA0, D.encode(D.INTEGER, bytes([version])))
+    out += D.encode(D.INTEGER, serial) if serial is not None else serial_f
+    out += alg_f + (issuer if issuer is not None else issuer_f) + validity_f
+    out += (subject if subject is not None else subject_f) + spki_f
+    if extensions:
+        out += b"".join(tail)
+    tbs = D.encode(D.SEQUENCE, out)
+    sig = signer.sign(tbs, ec.ECDSA(hashes.SHA256()))  # type: ignore[attr-defined]
+    return D.encode(D.SEQUENCE, tbs + _ECDSA_SHA256 + D.encode(D.BIT_STRING, b"\x00" + sig))
+
+
+def raw_name(*rdns: tuple[str, int, bytes]) -> bytes:
+    """A Name DER from (attribute OID dotted, string tag, content octets) RDNs."""
+    from edgerules.tls import der as D
+
+    return D.encode(
+        D.SEQUENCE,
+        b"".join(
+            D.encode(D.SET, D.encode(D.SEQUENCE, _oid_der(o) + D.encode(tag, value)))
+            for o, tag, value in rdns
+        ),
+    )
+
+
+def _oid_der(dotted: str) -> bytes:
+    from edgerules.tls import der as D
+
+    arcs = [int(a) for a in dotted.split(".")]
+    body = bytearray([40 * arcs[0] + arcs[1]])
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body += bytes(reversed(chunk))
+    return D.encode(D.OID, bytes(body))
 
 
 # ---------------------------------------------------------------------------------------
@@ -571,18 +701,20 @@ def _(p):
     return [r], [p.leaf_with(r, key_label="ed-leaf", key_kind="ed25519")]
 
 
-@scenario("sha1-leaf-signature", OK, "RSA root signs the leaf with sha1WithRSAEncryption")
+@scenario("sha1-leaf-signature", "CA signature digest algorithm too weak",
+          "RSA root signs the leaf with sha1WithRSAEncryption")
 def _(p):
     r = p.root_with(cn="RSA Root", label="rsa-root", key_kind="rsa")
     return [r], [resign_sha1_rsa(p.leaf_with(r), r.key)]
 
 
-@scenario("rsa-1024-leaf", OK, "leaf with a 1024-bit RSA key")
+@scenario("rsa-1024-leaf", "EE certificate key too weak", "leaf with a 1024-bit RSA key")
 def _(p):
     return [p.root], [p.leaf_with(key_label="rsa1024-leaf", key_kind="rsa1024"), p.int]
 
 
-@scenario("rsa-1024-intermediate", OK, "intermediate CA with a 1024-bit RSA key")
+@scenario("rsa-1024-intermediate", "CA certificate key too weak",
+          "intermediate CA with a 1024-bit RSA key")
 def _(p):
     i = p.int_with(cn="Weak RSA Int", label="rsa1024-int", key_kind="rsa1024")
     return [p.root], [p.leaf_with(i), i]
@@ -1046,6 +1178,211 @@ def _(p):
     return [p.root], [p.leaf_with(san=san), p.int]
 
 
+# --- real private PKIs (issue 10's table) -------------------------------------------------
+
+_CN = "2.5.4.3"
+_O = "2.5.4.10"
+
+
+@scenario("ca-bc-non-critical-intermediate", OK,
+          "intermediate CA whose basicConstraints CA:TRUE is not marked critical")
+def _(p):
+    i = p.int_with(cn="NonCrit BC Int", label="ncbc-int", bc=None,
+                   extra=[(x509.BasicConstraints(ca=True, path_length=None), False)])
+    return [p.root], [p.leaf_with(i), i]
+
+
+@scenario("ca-bc-non-critical-anchor", OK,
+          "uploaded anchor (an intermediate) with non-critical basicConstraints")
+def _(p):
+    i = p.int_with(cn="NonCrit BC Anchor", label="ncbc-anchor", bc=None,
+                   extra=[(x509.BasicConstraints(ca=True, path_length=None), False)])
+    return [i], [p.leaf_with(i)]
+
+
+@scenario("leaf-eku-critical", OK, "leaf whose extendedKeyUsage (clientAuth) is critical")
+def _(p):
+    return [p.root], [p.leaf_with(eku=None, extra=[(x509.ExtendedKeyUsage([CLIENT]), True)]),
+                      p.int]
+
+
+@scenario("v1-leaf", OK, "a v1 leaf: no extensions at all (old IoT provisioning)")
+def _(p):
+    leaf = p.leaf_with(cn="v1 device")
+    return [p.root], [rebuild(leaf, p.int.key, version=None, extensions=False), p.int]
+
+
+@scenario("v1-root-anchor", OK, "a v1 self-signed root as the anchor, v3 leaf below it")
+def _(p):
+    r = p.root_with(cn="V1 Root", label="v1-root", ski=False)
+    v1 = rebuild(r, r.key, version=None, extensions=False)
+    leaf = p.leaf_with(r, cn="client-of-v1-root", aki=False)
+    return [v1], [leaf]
+
+
+@scenario("printablestring-outside-alphabet", OK,
+          "leaf CN is a PrintableString holding _ @ * & # ! (device_001)")
+def _(p):
+    leaf = p.leaf_with(cn="placeholder")
+    subject = raw_name((_O, 0x13, b"Edgerules Test"), (_CN, 0x13, b"device_001 @*&#!"))
+    return [p.root], [rebuild(leaf, p.int.key, subject=subject), p.int]
+
+
+@scenario("negative-serial", OK, "leaf with a negative serial (old Java/Microsoft CAs)")
+def _(p):
+    leaf = p.leaf_with(cn="negative serial")
+    return [p.root], [rebuild(leaf, p.int.key, serial=b"\xfe\xdc\xba"), p.int]
+
+
+@scenario("long-serial", OK, "leaf with a 25-octet serial (RFC 5280 allows 20)")
+def _(p):
+    leaf = p.leaf_with(cn="long serial")
+    return [p.root], [rebuild(leaf, p.int.key, serial=b"\x01" + bytes(range(1, 25))), p.int]
+
+
+@scenario("policy-constraints-critical", OK,
+          "intermediate with critical policyConstraints (RFC 5280: MUST be critical)")
+def _(p):
+    ext = x509.PolicyConstraints(require_explicit_policy=None, inhibit_policy_mapping=0)
+    i = p.int_with(cn="Policy Int", label="pol-int", extra=[(ext, True)])
+    return [p.root], [p.leaf_with(i), i]
+
+
+@scenario("inhibit-any-policy-critical", OK,
+          "root anchor with critical inhibitAnyPolicy (RFC 5280: MUST be critical)")
+def _(p):
+    r = p.root_with(cn="Inhibit Root", label="inh-root",
+                    extra=[(x509.InhibitAnyPolicy(0), True)])
+    i = p.int_with(r, cn="Inhibit Int", label="inh-int")
+    return [r], [p.leaf_with(i), i]
+
+
+@scenario("certificate-policies-critical", OK, "leaf with critical certificatePolicies")
+def _(p):
+    pol = x509.CertificatePolicies([x509.PolicyInformation(ObjectIdentifier("1.3.6.1.4.1.55555.7"),
+                                                           None)])
+    return [p.root], [p.leaf_with(extra=[(pol, True)]), p.int]
+
+
+@scenario("policy-mappings-critical-bridge", OK,
+          "bridge-style intermediate: critical policyMappings and certificatePolicies")
+def _(p):
+    pol = x509.CertificatePolicies([x509.PolicyInformation(ObjectIdentifier("1.3.6.1.4.1.55555.7"),
+                                                           None)])
+    maps = x509.UnrecognizedExtension(
+        ObjectIdentifier("2.5.29.33"),
+        bytes.fromhex("3014301206082b0601040183b223070606") + bytes.fromhex("2b0601040183b2230708"),
+    )
+    i = p.int_with(cn="Bridge Int", label="bridge-int", extra=[(pol, True), (maps, True)])
+    return [p.root], [p.leaf_with(i), i]
+
+
+@scenario("nc-excluded-dirname-not-hit", OK,
+          "excluded directoryName O=Banned; leaf subject O=Edgerules Test")
+def _(p):
+    base = x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME,
+                                                            "Banned")]))
+    i = p.int_with(cn="NC Int", label="nc-int", nc=(None, [base]))
+    leaf = make(name("client-dn", (NameOID.ORGANIZATION_NAME, "Edgerules Test")), key("leaf"), i)
+    return [p.root], [leaf, i]
+
+
+@scenario("nc-excluded-dirname-hit", EXCLUDED,
+          "excluded directoryName O=Banned; leaf subject O=Banned")
+def _(p):
+    base = x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME,
+                                                            "Banned")]))
+    i = p.int_with(cn="NC Int", label="nc-int", nc=(None, [base]))
+    leaf = make(name("client-dn", (NameOID.ORGANIZATION_NAME, "Banned")), key("leaf"), i)
+    return [p.root], [leaf, i]
+
+
+@scenario("nc-permitted-dirname-case-folded", OK,
+          "permitted directoryName O=EDGERULES test; leaf subject O=Edgerules Test (OpenSSL "
+          "compares canonical, case-folded names)")
+def _(p):
+    base = x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME,
+                                                            "EDGERULES  test")]))
+    i = p.int_with(cn="NC Int", label="nc-int", nc=([base], None))
+    leaf = make(name("client-dn", (NameOID.ORGANIZATION_NAME, "Edgerules Test")), key("leaf"), i)
+    return [p.root], [leaf, i]
+
+
+@scenario("nc-uri-ok", OK, "permitted URI host .example.org; SAN spiffe://a.example.org/x")
+def _(p):
+    return _nc_chain(p, ([x509.UniformResourceIdentifier(".example.org")], None),
+                     [x509.UniformResourceIdentifier("spiffe://a.example.org/client")])
+
+
+@scenario("nc-uri-violation", PERMITTED, "permitted URI host .example.org; SAN on other.org")
+def _(p):
+    return _nc_chain(p, ([x509.UniformResourceIdentifier(".example.org")], None),
+                     [x509.UniformResourceIdentifier("spiffe://other.org/client")])
+
+
+@scenario("nc-intermediate-subject-violation", PERMITTED,
+          "root permits directoryName O=Edgerules Test; the intermediate's own subject is "
+          "O=Elsewhere (OpenSSL checks every certificate below the constraint)")
+def _(p):
+    base = x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME,
+                                                            "Edgerules Test")]))
+    r = p.root_with(cn="DN NC Root", label="dnnc-root", nc=([base], None))
+    i = make(name("Rogue Int", (NameOID.ORGANIZATION_NAME, "Elsewhere")), key("rogue-int"), r,
+             ca=True)
+    leaf = make(name("client-dn", (NameOID.ORGANIZATION_NAME, "Edgerules Test")), key("leaf"), i)
+    return [r], [leaf, i]
+
+
+@scenario("leaf-with-29-extraneous-certificates", OK,
+          "a valid leaf + intermediate sent with 29 unrelated certificates (RFC 8446 §4.4.2)")
+def _(p):
+    extra = [make(f"unrelated {i}", key("leaf"), p.stranger_int) for i in range(29)]
+    return [p.root], [p.leaf, *extra[:15], p.int, *extra[15:]]
+
+
+@scenario("root-as-its-own-leaf", PURPOSE, "the trusted root presented as the client certificate")
+def _(p):
+    return [p.root], [p.root]
+
+
+@scenario("md5-leaf-signature", "CA signature digest algorithm too weak",
+          "RSA root signs the leaf with md5WithRSAEncryption")
+def _(p):
+    r = p.root_with(cn="RSA Root", label="rsa-root", key_kind="rsa")
+    return [r], [resign_rsa(p.leaf_with(r), r.key, "md5")]
+
+
+@scenario("dsa-2048-leaf-key", OK, "ECDSA CA issues a leaf with a DSA-2048 key")
+def _(p):
+    return [p.root], [p.leaf_with(key_label="dsa-leaf", key_kind="dsa"), p.int]
+
+
+@scenario("rsa-huge-exponent-intermediate", OK,
+          "an RSA-2048 intermediate whose public exponent has 41 bits (DoS: costly to verify)")
+def _(p):
+    i = p.int_with(cn="BigExp Int", label="bigexp-int", key_kind="rsa-bigexp")
+    return [p.root], [p.leaf_with(i), i]
+
+
+@scenario("t61string-latin1-names", OK,
+          "leaf CN and intermediate O are T61Strings holding Latin-1 bytes (Zürich, Société)")
+def _(p):
+    i_subject = raw_name((_O, 0x14, "Société".encode("latin-1")), (_CN, 0x13, b"T61 Int"))
+    i0 = p.int_with(cn="placeholder", label="t61-int")
+    i_der = rebuild(i0, p.root.key, subject=i_subject)
+    leaf0 = p.leaf_with(i0, cn="placeholder")
+    leaf_subject = raw_name((_CN, 0x14, "Zürich device".encode("latin-1")))
+    leaf_der = rebuild(leaf0, i0.key, subject=leaf_subject, issuer=i_subject)
+    return [p.root], [leaf_der, i_der]
+
+
+@scenario("ia5string-latin1-cn", OK, "leaf CN is an IA5String holding a Latin-1 byte")
+def _(p):
+    leaf = p.leaf_with(cn="placeholder")
+    subject = raw_name((_CN, 0x16, "café-01".encode("latin-1")))
+    return [p.root], [rebuild(leaf, p.int.key, subject=subject), p.int]
+
+
 # ---------------------------------------------------------------------------------------
 # OpenSSL
 
@@ -1063,16 +1400,33 @@ class OpenSSLVerdict:
 _ERR = re.compile(r"^error (\d+) at (\d+) depth lookup: (.*)$", re.M)
 
 
-def openssl_verify(sc: Scenario, workdir: Path, extra: Sequence[str] = ()) -> OpenSSLVerdict:
-    """Run `openssl verify -purpose sslclient -attime … -partial_chain [extra…]` on a
-    scenario (files in `workdir`)."""
+def openssl_verify(
+    sc: Scenario,
+    workdir: Path,
+    extra: Sequence[str] = (),
+    *,
+    auth_level: int = 2,
+    strict: bool = False,
+    crls: Sequence[bytes] = (),
+    crl_check: str = "",
+) -> OpenSSLVerdict:
+    """Run `openssl verify -purpose sslclient -attime … -partial_chain -auth_level N
+    [-x509_strict] [-crl_check|-crl_check_all -CRLfile …] [extra…]` on a scenario (files
+    in `workdir`). Security level 2 is what a TLS server applies by default (and what the
+    `compatible` profile models)."""
     workdir.mkdir(parents=True, exist_ok=True)
     ca = workdir / "trusted.pem"
     ca.write_bytes(b"".join(pem(d) for d in sc.trusted))
     leaf = workdir / "leaf.pem"
     leaf.write_bytes(pem(sc.chain[0]))
     cmd = [OPENSSL, "verify", "-purpose", "sslclient", "-attime", str(int(sc.now.timestamp())),
-           "-partial_chain", *extra, "-CAfile", str(ca)]
+           "-partial_chain", "-auth_level", str(auth_level), *extra, "-CAfile", str(ca)]
+    if strict:
+        cmd.append("-x509_strict")
+    if crls:
+        crlfile = workdir / "crls.pem"
+        crlfile.write_bytes(b"".join(crl_pem(c) for c in crls))
+        cmd += [f"-{crl_check or 'crl_check'}", "-CRLfile", str(crlfile)]
     if len(sc.chain) > 1:
         untrusted = workdir / "chain.pem"
         untrusted.write_bytes(b"".join(pem(d) for d in sc.chain[1:]))

@@ -65,21 +65,38 @@ def test_non_bytes_items(validator) -> None:
     assert validator.validate([memoryview(der)], now=NOW).verified
 
 
-def test_chain_of_50(validator) -> None:
+def test_extraneous_certificates_are_ignored(validator) -> None:
+    """RFC 8446 §4.4.2: be prepared for extraneous certificates (issue 10's table: a valid
+    leaf sent with 29 unrelated certificates; nginx answers 200)."""
     p = pki()
     leaf = make_leaf("long chain", p.root)
     others = [make_leaf(f"filler {i}", p.root).der for i in range(49)]
+    auth = validator.validate([leaf.der, *others], now=NOW)
+    assert auth.verified, auth.failure_reason
+    assert auth.chain_der[1:] == tuple(others)  # still forwarded as sent
+
+
+def test_too_many_presented(validator) -> None:
+    p = pki()
+    leaf = make_leaf("long chain", p.root)
+    others = [make_leaf(f"filler {i}", p.root).der for i in range(MAX_PRESENTED)]
     auth = validator.validate([leaf.der, *others], now=NOW)
     _failed(auth, "certificate chain too long")
     assert auth.subject_dn == "CN=long chain"  # the leaf is still described
 
 
-def test_too_many_distinct(validator) -> None:
+def test_too_many_distinct_relevant(validator) -> None:
+    """More than MAX_DISTINCT certificates that could be on a path: refused up front."""
+    from .ca_fixture import make_ca
+
     p = pki()
-    leaf = make_leaf("distinct", p.root)
-    others = [make_leaf(f"d {i}", p.root).der for i in range(MAX_DISTINCT)]
-    assert len(others) + 1 <= MAX_PRESENTED
-    _failed(validator.validate([leaf.der, *others], now=NOW), "certificate chain too long")
+    cas = [make_ca(f"Rel CA {i}", parent=p.root, label=f"rel{i}") for i in range(3)]
+    # same subject as each other, different keys: all name-link to the leaf's issuer
+    same = [make_ca("Rel CA 0", parent=p.root, label=f"rel-dup{i}") for i in range(MAX_DISTINCT)]
+    leaf = make_leaf("distinct", cas[0])
+    chain = [leaf.der, *(c.der for c in same), *(c.der for c in cas)]
+    assert len(chain) <= MAX_PRESENTED
+    _failed(validator.validate(chain, now=NOW), "certificate chain too long")
 
 
 def test_duplicates_are_harmless(validator) -> None:
@@ -90,7 +107,8 @@ def test_duplicates_are_harmless(validator) -> None:
     assert auth.verified
     assert auth.chain_der == tuple(chain)  # as presented
     assert auth.chain_rfc9440.count(":, :") == 3  # four certificates after the leaf, as sent
-    _failed(validator.validate([leaf.der] * 40, now=NOW), "certificate chain too long")
+    assert validator.validate([leaf.der, p.intermediate.der] * 20, now=NOW).verified
+    _failed(validator.validate([leaf.der] * (MAX_PRESENTED + 1), now=NOW), "certificate chain too long")
 
 
 def test_one_megabyte_certificate(validator) -> None:

@@ -84,6 +84,10 @@ _UTF8_DN = FormatDifference(
 FORMAT_DIFFERENCES: dict[tuple[str, str], FormatDifference] = {
     ("non-ascii-utf8-high-bit-serial", "cert_subject_dn"): _UTF8_DN,
     ("bmpstring-cn", "cert_subject_dn"): _UTF8_DN,
+    ("t61string-latin1-subject-and-issuer", "cert_subject_dn"): _UTF8_DN,
+    ("t61string-latin1-subject-and-issuer", "cert_issuer_dn"): _UTF8_DN,
+    ("ia5string-latin1-cn", "cert_subject_dn"): _UTF8_DN,
+    ("universalstring-and-bmp-astral", "cert_subject_dn"): _UTF8_DN,
 }
 
 
@@ -160,15 +164,59 @@ def _certs() -> tuple[bytes, dict[str, bytes]]:
         ),
         "bmpstring-cn": _leaf(ca, bmp_subject, 0x0100),
         "no-ski": _leaf(ca, chains.name("no-ski-client"), 0x1234, ski=False),
+        # names and serials cryptography cannot build or read (issue 9 point 4, issue 10):
+        # rebuilt from the TBS, rendered from the DER as OpenSSL does
+        "printablestring-outside-alphabet": _raw(
+            ca, subject=chains.raw_name(("2.5.4.6", 0x13, b"US"),
+                                        ("2.5.4.3", 0x13, b"device_001 @*&#!"))),
+        "t61string-latin1-subject-and-issuer": _raw(
+            _T61_CA, subject=chains.raw_name(("2.5.4.3", 0x14, "Zürich device".encode("latin-1")),
+                                             ("2.5.4.11", 0x14, b"plain ascii"))),
+        "ia5string-latin1-cn": _raw(
+            ca, subject=chains.raw_name(("2.5.4.3", 0x16, "café-01".encode("latin-1")))),
+        "universalstring-and-bmp-astral": _raw(
+            ca, subject=chains.raw_name(("2.5.4.10", 0x1C, "𝄞 clef".encode("utf-32-be")),
+                                        ("2.5.4.3", 0x1E, "日本 dev".encode("utf-16-be")))),
+        "negative-serial": _raw(ca, serial=b"\xfe\xdc\xba"),
+        "long-serial-25-octets": _raw(ca, serial=b"\x01" + bytes(range(1, 25))),
     }
     return ca.der, leaves
+
+
+# A CA whose own name holds a T61String with a Latin-1 byte (its clients' issuer DN).
+_T61_CA_NAME = chains.raw_name(("2.5.4.10", 0x14, "Société Générale".encode("latin-1")),
+                               ("2.5.4.3", 0x13, b"T61 CA"))
+_T61_CA = "t61-ca"  # sentinel: the CA below, whose name cryptography cannot build
+
+
+@functools.cache
+def _t61_ca() -> chains.Issued:
+    return chains.make(chains.name("placeholder"), chains.key("fmt-t61-ca"), ca=True,
+                       serial=0x5151)
+
+
+@functools.cache
+def _t61_ca_der() -> bytes:
+    return chains.rebuild(_t61_ca(), _t61_ca().key, subject=_T61_CA_NAME, issuer=_T61_CA_NAME)
+
+
+def _raw(ca, *, subject: bytes | None = None, serial: bytes | None = None) -> bytes:
+    """A leaf of ``ca`` (an Issued, or the T61 CA) rebuilt from its TBS."""
+    issuer = _t61_ca() if ca == _T61_CA else ca
+    base = chains.make(chains.name("placeholder"), chains.key("fmt-leaf"), issuer,
+                       serial=0x4242)
+    return chains.rebuild(base, issuer.key, subject=subject, serial=serial,
+                          issuer=_T61_CA_NAME if ca == _T61_CA else None)
 
 
 CERT_IDS = [
     "access-example", "managed-leaf-single-digit-day", "multi-valued-rdn-serial-0x80",
     "specials-serial-odd-digits", "non-ascii-utf8-high-bit-serial", "email-and-unknown-oid",
-    "bmpstring-cn", "no-ski",
+    "bmpstring-cn", "no-ski", "printablestring-outside-alphabet",
+    "t61string-latin1-subject-and-issuer", "ia5string-latin1-cn",
+    "universalstring-and-bmp-astral", "negative-serial", "long-serial-25-octets",
 ]
+_ISSUER_OF = {"t61string-latin1-subject-and-issuer": "t61"}
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +254,7 @@ def ours(certs) -> dict[str, dict[str, str]]:
     from edgerules.tls import ClientCertValidator
 
     ca_der, leaves = certs
-    validator = ClientCertValidator(trusted=[ca_der])
+    validator = ClientCertValidator(trusted=[ca_der, _t61_ca_der()])
     out: dict[str, dict[str, str]] = {}
     for cid, der in leaves.items():
         auth = validator.validate([der], now=chains.NOW)
@@ -226,8 +274,9 @@ def theirs(certs) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for cid, der in leaves.items():
         out[cid] = {}
+        issuer = _t61_ca_der() if _ISSUER_OF.get(cid) == "t61" else ca_der
         for field, (which, *_rest) in REFERENCE.items():
-            out[cid][field] = _openssl_value(der if which == "leaf" else ca_der, field)
+            out[cid][field] = _openssl_value(der if which == "leaf" else issuer, field)
     return out
 
 
@@ -243,7 +292,8 @@ def test_field_format_matches_openssl(cid, field, certs, ours, theirs) -> None:
     if diff.equals_openssl is not None:
         ca_der, leaves = certs
         which = REFERENCE[field][0]
-        alt = _openssl_value(leaves[cid] if which == "leaf" else ca_der, field,
+        issuer = _t61_ca_der() if _ISSUER_OF.get(cid) == "t61" else ca_der
+        alt = _openssl_value(leaves[cid] if which == "leaf" else issuer, field,
                              diff.equals_openssl)
         assert mine == alt, f"{cid} {field}: ours {mine!r} != openssl {diff.equals_openssl}: {alt!r}"
     if diff.literal is not None:

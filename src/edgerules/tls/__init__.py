@@ -24,9 +24,9 @@ from edgerules.tls.auth import (
     ClientAuthFields,
 )
 from edgerules.tls.headers import STRIP_HEADERS, forwarding_headers
+from edgerules.tls.reasons import Reason
 from edgerules.tls.revocation import CRLRevocation, RevocationSource, SerialRevocation, load_crl
 from edgerules.tls.validator import ClientCertValidator, load_certificates
-from edgerules.tls.verify import Reason
 
 __all__ = [
     "FIELD_NAMES",

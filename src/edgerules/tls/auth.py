@@ -7,8 +7,11 @@ Invariants:
 * Immutable: attributes cannot be set after construction. Derived strings (DNs, RFC 9440
   encodings, fingerprints) are computed on first read and memoised inside the object;
   memoisation is invisible (same value every time).
-* Nothing here raises for any certificate ``cryptography`` could load: a value that
-  cannot be rendered is ``""``.
+* Names are rendered from the certificate's DER exactly as ``openssl x509`` renders them
+  (``tls/dn.py``); the validator only builds a ``ClientAuth`` around a leaf whose names
+  OpenSSL could decode, so a presented, decodable leaf never has empty DNs (issue 9
+  point 4). The only value that can be ``""`` for a decodable leaf is one the
+  certificate does not have (no SKI extension, no known issuer).
 * When no certificate was presented (or mTLS was not requested) every Boolean is false
   and every string is ``""`` (spec fields.md §1, mtls.md §9).
 * [U] The descriptive fields (DNs, serials, fingerprints, dates, SKIs, RFC 9440) are
@@ -24,7 +27,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from cryptography import x509
 
-from edgerules.tls import certinfo, rfc9440
+from edgerules.tls import certinfo, dn, rfc9440
+from edgerules.tls.certs import Cert, decode
 
 __all__ = ["FIELD_NAMES", "NOT_REQUESTED", "WORKERS_NAMES", "ClientAuth", "ClientAuthFields"]
 
@@ -87,6 +91,8 @@ class ClientAuth:
     """
 
     __slots__ = (
+        "_issuer_cert",
+        "_leaf_cert",
         "_memo",
         "chain_der",
         "detail",
@@ -119,10 +125,10 @@ class ClientAuth:
         revoked: bool = False,
         failure_reason: str = "",
         detail: str = "",
-        leaf: x509.Certificate | None = None,
+        leaf: x509.Certificate | Cert | None = None,
         chain_der: Sequence[bytes] = (),
-        issuer: x509.Certificate | None = None,
-        path: Sequence[x509.Certificate] = (),
+        issuer: x509.Certificate | Cert | None = None,
+        path: Sequence[x509.Certificate | Cert] = (),
         requested: bool = True,
     ) -> None:
         init = object.__setattr__
@@ -135,10 +141,14 @@ class ClientAuth:
             "" if verified or not presented else (failure_reason or "certificate rejected"),
         )
         init(self, "detail", detail)
-        init(self, "leaf", leaf)
+        leaf_cert = _as_cert(leaf)
+        init(self, "_leaf_cert", leaf_cert)
+        init(self, "leaf", leaf_cert.x509 if leaf_cert is not None else None)
         init(self, "chain_der", tuple(chain_der))
-        init(self, "issuer", issuer)
-        init(self, "path", tuple(path))
+        issuer_cert = _as_cert(issuer)
+        init(self, "_issuer_cert", issuer_cert)
+        init(self, "issuer", issuer_cert.x509 if issuer_cert is not None else None)
+        init(self, "path", tuple(c.x509 if isinstance(c, Cert) else c for c in path))
         init(self, "requested", bool(requested))
         init(self, "_memo", {})
 
@@ -171,46 +181,50 @@ class ClientAuth:
         memo[key] = value
         return value
 
-    def _leaf_str(self, key: str, fn: Callable[[x509.Certificate], str]) -> str:
-        leaf = self.leaf
+    def _leaf_str(self, key: str, fn: Callable[[Cert], str]) -> str:
+        leaf = self._leaf_cert
         if leaf is None:
             return ""
         return self._get(key, lambda: fn(leaf))  # type: ignore[return-value]
 
     @property
     def subject_dn(self) -> str:
-        return self._leaf_str("subject_dn", lambda c: certinfo.dn_utf8(c.subject))
+        return self._leaf_str(
+            "subject_dn", lambda c: dn.rfc2253(c.raw.subject_entries, escape_msb=False)
+        )
 
     @property
     def issuer_dn(self) -> str:
-        return self._leaf_str("issuer_dn", lambda c: certinfo.dn_utf8(c.issuer))
+        return self._leaf_str(
+            "issuer_dn", lambda c: dn.rfc2253(c.raw.issuer_entries, escape_msb=False)
+        )
 
     @property
     def subject_dn_rfc2253(self) -> str:
-        return self._leaf_str("subject_dn_rfc2253", lambda c: certinfo.dn_rfc2253(c.subject))
+        return self._leaf_str("subject_dn_rfc2253", lambda c: dn.rfc2253(c.raw.subject_entries))
 
     @property
     def issuer_dn_rfc2253(self) -> str:
-        return self._leaf_str("issuer_dn_rfc2253", lambda c: certinfo.dn_rfc2253(c.issuer))
+        return self._leaf_str("issuer_dn_rfc2253", lambda c: dn.rfc2253(c.raw.issuer_entries))
 
     @property
     def subject_dn_legacy(self) -> str:
-        return self._leaf_str("subject_dn_legacy", lambda c: certinfo.dn_legacy(c.subject))
+        return self._leaf_str("subject_dn_legacy", lambda c: dn.legacy(c.raw.subject_entries))
 
     @property
     def issuer_dn_legacy(self) -> str:
-        return self._leaf_str("issuer_dn_legacy", lambda c: certinfo.dn_legacy(c.issuer))
+        return self._leaf_str("issuer_dn_legacy", lambda c: dn.legacy(c.raw.issuer_entries))
 
     @property
     def serial(self) -> str:
-        return self._leaf_str("serial", lambda c: certinfo.serial_hex(c.serial_number))
+        return self._leaf_str("serial", lambda c: certinfo.serial_hex(c.raw.serial))
 
     @property
     def issuer_serial(self) -> str:
-        issuer = self.issuer
+        issuer = self._issuer_cert
         if self.leaf is None or issuer is None:
             return ""
-        return self._get("issuer_serial", lambda: certinfo.serial_hex(issuer.serial_number))  # type: ignore[return-value]
+        return self._get("issuer_serial", lambda: certinfo.serial_hex(issuer.raw.serial))  # type: ignore[return-value]
 
     @property
     def fingerprint_sha256(self) -> str:
@@ -226,15 +240,19 @@ class ClientAuth:
 
     @property
     def not_before(self) -> str:
-        return self._leaf_str("not_before", lambda c: certinfo.openssl_time(c.not_valid_before_utc))
+        return self._leaf_str(
+            "not_before", lambda c: certinfo.openssl_time(c.x509.not_valid_before_utc)
+        )
 
     @property
     def not_after(self) -> str:
-        return self._leaf_str("not_after", lambda c: certinfo.openssl_time(c.not_valid_after_utc))
+        return self._leaf_str(
+            "not_after", lambda c: certinfo.openssl_time(c.x509.not_valid_after_utc)
+        )
 
     @property
     def ski(self) -> str:
-        return self._leaf_str("ski", certinfo.ski_hex)
+        return self._leaf_str("ski", lambda c: certinfo.ski_hex(c.x509))
 
     @property
     def issuer_ski(self) -> str:
@@ -331,6 +349,17 @@ class ClientAuth:
             else:
                 out[prop] = self.value(name).decode("utf-8", "replace")  # type: ignore[union-attr]
         return out
+
+
+def _as_cert(cert: x509.Certificate | Cert | None) -> Cert | None:
+    """Our view of a certificate given as a cryptography object (callers building a
+    ``ClientAuth`` by hand) or already as a :class:`Cert`."""
+    if cert is None or isinstance(cert, Cert):
+        return cert
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    view = decode(cert.public_bytes(Encoding.DER))
+    return Cert(view.der, view.raw, cert, False) if view is not None else None
 
 
 def _text(prop: str) -> Callable[[ClientAuth], bytes]:

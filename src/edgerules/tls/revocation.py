@@ -94,7 +94,14 @@ class CRLRevocation:
     def __init__(
         self, crls: Iterable[x509.CertificateRevocationList | bytes | str], *, version: int = 0
     ) -> None:
-        self._crls: tuple[x509.CertificateRevocationList, ...] = tuple(load_crl(c) for c in crls)
+        loaded: list[x509.CertificateRevocationList] = []
+        self.decode_problems: list[str] = []
+        for item in crls:
+            try:
+                loaded.append(load_crl(item))
+            except Exception as exc:  # reported and skipped, never fatal
+                self.decode_problems.append(f"a CRL cannot be decoded and is skipped: {exc}")
+        self._crls: tuple[x509.CertificateRevocationList, ...] = tuple(loaded)
         self._by_issuer: dict[x509.Name, list[x509.CertificateRevocationList]] = {}
         for crl in self._crls:
             self._by_issuer.setdefault(crl.issuer, []).append(crl)

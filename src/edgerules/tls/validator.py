@@ -1,7 +1,8 @@
 """``ClientCertValidator``: from the DER chain a client presented to a ``ClientAuth``.
 
-Owns: input limits (the DoS guard), decoding, de-duplication, calling the path validator
-(``tls/verify.py``), revocation, the direct-issuer lookup, and result caching.
+Owns: input limits (the DoS guard), decoding, picking the relevant certificates,
+de-duplication, key screening, calling the path validator (``tls/verify.py``) with a
+fresh signature budget, revocation, the direct-issuer lookup, and result caching.
 
 Invariants:
 
@@ -9,14 +10,19 @@ Invariants:
   passes no ``now``.
 * ``validate`` never raises for any chain content: bad input is a ``ClientAuth`` with
   ``presented=True, verified=False`` and a reason, in bounded time and memory.
-* DoS guard (issue 3 point 6c; cryptography's path builder is exponential in the number
-  of intermediates sharing one subject and key): at most :data:`MAX_PRESENTED` raw
-  certificates, at most :data:`MAX_DISTINCT` after dropping byte-identical duplicates,
-  at most :data:`MAX_CERT_BYTES` per certificate and :data:`MAX_CHAIN_BYTES` in total;
-  intermediates with the same subject and public key as an earlier one are dropped
-  (keeping the first that is valid at ``now``, else the first), so each issuer name/key
-  pair has one candidate and path building is linear; path depth is bounded by
+* DoS guard (issue 3 point 6c, issue 9 point 2): at most :data:`MAX_PRESENTED` raw
+  certificates, at most :data:`MAX_CERT_BYTES` per certificate and
+  :data:`MAX_CHAIN_BYTES` in total (OpenSSL's default certificate-list limit); of the
+  distinct certificates, those that cannot be on any path from the leaf (no issuer/subject
+  name link, RFC 8446 §4.4.2's "extraneous certificates") are ignored, and at most
+  :data:`MAX_DISTINCT` relevant ones are accepted; intermediates with the same subject
+  and public key as an earlier one are dropped (keeping the first that is valid at
+  ``now``, else the first), so each issuer name/key pair has one candidate; keys the caps
+  of ``tls/keycheck.py`` refuse never verify a signature; every signature check of one
+  validation is paid from one budget (``tls/sigcheck.py``); path depth is bounded by
   ``verify.MAX_CHAIN_DEPTH``.
+* A certificate whose names OpenSSL could not decode is ``unable to decode
+  certificate``; a verified certificate always has its names (issue 9 point 4).
 * Cache: per (presented chain, trust version, revocation version), bounded LRU (entries
   and bytes); an entry is used only inside the time window where no certificate's
   validity (and no CRL's freshness) changes.
@@ -26,15 +32,20 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from edgerules.pki.errors import PKIError
+from edgerules.tls import profiles as _profiles
 from edgerules.tls.auth import NO_CERTIFICATE, ClientAuth
 from edgerules.tls.cache import ResultCache
+from edgerules.tls.certs import Cert, TrustAnchors, decode
+from edgerules.tls.der import DERError
+from edgerules.tls.profiles import Profile
 from edgerules.tls.revocation import CRLRevocation, RevocationSource
-from edgerules.tls.verify import Reason, TrustAnchors, find_issuer, valid_at, verify_path
+from edgerules.tls.sigcheck import Signatures
+from edgerules.tls.verify import Reason, find_issuer, valid_at, verify_path
 
 __all__ = [
     "MAX_CERT_BYTES",
@@ -42,14 +53,24 @@ __all__ = [
     "MAX_DISTINCT",
     "MAX_PRESENTED",
     "ClientCertValidator",
+    "TrustedCA",
     "load_certificates",
 ]
 
-MAX_PRESENTED = 20  # raw certificates in the presented list
-MAX_DISTINCT = 10  # after removing byte-identical duplicates
+MAX_PRESENTED = 64  # raw certificates in the presented list
+MAX_DISTINCT = 10  # distinct certificates that may be on a path from the leaf
 MAX_CERT_BYTES = 64 * 1024  # one certificate (real ones are 0.5-4 KiB)
 MAX_CHAIN_BYTES = 100 * 1024  # OpenSSL's default max certificate list size
 _TICK = _dt.timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class TrustedCA:
+    """A trusted CA with its own validation profile (``None``: the validator's)."""
+
+    certificate: x509.Certificate | bytes | str
+    profile: str | Profile | None = None
+    allow: tuple[str, ...] = ()
 
 
 def load_certificates(items: Iterable[x509.Certificate | bytes | str]) -> list[x509.Certificate]:
@@ -87,62 +108,52 @@ def load_certificates(items: Iterable[x509.Certificate | bytes | str]) -> list[x
     return out
 
 
-def _load(der: bytes) -> x509.Certificate | None:
-    """Decode, forcing the validity dates (cryptography parses some fields lazily; the
-    rest are read under ``try`` where used). Names are checked by :func:`_names_ok` only when needed: building their
-    Python objects costs ~10 µs per certificate, and a verified path never needs them."""
-    try:
-        cert = x509.load_der_x509_certificate(der)
-        cert.not_valid_before_utc  # noqa: B018
-        cert.not_valid_after_utc  # noqa: B018
-    except Exception:
-        return None
-    return cert
 
-
-def _names_ok(cert: x509.Certificate) -> bool:
-    try:
-        cert.subject  # noqa: B018
-        cert.issuer  # noqa: B018
-    except Exception:
-        return False
-    return True
-
-
-def _key_id(cert: x509.Certificate) -> bytes | None:
-    try:
-        return cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    except Exception:
-        return None
-
-
-def _dedupe_same_key(certs: list[x509.Certificate], now: _dt.datetime) -> list[x509.Certificate]:
+def _dedupe_same_key(certs: list[Cert], now: _dt.datetime) -> list[Cert]:
     """Drop intermediates whose subject and public key repeat an earlier one's."""
     if len(certs) < 2:
         return certs
-    by_subject: dict[object, list[int]] = {}
+    groups: dict[tuple[bytes, bytes], list[int]] = {}
     for i, cert in enumerate(certs):
-        try:
-            subject: object = cert.subject
-        except Exception:
-            subject = i  # unreadable name: its own group
-        by_subject.setdefault(subject, []).append(i)
-    if all(len(v) == 1 for v in by_subject.values()):
-        return certs  # the common case: nothing to compare, no key extraction
+        groups.setdefault((cert.subject, cert.raw.spki), []).append(i)
+    if len(groups) == len(certs):
+        return certs  # the common case: nothing repeats
     drop: set[int] = set()
-    for indexes in by_subject.values():
-        if len(indexes) < 2:
-            continue
-        groups: dict[bytes, list[int]] = {}
-        for i in indexes:
-            key = _key_id(certs[i])
-            if key is None:
-                continue  # unusable key: leave it to the verifier (it cannot verify anything)
-            groups.setdefault(key, []).append(i)
-        for members in groups.values():
-            keep = next((i for i in members if valid_at(certs[i], now)), members[0])
-            drop.update(i for i in members if i != keep)
+    for members in groups.values():
+        keep = next((i for i in members if valid_at(certs[i], now)), members[0])
+        drop.update(i for i in members if i != keep)
     return [c for i, c in enumerate(certs) if i not in drop]
+
+
+def _relevant(leaf: Cert, certs: list[Cert]) -> list[Cert]:
+    """The certificates reachable from the leaf by issuer -> subject name links
+    (OpenSSL's canonical names): only they can be on a path; the rest are extraneous."""
+    wanted: list[object] = []
+    try:
+        wanted.append(leaf.canon_issuer)
+    except DERError:
+        return []
+    keep: list[Cert] = []
+    rest = list(certs)
+    while wanted and rest:
+        name = wanted.pop()
+        still: list[Cert] = []
+        for cert in rest:
+            try:
+                hit = cert.canon_subject == name
+            except DERError:
+                hit = False
+            if hit:
+                keep.append(cert)
+                try:
+                    wanted.append(cert.canon_issuer)
+                except DERError:
+                    pass
+            else:
+                still.append(cert)
+        rest = still
+    order = {id(c): i for i, c in enumerate(certs)}
+    return sorted(keep, key=lambda c: order[id(c)])
 
 
 class ClientCertValidator:
@@ -151,33 +162,51 @@ class ClientCertValidator:
     Args:
         trusted: the CA certificates associated with the hostname (managed CA and/or
             uploaded CAs), as ``x509.Certificate``, PEM (text or bytes, several
-            certificates allowed) or DER. Any of them is a trust anchor, including an
-            intermediate CA.
+            certificates allowed), DER, or :class:`TrustedCA` (a CA with its own
+            profile). Any of them is a trust anchor, including an intermediate CA.
         revocation: asked whether a *verified* leaf is revoked (the PKI store).
-        crls: CRLs (objects, PEM or DER) checked for verified leaves in addition to
-            ``revocation``; see ``edgerules.tls.revocation`` for the stale-CRL policy.
+        crls: CRLs (objects, PEM or DER) checked for verified chains in addition to
+            ``revocation``; see ``edgerules.tls.revocation`` for their semantics. A CRL
+            that cannot be decoded is reported in :attr:`problems` and skipped.
         trust_version: changes when the caller rebuilds the validator with other CAs
             (part of the cache key, for caches shared by callers).
         cache_size: entries in the result LRU (0 disables caching).
+        profile: the validation profile (``"compatible"``, the default, or ``"strict"``;
+            see ``edgerules.tls.profiles``) of the CAs given without their own.
+        allow: weaknesses that profile accepts (``("sha1",)``; none by default).
 
     Raises:
-        PKIError: a trusted certificate or CRL cannot be decoded.
+        PKIError: a trusted certificate cannot be decoded, or an unknown profile.
     """
 
     def __init__(
         self,
-        trusted: Iterable[x509.Certificate | bytes | str] = (),
+        trusted: Iterable[x509.Certificate | bytes | str | TrustedCA] = (),
         *,
         revocation: RevocationSource | None = None,
         crls: Iterable[x509.CertificateRevocationList | bytes | str] = (),
         trust_version: int = 0,
         cache_size: int = 4096,
+        profile: str | Profile | None = None,
+        allow: Iterable[str] | str = (),
     ) -> None:
-        self._anchors = TrustAnchors(load_certificates(trusted))
-        try:
-            self._crls = CRLRevocation(crls)
-        except Exception as exc:
-            raise PKIError(f"not a CRL: {exc}") from None
+        self.profile = _profiles.profile(profile, allow)
+        items: list[tuple[x509.Certificate, Profile]] = []
+        if isinstance(trusted, (bytes, bytearray, memoryview, str, x509.Certificate, TrustedCA)):
+            trusted = [trusted]
+        for item in trusted:
+            if isinstance(item, TrustedCA):
+                prof = (
+                    self.profile
+                    if item.profile is None and not item.allow
+                    else _profiles.profile(item.profile or self.profile.name, item.allow)
+                )
+                items.extend((c, prof) for c in load_certificates(item.certificate))
+            else:
+                items.extend((c, self.profile) for c in load_certificates(item))
+        self._anchors = TrustAnchors(items)
+        self._crls = CRLRevocation(crls)
+        self.problems: list[str] = [*self._anchors.problems, *self._crls.decode_problems]
         self._revocation = revocation
         self.trust_version = trust_version
         self.cache: ResultCache[ClientAuth] = ResultCache(cache_size)
@@ -268,7 +297,7 @@ class ClientCertValidator:
         except Exception as exc:  # defence in depth: bad input is data, never an exception
             return ClientAuth(
                 presented=True,
-                failure_reason=Reason.REJECTED,
+                failure_reason=Reason.UNDECODABLE,
                 detail=f"internal error on this chain: {type(exc).__name__}: {exc}",
                 chain_der=ders,
             )
@@ -278,7 +307,7 @@ class ClientCertValidator:
         return auth
 
     def _over_limits(self, ders: tuple[bytes, ...], total: int) -> ClientAuth:
-        leaf = _load(ders[0]) if len(ders[0]) <= MAX_CERT_BYTES else None
+        leaf = decode(ders[0]) if len(ders[0]) <= MAX_CERT_BYTES else None
         if len(ders) > MAX_PRESENTED:
             reason = Reason.CHAIN_TOO_LONG
             detail = f"{len(ders)} certificates presented (limit {MAX_PRESENTED})"
@@ -296,60 +325,58 @@ class ClientCertValidator:
         self, ders: tuple[bytes, ...], now: _dt.datetime
     ) -> tuple[ClientAuth, list[_dt.datetime]]:
         edges: list[_dt.datetime] = list(self._anchor_edges)
-        leaf = _load(ders[0])
+        leaf = decode(ders[0])
         if leaf is None:
             return ClientAuth(
                 presented=True,
                 failure_reason=Reason.UNDECODABLE,
-                detail="leaf is not a DER certificate",
+                detail="the leaf is not a certificate OpenSSL could decode (DER, names)",
                 chain_der=ders,
             ), edges
+        sigs = Signatures()
         seen = {ders[0]}
-        intermediates: list[x509.Certificate] = []
+        intermediates: list[Cert] = []
         for der in ders[1:]:
             if der in seen:
                 continue  # byte-identical duplicate: harmless once removed
             seen.add(der)
-            cert = _load(der)
+            cert = decode(der)
             if cert is None:
                 return ClientAuth(
                     presented=True,
                     failure_reason=Reason.UNDECODABLE,
-                    detail="an intermediate is not a DER certificate",
+                    detail="an intermediate is not a certificate OpenSSL could decode",
                     leaf=leaf,
                     chain_der=ders,
-                    issuer=self._direct_issuer(leaf, (), (), ()),
+                    issuer=self._direct_issuer(leaf, (), (), sigs),
                 ), edges
             intermediates.append(cert)
-        if len(seen) > MAX_DISTINCT:
-            return ClientAuth(
-                presented=True,
-                failure_reason=Reason.CHAIN_TOO_LONG,
-                detail=f"{len(seen)} distinct certificates presented (limit {MAX_DISTINCT})",
-                leaf=leaf,
-                chain_der=ders,
-            ), edges
+        if len(intermediates) >= MAX_DISTINCT:
+            intermediates = _relevant(leaf, intermediates)
+            if len(intermediates) >= MAX_DISTINCT:
+                return ClientAuth(
+                    presented=True,
+                    failure_reason=Reason.CHAIN_TOO_LONG,
+                    detail=f"{len(intermediates) + 1} distinct certificates on possible "
+                    f"paths (limit {MAX_DISTINCT})",
+                    leaf=leaf,
+                    chain_der=ders,
+                ), edges
         for cert in (leaf, *intermediates):
-            try:
-                edges.append(cert.not_valid_before_utc)
-                edges.append(cert.not_valid_after_utc + _TICK)
-            except Exception:
-                pass
-        intermediates = _dedupe_same_key(intermediates, now)
-        result = verify_path(leaf, intermediates, self._anchors, now, intermediate_ders=ders[1:])
-        if not result.verified and not _names_ok(leaf):
-            return ClientAuth(
-                presented=True,
-                failure_reason=Reason.UNDECODABLE,
-                detail="the leaf's names cannot be decoded",
-                chain_der=ders,
-            ), edges
-        issuer = self._direct_issuer(
-            leaf, result.chain if result.verified else (), intermediates, result.chain
+            edges.append(cert.x509.not_valid_before_utc)
+            edges.append(cert.x509.not_valid_after_utc + _TICK)
+        pool = _dedupe_same_key(intermediates, now)
+        result = verify_path(
+            leaf, pool, self._anchors, now, sigs, self.profile, intermediate_ders=ders[1:]
+        )
+        issuer = (
+            result.chain[1]
+            if result.verified and len(result.chain) >= 2
+            else self._direct_issuer(leaf, result.chain, pool, sigs)
         )
         revoked = False
         if result.verified and issuer is not None:
-            revoked = self._is_revoked(leaf, issuer, now)
+            revoked = self._is_revoked(result.chain, now)
             edges.extend(self._crls.edges)
         auth = ClientAuth(
             presented=True,
@@ -366,33 +393,27 @@ class ClientCertValidator:
 
     def _direct_issuer(
         self,
-        leaf: x509.Certificate,
-        path: Sequence[x509.Certificate],
-        intermediates: Sequence[x509.Certificate],
-        built: Sequence[x509.Certificate],
-    ) -> x509.Certificate | None:
-        if len(path) >= 2:
-            return path[1]
+        leaf: Cert,
+        built: Sequence[Cert],
+        pool: Sequence[Cert],
+        sigs: Signatures,
+    ) -> Cert | None:
+        if len(built) >= 2 and sigs.signed_by(leaf, built[1]):
+            return built[1]
         try:
-            if len(path) == 1 and leaf.subject == leaf.issuer:
-                # The leaf itself is a trusted self-signed certificate: its own issuer.
-                return leaf
-            candidates = [
-                *built[1:2],
-                *intermediates,
-                *self._anchors.by_subject.get(leaf.issuer, ()),
-            ]
-        except Exception:
+            if leaf.raw.issuer == leaf.raw.subject and leaf.der in self._anchors.by_der:
+                return leaf  # the leaf itself is a trusted self-signed certificate
+            anchors = [a.cert for a in self._anchors.by_canon.get(leaf.canon_issuer, ())]
+        except DERError:
             return None
-        return find_issuer(leaf, candidates)
+        return find_issuer(leaf, [*pool, *anchors], sigs)
 
-    def _is_revoked(
-        self, leaf: x509.Certificate, issuer: x509.Certificate, now: _dt.datetime
-    ) -> bool:
+    def _is_revoked(self, path: Sequence[Cert], now: _dt.datetime) -> bool:
+        leaf, issuer = path[0], path[1] if len(path) > 1 else path[0]
         if self._revocation is not None:
             try:
-                if self._revocation.is_revoked(leaf, issuer):
+                if self._revocation.is_revoked(leaf.x509, issuer.x509):
                     return True
             except Exception:
                 pass  # a broken source answers "not revoked" (documented)
-        return bool(self._crls and self._crls.is_revoked(leaf, issuer, now))
+        return bool(self._crls and self._crls.is_revoked(leaf.x509, issuer.x509, now))

@@ -1,0 +1,282 @@
+"""One decoded certificate as the validator sees it, and the set of trust anchors.
+
+Owns: :class:`Cert` — the raw DER view (:class:`~edgerules.tls.rawcert.RawCert`: names,
+serial, signature inputs, key parameters) together with ``cryptography``'s parsed
+certificate (extensions, dates, key) — and :func:`decode`, and :class:`TrustAnchors`.
+
+Invariants:
+
+* :func:`decode` returns ``None`` for anything OpenSSL could not load either: not a
+  certificate, or a name OpenSSL's canonicalisation rejects (invalid UTF-8 in a
+  UTF8String, an odd-length BMPString, …; see :mod:`edgerules.tls.dn`). A certificate
+  whose *names* or *serial* ``cryptography`` refuses (PrintableString outside its
+  alphabet, a non-positive serial) is still decoded: ``x509`` is then a
+  :func:`~edgerules.tls.rawcert.loadable_copy` and ``copy`` is true — its names and
+  signature are not the certificate's and are never used (names, serial and signature
+  inputs come from ``raw``).
+* Lazy: canonical names and the public key are computed on first use and memoised on the
+  object; a ``Cert`` is otherwise immutable and safe to share between threads (the memo
+  writes are idempotent).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import warnings
+from collections.abc import Iterable, Sequence
+
+from cryptography import x509
+from cryptography.x509.verification import Store
+
+from edgerules.tls import dn, keycheck
+from edgerules.tls.der import DERError
+from edgerules.tls.profiles import DEFAULT, Profile
+from edgerules.tls.rawcert import RawCert, loadable_copy, parse_name
+
+__all__ = ["Anchor", "Cert", "TrustAnchors", "decode", "name_decodable"]
+
+_NAME_MEMO: dict[bytes, bool] = {}
+_NAME_MEMO_MAX = 4096
+
+
+def name_decodable(name: bytes) -> bool:
+    """OpenSSL can canonicalise (hence load and print) this DER name. Memoised: the
+    issuer names of a deployment repeat on every validation."""
+    hit = _NAME_MEMO.get(name)
+    if hit is None:
+        try:
+            dn.canonical(parse_name(name))
+            hit = True
+        except DERError:
+            hit = False
+        if len(_NAME_MEMO) >= _NAME_MEMO_MAX:
+            _NAME_MEMO.clear()  # attacker-chosen names: never let the memo grow
+        _NAME_MEMO[name] = hit
+    return hit
+
+
+class Cert:
+    """A certificate: raw fields plus cryptography's parsed form (see module docstring)."""
+
+    __slots__ = (
+        "_canon_issuer",
+        "_canon_subject",
+        "_key",
+        "_key_info",
+        "copy",
+        "der",
+        "raw",
+        "x509",
+    )
+
+    def __init__(self, der: bytes, raw: RawCert, cert: x509.Certificate, copy: bool) -> None:
+        self.der = der
+        self.raw = raw
+        self.x509 = cert
+        self.copy = copy
+        self._canon_subject: object = None
+        self._canon_issuer: object = None
+        self._key: object = None
+        self._key_info: tuple[str, object] | None = None
+
+    def __repr__(self) -> str:
+        try:
+            return f"Cert({dn.rfc2253(self.raw.subject_entries)!r})"
+        except Exception:
+            return "Cert(<undecodable name>)"
+
+    # -- names ----------------------------------------------------------------------
+
+    @property
+    def subject(self) -> bytes:
+        return self.raw.subject
+
+    @property
+    def issuer(self) -> bytes:
+        return self.raw.issuer
+
+    @property
+    def canon_subject(self) -> object:
+        if self._canon_subject is None:
+            self._canon_subject = dn.canonical(self.raw.subject_entries)
+        return self._canon_subject
+
+    @property
+    def canon_issuer(self) -> object:
+        if self._canon_issuer is None:
+            if self.raw.issuer == self.raw.subject:
+                self._canon_issuer = self.canon_subject
+            else:
+                self._canon_issuer = dn.canonical(self.raw.issuer_entries)
+        return self._canon_issuer
+
+    def names_decodable(self) -> bool:
+        return name_decodable(self.raw.subject) and name_decodable(self.raw.issuer)
+
+    # -- key ------------------------------------------------------------------------
+
+    @property
+    def key_info(self) -> tuple[str, object]:
+        if self._key_info is None:
+            try:
+                self._key_info = self.raw.key_info
+            except DERError:
+                self._key_info = ("malformed", None)
+        return self._key_info
+
+    @property
+    def key_refusal(self) -> str:
+        """Why this key must not verify signatures (DoS caps; ``""`` when it may)."""
+        return keycheck.refusal(self.key_info)
+
+    @property
+    def cost(self) -> int:
+        return keycheck.cost(self.key_info)
+
+    def public_key(self) -> object | None:
+        """The public key, or None when it cannot be loaded."""
+        if self._key is None:
+            try:
+                self._key = self.x509.public_key()
+            except Exception:
+                self._key = False
+        return self._key or None
+
+    # -- time and extensions --------------------------------------------------------
+
+    def valid_at(self, now: _dt.datetime) -> bool:
+        try:
+            return self.x509.not_valid_before_utc <= now <= self.x509.not_valid_after_utc
+        except Exception:
+            return False
+
+    def ext(self, cls: type[x509.ExtensionType]) -> object | None:
+        """The parsed extension of type ``cls`` (None when absent or unparsable)."""
+        try:
+            return self.x509.extensions.get_extension_for_class(cls).value
+        except Exception:
+            return None
+
+    def ext_critical(self, cls: type[x509.ExtensionType]) -> bool:
+        try:
+            return self.x509.extensions.get_extension_for_class(cls).critical
+        except Exception:
+            return False
+
+
+def _load(data: bytes, nonpositive_serial: bool) -> x509.Certificate:
+    if nonpositive_serial:
+        # cryptography warns (and will one day refuse) on serials <= 0, which OpenSSL
+        # and real CAs produce; the warning must not reach the proxy's stderr.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cert = x509.load_der_x509_certificate(data)
+            cert.serial_number  # noqa: B018
+    else:
+        cert = x509.load_der_x509_certificate(data)
+    cert.not_valid_before_utc  # noqa: B018
+    cert.not_valid_after_utc  # noqa: B018
+    return cert
+
+
+def decode(data: bytes) -> Cert | None:
+    """A :class:`Cert` from DER, or None when OpenSSL could not load it either."""
+    try:
+        raw = RawCert.parse(data)
+    except DERError:
+        return None
+    if not (name_decodable(raw.subject) and name_decodable(raw.issuer)):
+        return None
+    try:
+        return Cert(data, raw, _load(data, raw.serial <= 0), False)
+    except Exception:
+        pass
+    try:
+        return Cert(data, raw, _load(loadable_copy(raw), False), True)
+    except Exception:
+        return None
+
+
+class Anchor:
+    """A trusted certificate and the profile its clients are validated with."""
+
+    __slots__ = ("cert", "profile")
+
+    def __init__(self, cert: Cert, profile: Profile) -> None:
+        self.cert = cert
+        self.profile = profile
+
+
+def _from_object(cert: x509.Certificate) -> Cert | None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    data = cert.public_bytes(Encoding.DER)
+    found = decode(data)
+    if found is not None and not found.copy:
+        # keep the caller's object (cryptography's Store compares by identity-free DER)
+        found = Cert(data, found.raw, cert, False)
+    return found
+
+
+class TrustAnchors:
+    """The trusted CA certificates, indexed once.
+
+    Anchors whose key the DoS caps refuse, or that cannot be decoded the way OpenSSL
+    decodes certificates, are left out and listed in ``problems`` (never an exception:
+    one bad CA must not disable a hostname's other CAs)."""
+
+    __slots__ = (
+        "anchors",
+        "by_canon",
+        "by_der",
+        "by_x509_id",
+        "certs",
+        "cost_by_subject",
+        "ders",
+        "name_constraints",
+        "problems",
+        "profiles",
+        "store",
+    )
+
+    def __init__(self, items: Iterable[tuple[x509.Certificate, Profile]] | Sequence[x509.Certificate]) -> None:
+        unique: dict[bytes, Anchor] = {}
+        self.problems: list[str] = []
+        for item in items:
+            cert, prof = item if isinstance(item, tuple) else (item, DEFAULT)
+            view = _from_object(cert)
+            if view is None:
+                self.problems.append("a trusted certificate cannot be decoded")
+                continue
+            refusal = view.key_refusal
+            if refusal:
+                self.problems.append(f"trusted CA {view!r} refused: {refusal}")
+                continue
+            unique.setdefault(view.der, Anchor(view, prof))
+        self.anchors: tuple[Anchor, ...] = tuple(unique.values())
+        self.certs: tuple[x509.Certificate, ...] = tuple(a.cert.x509 for a in self.anchors)
+        self.by_der: dict[bytes, Anchor] = unique
+        self.ders = frozenset(unique)
+        # Whether any anchor may carry NameConstraints (raw DER pre-filter).
+        self.name_constraints = any(_NC_OID_DER in d for d in unique)
+        native = [a.cert.x509 for a in self.anchors if not a.cert.copy]
+        self.store = Store(native) if native else None
+        self.by_canon: dict[object, list[Anchor]] = {}
+        for a in self.anchors:
+            try:
+                self.by_canon.setdefault(a.cert.canon_subject, []).append(a)
+            except DERError:
+                continue
+        self.profiles = frozenset(a.profile for a in self.anchors)
+        self.by_x509_id: dict[int, Cert] = {id(a.cert.x509): a.cert for a in self.anchors}
+        # raw subject -> summed signature cost of the anchors with that subject (the
+        # cryptography path builder's candidates; see verify.builder_bound)
+        self.cost_by_subject: dict[bytes, int] = {}
+        for a in self.anchors:
+            if not a.cert.copy:
+                subj = a.cert.subject
+                self.cost_by_subject[subj] = self.cost_by_subject.get(subj, 0) + a.cert.cost
+
+
+# DER of the NameConstraints extension OID: a cheap pre-filter on raw certificate bytes.
+_NC_OID_DER = bytes.fromhex("0603551d1e")

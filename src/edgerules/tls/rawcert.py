@@ -1,0 +1,275 @@
+"""The parts of a certificate read straight from its DER.
+
+Owns: :class:`RawCert` — the TBS bytes, version, serial, signature algorithm and value,
+the raw issuer and subject names with each attribute's string tag and content octets,
+the SubjectPublicKeyInfo and the extension list — and :func:`loadable_copy`, a copy of a
+certificate that ``cryptography`` refuses to load (PrintableString outside its alphabet,
+a non-positive serial in a future cryptography) that it can parse.
+
+Why: OpenSSL (the reference of the ``compatible`` profile and of the field formats)
+renders names from their content octets with per-type rules (T61String as Latin-1, …),
+and accepts string contents ``cryptography`` refuses. Rendering from the DER means a name
+is either shown exactly as ``openssl x509`` shows it or reported as undecodable — never
+silently empty (issue 9 point 4).
+
+Invariants:
+
+* :meth:`RawCert.parse` raises :class:`~edgerules.tls.der.DERError` for anything that is
+  not a well-formed X.509 certificate structure; it never raises anything else.
+* Signature inputs (``tbs``, ``signature``, ``sig_alg``) are the original bytes, so a
+  signature is always checked over what the issuer signed, even when the certificate's
+  *parsed* form comes from :func:`loadable_copy`.
+"""
+
+from __future__ import annotations
+
+from edgerules.tls import der
+from edgerules.tls.der import DERError
+
+__all__ = ["NameEntry", "RawCert", "loadable_copy", "parse_name"]
+
+_RSA = bytes.fromhex("2a864886f70d010101")
+_EC = bytes.fromhex("2a8648ce3d0201")
+_DSA = bytes.fromhex("2a8648ce380401")
+_ED25519 = bytes.fromhex("2b6570")
+_ED448 = bytes.fromhex("2b6571")
+
+# (RDN index, OID body, string tag, content octets, the attribute value's whole TLV)
+NameEntry = tuple[int, bytes, int, bytes, bytes]
+
+
+def parse_name(name: bytes) -> tuple[NameEntry, ...]:
+    """The entries of a DER ``Name`` in certificate order."""
+    tag, cs, ce = der.read(name, 0, len(name))
+    if tag != der.SEQUENCE or ce != len(name):
+        raise DERError("a Name must be one SEQUENCE")
+    out: list[NameEntry] = []
+    for index, (rtag, _rp, rcs, rce) in enumerate(der.children(name, cs, ce)):
+        if rtag != der.SET or rcs == rce:
+            raise DERError("a RelativeDistinguishedName must be a non-empty SET")
+        for atag, _ap, acs, ace in der.children(name, rcs, rce):
+            if atag != der.SEQUENCE:
+                raise DERError("an AttributeTypeAndValue must be a SEQUENCE")
+            otag, ocs, oce = der.read(name, acs, ace)
+            if otag != der.OID:
+                raise DERError("an attribute type must be an OID")
+            vtag, vcs, vce = der.read(name, oce, ace)
+            if vce != ace:
+                raise DERError("trailing data in an AttributeTypeAndValue")
+            out.append((index, name[ocs:oce], vtag, name[vcs:vce], name[oce:vce]))
+    return tuple(out)
+
+
+class RawCert:
+    """A certificate's DER split into its fields (see the module docstring)."""
+
+    __slots__ = (
+        "_extensions",
+        "_issuer_entries",
+        "_subject_entries",
+        "der",
+        "ext_span",
+        "issuer",
+        "serial",
+        "serial_bytes",
+        "sig_alg",
+        "signature",
+        "spki",
+        "subject",
+        "tbs",
+        "tbs_sig_alg",
+        "validity",
+        "version",
+    )
+
+    der: bytes
+    tbs: bytes
+    version: int
+    serial: int
+    serial_bytes: bytes
+    tbs_sig_alg: bytes
+    sig_alg: bytes
+    signature: bytes
+    issuer: bytes
+    subject: bytes
+    validity: bytes
+    spki: bytes
+    ext_span: tuple[int, int] | None
+
+    @classmethod
+    def parse(cls, data: bytes) -> RawCert:
+        self = cls.__new__(cls)
+        self.der = data
+        read = der.read
+        n = len(data)
+        tag, cs, ce = read(data, 0, n)
+        if tag != der.SEQUENCE or ce != n:
+            raise DERError("a Certificate must be one SEQUENCE")
+        tag, tcs, tce = read(data, cs, ce)  # tbsCertificate
+        if tag != der.SEQUENCE:
+            raise DERError("tbsCertificate must be a SEQUENCE")
+        self.tbs = tbs = data[cs:tce]
+        tag, _acs, ace = read(data, tce, ce)  # signatureAlgorithm
+        if tag != der.SEQUENCE:
+            raise DERError("signatureAlgorithm must be a SEQUENCE")
+        self.sig_alg = data[tce:ace]
+        tag, bcs, bce = read(data, ace, ce)
+        if tag != der.BIT_STRING or bce != ce or bce == bcs or data[bcs] != 0:
+            raise DERError("the signature must be a BIT STRING without unused bits")
+        self.signature = data[bcs + 1 : bce]
+        # inside tbsCertificate (offsets relative to ``tbs``)
+        end = len(tbs)
+        pos = tcs - cs
+        tag, vcs, vce = read(tbs, pos, end)
+        self.version = 0
+        if tag == 0xA0:
+            itag, ics, ice = read(tbs, vcs, vce)
+            if itag != der.INTEGER or ice != vce:
+                raise DERError("malformed version")
+            self.version = der.decode_int(tbs[ics:ice])
+            pos = vce
+            tag, vcs, vce = read(tbs, pos, end)
+        if tag != der.INTEGER:
+            raise DERError("the serial number must be an INTEGER")
+        self.serial_bytes = tbs[vcs:vce]
+        self.serial = der.decode_int(self.serial_bytes)
+        pos = vce
+        for name in ("tbs_sig_alg", "issuer", "validity", "subject", "spki"):
+            tag, fcs, fce = read(tbs, pos, end)
+            if tag != der.SEQUENCE:
+                raise DERError(f"malformed {name}")
+            setattr(self, name, tbs[pos:fce])
+            pos = fce
+        self.ext_span = None
+        while pos < end:
+            tag, fcs, fce = read(tbs, pos, end)
+            if tag == 0xA3 and self.ext_span is None:
+                self.ext_span = (fcs, fce)
+            elif tag not in (0x81, 0xA1, 0x82, 0xA2):  # unique identifiers
+                raise DERError("unexpected field in tbsCertificate")
+            pos = fce
+        self._extensions = None
+        self._issuer_entries = None
+        self._subject_entries = None
+        return self
+
+    @property
+    def issuer_entries(self) -> tuple[NameEntry, ...]:
+        if self._issuer_entries is None:
+            self._issuer_entries = parse_name(self.issuer)
+        return self._issuer_entries
+
+    @property
+    def subject_entries(self) -> tuple[NameEntry, ...]:
+        if self._subject_entries is None:
+            self._subject_entries = parse_name(self.subject)
+        return self._subject_entries
+
+    @property
+    def extensions(self) -> tuple[tuple[bytes, bool, bytes], ...]:
+        """``(OID body, critical, extnValue content)`` for each extension, in order."""
+        if self._extensions is None:
+            out: list[tuple[bytes, bool, bytes]] = []
+            if self.ext_span is not None:
+                tbs = self.tbs
+                tag, cs, ce = der.read(tbs, *self.ext_span)
+                if tag != der.SEQUENCE:
+                    raise DERError("Extensions must be a SEQUENCE")
+                for etag, _p, ecs, ece in der.children(tbs, cs, ce):
+                    if etag != der.SEQUENCE:
+                        raise DERError("an Extension must be a SEQUENCE")
+                    items = list(der.children(tbs, ecs, ece))
+                    if not 2 <= len(items) <= 3 or items[0][0] != der.OID:
+                        raise DERError("malformed Extension")
+                    critical = False
+                    if len(items) == 3:
+                        if items[1][0] != der.BOOLEAN or items[1][3] - items[1][2] != 1:
+                            raise DERError("malformed Extension critical flag")
+                        critical = tbs[items[1][2]] != 0
+                    vtag, _vp, vcs, vce = items[-1]
+                    if vtag != der.OCTET_STRING:
+                        raise DERError("extnValue must be an OCTET STRING")
+                    out.append((tbs[items[0][2] : items[0][3]], critical, tbs[vcs:vce]))
+            self._extensions = tuple(out)
+        return self._extensions
+
+    @property
+    def key_info(self) -> tuple[str, object]:
+        """The public key's kind and size parameters, read from the SubjectPublicKeyInfo
+        without loading the key: ``("rsa", (modulus_bits, exponent))``,
+        ``("ec", curve OID body or None for explicit parameters)``, ``("dsa", p_bits)``,
+        ``("ed25519", None)``, ``("ed448", None)``, else ``(dotted OID, None)``."""
+        spki = self.spki
+        _tag, cs, ce = der.read(spki, 0, len(spki))
+        atag, acs, ace = der.read(spki, cs, ce)
+        btag, bcs, bce = der.read(spki, ace, ce)
+        if atag != der.SEQUENCE or btag != der.BIT_STRING or bce == bcs:
+            raise DERError("malformed SubjectPublicKeyInfo")
+        otag, ocs, oce = der.read(spki, acs, ace)
+        if otag != der.OID:
+            raise DERError("malformed key algorithm")
+        oid = spki[ocs:oce]
+        if oid == _RSA:
+            ktag, kcs, kce = der.read(spki, bcs + 1, bce)
+            ntag, ncs, nce = der.read(spki, kcs, kce)
+            etag, ecs, ece = der.read(spki, nce, kce)
+            if ktag != der.SEQUENCE or ntag != der.INTEGER or etag != der.INTEGER:
+                raise DERError("malformed RSA public key")
+            n = der.decode_int(spki[ncs:nce])
+            return "rsa", (n.bit_length(), der.decode_int(spki[ecs:ece]))
+        if oid == _EC:
+            if oce < ace:
+                ptag, pcs, pce = der.read(spki, oce, ace)
+                if ptag == der.OID:
+                    return "ec", spki[pcs:pce]
+            return "ec", None
+        if oid == _DSA:
+            if oce < ace:
+                ptag, pcs, pce = der.read(spki, oce, ace)
+                if ptag == der.SEQUENCE:
+                    itag, ics, ice = der.read(spki, pcs, pce)
+                    if itag == der.INTEGER:
+                        return "dsa", der.decode_int(spki[ics:ice]).bit_length()
+            return "dsa", 0
+        if oid == _ED25519:
+            return "ed25519", None
+        if oid == _ED448:
+            return "ed448", None
+        return der.oid_dotted(oid), None
+
+    def extension(self, oid: bytes) -> tuple[bool, bytes] | None:
+        """``(critical, value)`` of the extension with OID body ``oid``, if present."""
+        for eoid, critical, value in self.extensions:
+            if eoid == oid:
+                return critical, value
+        return None
+
+
+_PLACEHOLDER_NAME = der.encode(
+    der.SEQUENCE,
+    der.encode(der.SET, der.encode(der.SEQUENCE, der.encode(der.OID, b"\x55\x04\x03")
+                                   + der.encode(0x0C, b"edgerules-unloadable"))),
+)
+
+
+def loadable_copy(raw: RawCert) -> bytes:
+    """A re-encoding of ``raw`` that ``cryptography`` can load for its extensions, dates
+    and key: issuer and subject replaced by a placeholder name (our code reads names from
+    the raw DER), a non-positive serial replaced by 1. The copy's signature no longer
+    matches: it is never verified (signatures are checked on ``raw.tbs``)."""
+    tbs = raw.tbs
+    _tag, cs, ce = der.read(tbs, 0, len(tbs))
+    out = bytearray()
+    fields = list(der.children(tbs, cs, ce))
+    i = 1 if fields and fields[0][0] == 0xA0 else 0
+    for n, (_t, p, _fcs, fce) in enumerate(fields):
+        item = tbs[p:fce]
+        if n == i and raw.serial <= 0:
+            item = b"\x02\x01\x01"
+        elif n in (i + 2, i + 4):  # issuer, subject
+            item = _PLACEHOLDER_NAME
+        out += item
+    new_tbs = der.encode(der.SEQUENCE, bytes(out))
+    return der.encode(
+        der.SEQUENCE, new_tbs + raw.sig_alg + der.encode(der.BIT_STRING, b"\x00" + raw.signature)
+    )
