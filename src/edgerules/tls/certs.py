@@ -28,10 +28,10 @@ from collections.abc import Iterable, Sequence
 from cryptography import x509
 from cryptography.x509.verification import Store
 
-from edgerules.tls import dn, keycheck
-from edgerules.tls.der import DERError
+from edgerules.tls import der, dn, keycheck
+from edgerules.tls.der import DERError, read
 from edgerules.tls.profiles import DEFAULT, Profile
-from edgerules.tls.rawcert import RawCert, loadable_copy, parse_name
+from edgerules.tls.rawcert import RawCert, loadable_copy
 
 __all__ = ["Anchor", "Cert", "TrustAnchors", "decode", "name_decodable"]
 
@@ -45,14 +45,36 @@ def name_decodable(name: bytes) -> bool:
     hit = _NAME_MEMO.get(name)
     if hit is None:
         try:
-            dn.canonical(parse_name(name))
-            hit = True
+            hit = _name_ok(name)
         except DERError:
             hit = False
         if len(_NAME_MEMO) >= _NAME_MEMO_MAX:
             _NAME_MEMO.clear()  # attacker-chosen names: never let the memo grow
         _NAME_MEMO[name] = hit
     return hit
+
+
+def _name_ok(name: bytes) -> bool:
+    """The structure of a Name and the contents OpenSSL converts to UTF-8 when it loads a
+    certificate (x509_name_canon): the condition of :func:`edgerules.tls.dn.canonical`,
+    checked without building the canonical form."""
+    scan = der.scan
+    top = scan(name, 0, len(name))
+    if len(top) != 1 or top[0][0] != der.SEQUENCE:
+        return False
+    for rtag, _rp, rcs, rce in scan(name, top[0][2], top[0][3]):
+        if rtag != der.SET or rcs == rce:
+            return False
+        for atag, _ap, acs, ace in scan(name, rcs, rce):
+            if atag != der.SEQUENCE:
+                return False
+            atv = scan(name, acs, ace)
+            if len(atv) != 2 or atv[0][0] != der.OID:
+                return False
+            tag, _vp, vcs, vce = atv[1]
+            if tag in (12, 28, 30):  # UTF8String, UniversalString, BMPString
+                dn.check_text(tag, name[vcs:vce])
+    return True
 
 
 class Cert:
@@ -63,6 +85,8 @@ class Cert:
         "_canon_subject",
         "_key",
         "_key_info",
+        "_ku",
+        "_refusal",
         "copy",
         "der",
         "raw",
@@ -78,6 +102,8 @@ class Cert:
         self._canon_issuer: object = None
         self._key: object = None
         self._key_info: tuple[str, object] | None = None
+        self._refusal: str | None = None
+        self._ku: int | None = None
 
     def __repr__(self) -> str:
         try:
@@ -127,7 +153,18 @@ class Cert:
     @property
     def key_refusal(self) -> str:
         """Why this key must not verify signatures (DoS caps; ``""`` when it may)."""
-        return keycheck.refusal(self.key_info)
+        if self._refusal is None:
+            self._refusal = keycheck.refusal(self.key_info)
+        return self._refusal
+
+    @property
+    def key_usage_bits(self) -> int:
+        """The keyUsage bits as one int (bit 0x80 of the first byte = digitalSignature,
+        0x04 = keyCertSign; ``-1`` when there is no keyUsage extension), read from the
+        raw DER: a cheap check for the hot path."""
+        if self._ku is None:
+            self._ku = _key_usage_bits(self.raw)
+        return self._ku
 
     @property
     def cost(self) -> int:
@@ -162,6 +199,26 @@ class Cert:
             return self.x509.extensions.get_extension_for_class(cls).critical
         except Exception:
             return False
+
+
+_KU_OID = bytes.fromhex("551d0f")
+
+
+def _key_usage_bits(raw: RawCert) -> int:
+    """keyUsage bits (first two bytes of the BIT STRING, big-endian); -1 when absent,
+    -2 when malformed."""
+    try:
+        found = raw.extension(_KU_OID)
+        if found is None:
+            return -1
+        value = found[1]
+        tag, cs, ce = read(value, 0, len(value))
+        if tag != 0x03 or ce != len(value) or ce - cs < 1:
+            return -2
+        bits = value[cs + 1 : ce] + b"\x00\x00"
+        return bits[0] << 8 | bits[1]
+    except DERError:
+        return -2
 
 
 def _load(data: bytes, nonpositive_serial: bool) -> x509.Certificate:

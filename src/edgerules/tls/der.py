@@ -74,6 +74,33 @@ def children(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, int, 
         pos = ce
 
 
+def scan(buf: bytes, pos: int, end: int) -> list[tuple[int, int, int, int]]:
+    """Every TLV in ``buf[pos:end]`` as ``(tag, tlv_start, content_start, content_end)``
+    (:func:`children` as one tight loop, for the hot path)."""
+    out = []
+    append = out.append
+    while pos < end:
+        if pos + 2 > end:
+            raise DERError("truncated TLV")
+        tag = buf[pos]
+        n = buf[pos + 1]
+        if tag & 0x1F == 0x1F:
+            raise DERError("high tag numbers are not used in X.509")
+        cs = pos + 2
+        if n & 0x80:
+            k = n & 0x7F
+            if k == 0 or k > 4 or cs + k > end:
+                raise DERError("indefinite, oversized or truncated length")
+            n = int.from_bytes(buf[cs : cs + k], "big")
+            cs += k
+        ce = cs + n
+        if ce > end:
+            raise DERError("length past the end of the data")
+        append((tag, pos, cs, ce))
+        pos = ce
+    return out
+
+
 def tlv_bytes(buf: bytes, pos: int, end: int) -> bytes:
     """The whole TLV (header and content) starting at ``pos``."""
     _tag, _cs, ce = read(buf, pos, end)

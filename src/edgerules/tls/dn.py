@@ -139,6 +139,17 @@ def _codepoints(tag: int, data: bytes) -> list[int]:
     return out
 
 
+def check_text(tag: int, data: bytes) -> None:
+    """``DERError`` when OpenSSL could not convert this string value to UTF-8."""
+    if tag == _UTF8:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DERError("invalid UTF-8 in a UTF8String") from None
+    elif tag in (_BMP, _UNIVERSAL):
+        _codepoints(tag, data)
+
+
 def canonical(entries: tuple[NameEntry, ...]) -> tuple[tuple[tuple[bytes, int, bytes], ...], ...]:
     """OpenSSL's canonical form of a name (equal forms = names that match)."""
     rdns: list[list[tuple[bytes, int, bytes]]] = []

@@ -34,6 +34,15 @@ _DSA = bytes.fromhex("2a8648ce380401")
 _ED25519 = bytes.fromhex("2b6570")
 _ED448 = bytes.fromhex("2b6571")
 
+# SubjectPublicKeyInfo headers of fixed-size keys -> (kind, params, key bytes after it)
+_SPKI_PREFIXES: tuple[tuple[bytes, tuple[str, object, int]], ...] = (
+    (bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200"),
+     ("ec", bytes.fromhex("2a8648ce3d030107"), 65)),
+    (bytes.fromhex("3076301006072a8648ce3d020106052b81040022036200"),
+     ("ec", bytes.fromhex("2b81040022"), 97)),
+    (bytes.fromhex("302a300506032b6570032100"), ("ed25519", None, 32)),
+)
+
 # (RDN index, OID body, string tag, content octets, the attribute value's whole TLV)
 NameEntry = tuple[int, bytes, int, bytes, bytes]
 
@@ -100,54 +109,46 @@ class RawCert:
     def parse(cls, data: bytes) -> RawCert:
         self = cls.__new__(cls)
         self.der = data
-        read = der.read
-        n = len(data)
-        tag, cs, ce = read(data, 0, n)
-        if tag != der.SEQUENCE or ce != n:
+        scan = der.scan
+        top = scan(data, 0, len(data))
+        if len(top) != 1 or top[0][0] != der.SEQUENCE:
             raise DERError("a Certificate must be one SEQUENCE")
-        tag, tcs, tce = read(data, cs, ce)  # tbsCertificate
-        if tag != der.SEQUENCE:
-            raise DERError("tbsCertificate must be a SEQUENCE")
-        self.tbs = tbs = data[cs:tce]
-        tag, _acs, ace = read(data, tce, ce)  # signatureAlgorithm
-        if tag != der.SEQUENCE:
-            raise DERError("signatureAlgorithm must be a SEQUENCE")
-        self.sig_alg = data[tce:ace]
-        tag, bcs, bce = read(data, ace, ce)
-        if tag != der.BIT_STRING or bce != ce or bce == bcs or data[bcs] != 0:
+        parts = scan(data, top[0][2], top[0][3])
+        if len(parts) != 3 or parts[0][0] != der.SEQUENCE or parts[1][0] != der.SEQUENCE:
+            raise DERError("a Certificate holds tbsCertificate, signatureAlgorithm, signature")
+        (_t, tp, tcs, tce), (_a, ap, _acs, ace), (btag, _bp, bcs, bce) = parts
+        if btag != der.BIT_STRING or bce == bcs or data[bcs] != 0:
             raise DERError("the signature must be a BIT STRING without unused bits")
+        self.tbs = tbs = data[tp:tce]
+        self.sig_alg = data[ap:ace]
         self.signature = data[bcs + 1 : bce]
-        # inside tbsCertificate (offsets relative to ``tbs``)
-        end = len(tbs)
-        pos = tcs - cs
-        tag, vcs, vce = read(tbs, pos, end)
+        fields = scan(tbs, tcs - tp, len(tbs))  # offsets relative to ``tbs``
+        i = 0
         self.version = 0
-        if tag == 0xA0:
-            itag, ics, ice = read(tbs, vcs, vce)
-            if itag != der.INTEGER or ice != vce:
+        if fields and fields[0][0] == 0xA0:
+            inner = scan(tbs, fields[0][2], fields[0][3])
+            if len(inner) != 1 or inner[0][0] != der.INTEGER:
                 raise DERError("malformed version")
-            self.version = der.decode_int(tbs[ics:ice])
-            pos = vce
-            tag, vcs, vce = read(tbs, pos, end)
-        if tag != der.INTEGER:
-            raise DERError("the serial number must be an INTEGER")
-        self.serial_bytes = tbs[vcs:vce]
+            self.version = der.decode_int(tbs[inner[0][2] : inner[0][3]])
+            i = 1
+        if len(fields) < i + 6 or fields[i][0] != der.INTEGER:
+            raise DERError("tbsCertificate is missing fields or its serial number")
+        self.serial_bytes = tbs[fields[i][2] : fields[i][3]]
         self.serial = der.decode_int(self.serial_bytes)
-        pos = vce
-        for name in ("tbs_sig_alg", "issuer", "validity", "subject", "spki"):
-            tag, fcs, fce = read(tbs, pos, end)
-            if tag != der.SEQUENCE:
+        for name, (ftag, fp, _fcs, fce) in zip(
+            ("tbs_sig_alg", "issuer", "validity", "subject", "spki"),
+            fields[i + 1 : i + 6],
+            strict=True,
+        ):
+            if ftag != der.SEQUENCE:
                 raise DERError(f"malformed {name}")
-            setattr(self, name, tbs[pos:fce])
-            pos = fce
+            setattr(self, name, tbs[fp:fce])
         self.ext_span = None
-        while pos < end:
-            tag, fcs, fce = read(tbs, pos, end)
-            if tag == 0xA3 and self.ext_span is None:
+        for ftag, _fp, fcs, fce in fields[i + 6 :]:
+            if ftag == 0xA3 and self.ext_span is None:
                 self.ext_span = (fcs, fce)
-            elif tag not in (0x81, 0xA1, 0x82, 0xA2):  # unique identifiers
+            elif ftag not in (0x81, 0xA1, 0x82, 0xA2):  # unique identifiers
                 raise DERError("unexpected field in tbsCertificate")
-            pos = fce
         self._extensions = None
         self._issuer_entries = None
         self._subject_entries = None

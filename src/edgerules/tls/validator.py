@@ -62,6 +62,7 @@ MAX_DISTINCT = 10  # distinct certificates that may be on a path from the leaf
 MAX_CERT_BYTES = 64 * 1024  # one certificate (real ones are 0.5-4 KiB)
 MAX_CHAIN_BYTES = 100 * 1024  # OpenSSL's default max certificate list size
 _TICK = _dt.timedelta(microseconds=1)
+_DECODED_MAX = 256  # decoded intermediates remembered per validator
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,9 @@ class ClientCertValidator:
         self._crls = CRLRevocation(crls)
         self.problems: list[str] = [*self._anchors.problems, *self._crls.decode_problems]
         self._revocation = revocation
+        # Decoded intermediates by DER: the same CA certificates arrive with every client
+        # of a deployment. Bounded (attacker-chosen bytes): cleared when full.
+        self._decoded: dict[bytes, Cert | None] = {}
         self.trust_version = trust_version
         self.cache: ResultCache[ClientAuth] = ResultCache(cache_size)
         # validity edges of the anchors: every cached window is cut at these
@@ -340,7 +344,7 @@ class ClientCertValidator:
             if der in seen:
                 continue  # byte-identical duplicate: harmless once removed
             seen.add(der)
-            cert = decode(der)
+            cert = self._decode_intermediate(der)
             if cert is None:
                 return ClientAuth(
                     presented=True,
@@ -390,6 +394,18 @@ class ClientCertValidator:
             path=result.chain if result.verified else (),
         )
         return auth, edges
+
+    def _decode_intermediate(self, der: bytes) -> Cert | None:
+        memo = self._decoded
+        try:
+            return memo[der]
+        except KeyError:
+            pass
+        cert = decode(der)
+        if len(memo) >= _DECODED_MAX:
+            memo.clear()
+        memo[der] = cert
+        return cert
 
     def _direct_issuer(
         self,

@@ -51,40 +51,25 @@ __all__ = [
 ]
 
 
-class PolicyViolation(ValueError):
-    """Raised by our extension validators inside cryptography's verifier."""
-
-
-def _ee_key_usage(_policy: object, _cert: x509.Certificate, ku: x509.KeyUsage | None) -> None:
-    # OpenSSL's sslclient purpose: a client key must be able to sign the handshake.
-    if ku is not None and not (ku.digital_signature or ku.key_agreement):
-        raise PolicyViolation("client certificate key usage lacks digitalSignature")
-
-
-def _ca_key_usage(_policy: object, _cert: x509.Certificate, ku: x509.KeyUsage | None) -> None:
-    # RFC 5280 wants keyUsage on CAs, but OpenSSL (and Cloudflare's edge) accept a CA
-    # without it; when present it must allow certificate signing.
-    if ku is not None and not ku.key_cert_sign:
-        raise PolicyViolation("CA key usage lacks keyCertSign")
-
-
 # WebPKI defaults, relaxed where client-certificate practice (and OpenSSL) differs:
 # * end entity: no SAN required (managed-CA client certificates carry none); a
-#   basicConstraints CA:TRUE leaf is accepted as OpenSSL does; keyUsage, when present,
-#   must allow digitalSignature or keyAgreement (OpenSSL's sslclient purpose); the
-#   Authority Key Identifier may be absent (self-signed client certificates pinned as
-#   their own CA, old CAs).
-# * CA: keyUsage may be absent; when present it must include keyCertSign.
+#   basicConstraints CA:TRUE leaf is accepted as OpenSSL does; keyUsage may be present
+#   (when it is, it must allow digitalSignature or keyAgreement: OpenSSL's sslclient
+#   purpose, checked in _post_checks from the raw DER — a Python callback inside the
+#   verifier would cost ~10 µs per validation); the Authority Key Identifier may be
+#   absent (self-signed client certificates pinned as their own CA, old CAs).
+# * CA: keyUsage may be absent; when present it must include keyCertSign (post-check).
 _EE_POLICY = (
     ExtensionPolicy.webpki_defaults_ee()
     .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
     .may_be_present(x509.BasicConstraints, Criticality.AGNOSTIC, None)
-    .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _ee_key_usage)
+    .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, None)
     .may_be_present(x509.AuthorityKeyIdentifier, Criticality.NON_CRITICAL, None)
 )
 _CA_POLICY = ExtensionPolicy.webpki_defaults_ca().may_be_present(
-    x509.KeyUsage, Criticality.AGNOSTIC, _ca_key_usage
+    x509.KeyUsage, Criticality.AGNOSTIC, None
 )
+_KU_DIGITAL_SIGNATURE, _KU_KEY_AGREEMENT, _KU_KEY_CERT_SIGN = 0x8000, 0x0800, 0x0400
 # Raw-DER pre-filters, so the common path never builds Python extension objects:
 _NC_OID_DER = bytes.fromhex("0603551d1e")  # the NameConstraints extension OID
 _ANY_EKU_DER = bytes.fromhex("0604551d2500")  # anyExtendedKeyUsage
@@ -172,10 +157,17 @@ def _fast(
 
 def _post_checks(path: tuple[Cert, ...], anchors: TrustAnchors, prof: Profile,
                  intermediate_ders: Sequence[bytes]) -> str:
-    """What OpenSSL refuses and cryptography's verifier accepted."""
+    """What OpenSSL refuses and cryptography's verifier accepted (or was not asked)."""
     weak = keycheck.key_weakness(path[0].key_info)
     if weak and not prof.allows(weak):
         return Reason.EE_KEY_TOO_WEAK
+    ku = path[0].key_usage_bits
+    if ku != -1 and not ku & (_KU_DIGITAL_SIGNATURE | _KU_KEY_AGREEMENT):
+        return Reason.UNSUPPORTED_PURPOSE
+    for ca in path[1:]:
+        ku = ca.key_usage_bits
+        if ku != -1 and not ku & _KU_KEY_CERT_SIGN:
+            return Reason.INVALID_CA
     if any(_ANY_EKU_DER in c.der for c in path[1:]):
         for cert in path[1:]:
             eku = cert.ext(x509.ExtendedKeyUsage)
