@@ -309,12 +309,27 @@ def crl_pem(der: bytes) -> bytes:
 _ECDSA_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")
 
 
-def _tbs_fields(cert: x509.Certificate) -> list[bytes]:
-    from edgerules.tls import der as D
+def _tlv_end(buf: bytes, pos: int) -> tuple[int, int]:
+    """(content start, end) of the TLV at ``pos`` (test-side DER reader: independent of
+    the code under test)."""
+    n = buf[pos + 1]
+    cs = pos + 2
+    if n & 0x80:
+        k = n & 0x7F
+        n = int.from_bytes(buf[cs : cs + k], "big")
+        cs += k
+    return cs, cs + n
 
+
+def _tbs_fields(cert: x509.Certificate) -> list[bytes]:
     tbs = cert.tbs_certificate_bytes
-    _tag, cs, ce = D.read(tbs, 0, len(tbs))
-    return [tbs[p:e] for _t, p, _c, e in D.children(tbs, cs, ce)]
+    pos, end = _tlv_end(tbs, 0)
+    out = []
+    while pos < end:
+        _cs, ce = _tlv_end(tbs, pos)
+        out.append(tbs[pos:ce])
+        pos = ce
+    return out
 
 
 def rebuild(
@@ -330,8 +345,6 @@ def rebuild(
     """Re-encode ``cert``'s TBS with the given changes (``version`` None = omitted, i.e.
     v1; ``serial`` = INTEGER content octets; ``subject``/``issuer`` = whole Name DER) and
     sign it with ``signer`` (an EC key: ecdsa-with-SHA256)."""
-    from edgerules.tls import der as D
-
     fields = _tbs_fields(cert.cert)
     assert fields[0][0] == 0xA0  # cryptography always writes v3
     rest = fields[1:]
@@ -339,33 +352,39 @@ def rebuild(
     assert alg_f == _ECDSA_SHA256, "rebuild() re-signs with ECDSA-SHA256 only"
     out = b""
     if version is not None:
-        out += D.encode(0xA0, D.encode(D.INTEGER, bytes([version])))
-    out += D.encode(D.INTEGER, serial) if serial is not None else serial_f
+        out += _tlv(0xA0, _tlv(0x02, bytes([version])))
+    out += _tlv(0x02, serial) if serial is not None else serial_f
     out += alg_f + (issuer if issuer is not None else issuer_f) + validity_f
     out += (subject if subject is not None else subject_f) + spki_f
     if extensions:
         out += b"".join(tail)
-    tbs = D.encode(D.SEQUENCE, out)
+    tbs = _tlv(0x30, out)
     sig = signer.sign(tbs, ec.ECDSA(hashes.SHA256()))  # type: ignore[attr-defined]
-    return D.encode(D.SEQUENCE, tbs + _ECDSA_SHA256 + D.encode(D.BIT_STRING, b"\x00" + sig))
+    return _tlv(0x30, tbs + _ECDSA_SHA256 + _tlv(0x03, b"\x00" + sig))
+
+
+_SHA256_RSA_ALG = _tlv(0x30, _SHA256_RSA + b"\x05\x00")
+
+
+def with_signature(cert: Issued, signature: bytes) -> bytes:
+    """``cert`` re-encoded as signed with sha256WithRSAEncryption by ``signature`` (any
+    bytes: a crafted certificate's signature need not verify to cost a verification)."""
+    fields = _tbs_fields(cert.cert)
+    i = 2 if fields[0][0] == 0xA0 else 1  # the TBS signature AlgorithmIdentifier
+    fields[i] = _SHA256_RSA_ALG
+    tbs = _tlv(0x30, b"".join(fields))
+    return _tlv(0x30, tbs + _SHA256_RSA_ALG + _tlv(0x03, b"\x00" + signature))
 
 
 def raw_name(*rdns: tuple[str, int, bytes]) -> bytes:
     """A Name DER from (attribute OID dotted, string tag, content octets) RDNs."""
-    from edgerules.tls import der as D
-
-    return D.encode(
-        D.SEQUENCE,
-        b"".join(
-            D.encode(D.SET, D.encode(D.SEQUENCE, _oid_der(o) + D.encode(tag, value)))
-            for o, tag, value in rdns
-        ),
+    return _tlv(
+        0x30,
+        b"".join(_tlv(0x31, _tlv(0x30, _oid_der(o) + _tlv(tag, value))) for o, tag, value in rdns),
     )
 
 
 def _oid_der(dotted: str) -> bytes:
-    from edgerules.tls import der as D
-
     arcs = [int(a) for a in dotted.split(".")]
     body = bytearray([40 * arcs[0] + arcs[1]])
     for arc in arcs[2:]:
@@ -375,7 +394,7 @@ def _oid_der(dotted: str) -> bytes:
             chunk.append(0x80 | (arc & 0x7F))
             arc >>= 7
         body += bytes(reversed(chunk))
-    return D.encode(D.OID, bytes(body))
+    return _tlv(0x06, bytes(body))
 
 
 # ---------------------------------------------------------------------------------------
