@@ -54,6 +54,13 @@ def fingerprint_sha256(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
+def public_key_der(cert: x509.Certificate) -> bytes:
+    """The certificate's SubjectPublicKeyInfo (DER): what identifies the signing key."""
+    return cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 def ski_hex(cert: x509.Certificate) -> str:
     """The Subject Key Identifier in lower-case hex, or ``""`` when absent."""
     try:
