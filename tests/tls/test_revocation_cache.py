@@ -116,12 +116,43 @@ def test_crl_not_listing_serial() -> None:
     assert auth.verified and not auth.revoked
 
 
-def test_stale_crl_is_ignored() -> None:
+def _view(cert: x509.Certificate):
+    from edgerules.tls.certs import decode
+
+    return decode(cert.public_bytes(serialization.Encoding.DER))
+
+
+def test_stale_crl_entries_stay_revoked() -> None:
+    """Issue 9 point 5: an entry from a correctly signed CRL never disappears because
+    the CRL went stale."""
     _, ca, leaf = _crl_case()
     stale = make_crl(ca, [0xC0FFEE], last=NOW - 10 * DAY, next_=NOW - DAY)
-    auth = ClientCertValidator([ca.cert], crls=[stale]).validate([leaf.der], now=NOW)
-    assert auth.verified and not auth.revoked  # fail open, documented
-    assert CRLRevocation([stale]).problems([ca.cert], NOW) == ["CRL of CN=CRL CA: stale"]
+    for policy in ("open", "closed"):
+        v = ClientCertValidator([ca.cert], crls=[stale], crl_stale=policy)
+        auth = v.validate([leaf.der], now=NOW)
+        assert auth.verified and auth.revoked, policy
+    assert CRLRevocation([stale]).problems_for([_view(ca.cert)], NOW) == [
+        "CRL of CN=CRL CA: stale"
+    ]
+
+
+def test_unknown_status_after_next_update_is_the_cas_choice() -> None:
+    _, ca, leaf = _crl_case()
+    stale = make_crl(ca, [1, 2], last=NOW - 10 * DAY, next_=NOW - DAY)
+    open_ = ClientCertValidator([ca.cert], crls=[stale]).validate([leaf.der], now=NOW)
+    assert open_.verified and not open_.revoked  # fail open: the default
+    closed = ClientCertValidator([ca.cert], crls=[stale], crl_stale="closed").validate(
+        [leaf.der], now=NOW
+    )
+    assert not closed.verified and closed.failure_reason == "CRL has expired"
+    from edgerules.tls import TrustedCA
+
+    per_ca = ClientCertValidator([TrustedCA(ca.cert, crl_stale="closed")], crls=[stale])
+    assert per_ca.validate([leaf.der], now=NOW).failure_reason == "CRL has expired"
+    # fresh again: a newer CRL answers for the serial
+    fresh = make_crl(ca, [1, 2], last=NOW - DAY, next_=NOW + DAY)
+    both = ClientCertValidator([ca.cert], crls=[stale, fresh], crl_stale="closed")
+    assert both.validate([leaf.der], now=NOW).verified
 
 
 def test_future_crl_is_ignored() -> None:
@@ -136,7 +167,9 @@ def test_badly_signed_crl_is_ignored() -> None:
     forged = make_crl(ca, [0xC0FFEE], signer=key("forger"))
     auth = ClientCertValidator([ca.cert], crls=[forged]).validate([leaf.der], now=NOW)
     assert auth.verified and not auth.revoked
-    assert CRLRevocation([forged]).problems([ca.cert], NOW) == ["CRL of CN=CRL CA: bad signature"]
+    assert CRLRevocation([forged]).problems_for([_view(ca.cert)], NOW) == [
+        "CRL of CN=CRL CA: bad signature or key usage"
+    ]
 
 
 def test_crl_of_another_ca_is_ignored() -> None:
@@ -149,10 +182,82 @@ def test_crl_of_another_ca_is_ignored() -> None:
 def test_crl_staleness_expires_cached_result() -> None:
     _, ca, leaf = _crl_case()
     crl = make_crl(ca, [0xC0FFEE], next_=NOW + DAY)
-    v = ClientCertValidator([ca.cert], crls=[crl])
+    v = ClientCertValidator([ca.cert], crls=[crl], crl_stale="closed")
     assert v.validate([leaf.der], now=NOW).revoked
     later = v.validate([leaf.der], now=NOW + 2 * DAY)
-    assert later.verified and not later.revoked
+    assert later.verified and later.revoked  # revoked stays revoked (issue 9 point 5)
+    clean = make_crl(ca, [1], next_=NOW + DAY)
+    v = ClientCertValidator([ca.cert], crls=[clean], crl_stale="closed")
+    assert v.validate([leaf.der], now=NOW).verified
+    assert v.validate([leaf.der], now=NOW + 2 * DAY).failure_reason == "CRL has expired"
+
+
+def _crl_with(ca: Issued, serials, *, number=None, hold=(), extensions=(), last=NOW - DAY):
+    b = (x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject)
+         .last_update(last).next_update(NOW + 7 * DAY))
+    if number is not None:
+        b = b.add_extension(x509.CRLNumber(number), critical=False)
+    for ext, critical in extensions:
+        b = b.add_extension(ext, critical=critical)
+    for s in serials:
+        rb = x509.RevokedCertificateBuilder().serial_number(s).revocation_date(last)
+        if s in hold:
+            rb = rb.add_extension(x509.CRLReason(x509.ReasonFlags.certificate_hold), False)
+        b = b.add_revoked_certificate(rb.build())
+    return b.sign(ca.key, hashes.SHA256())
+
+
+def test_certificate_hold_is_lifted_by_a_newer_crl_only() -> None:
+    _, ca, leaf = _crl_case()
+    on_hold = _crl_with(ca, [0xC0FFEE], number=1, hold={0xC0FFEE}, last=NOW - 3 * DAY)
+    released = _crl_with(ca, [], number=2)
+    v = ClientCertValidator([ca.cert], crls=[on_hold])
+    assert v.validate([leaf.der], now=NOW).revoked
+    v = ClientCertValidator([ca.cert], crls=[on_hold, released])
+    assert not v.validate([leaf.der], now=NOW).revoked  # hold lifted
+    # a real revocation is never lifted by a newer CRL that omits it
+    revoked = _crl_with(ca, [0xC0FFEE], number=1, last=NOW - 3 * DAY)
+    v = ClientCertValidator([ca.cert], crls=[revoked, released])
+    assert v.validate([leaf.der], now=NOW).revoked
+
+
+def test_delta_scoped_and_critical_crls_are_refused_with_a_reason() -> None:
+    _, ca, leaf = _crl_case()
+    delta = _crl_with(ca, [0xC0FFEE], number=3, extensions=[(x509.DeltaCRLIndicator(2), True)])
+    scoped = _crl_with(ca, [0xC0FFEE], extensions=[(x509.IssuingDistributionPoint(
+        full_name=None, relative_name=None, only_contains_user_certs=False,
+        only_contains_ca_certs=True, only_some_reasons=None, indirect_crl=False,
+        only_contains_attribute_certs=False), True)])
+    odd = _crl_with(ca, [0xC0FFEE], extensions=[(x509.UnrecognizedExtension(
+        x509.ObjectIdentifier("1.3.6.1.4.1.55555.3"), b"\x05\x00"), True)])
+    v = ClientCertValidator([ca.cert], crls=[delta, scoped, odd, b"garbage"])
+    auth = v.validate([leaf.der], now=NOW)
+    assert auth.verified and not auth.revoked  # none applied as a full CRL
+    assert len(v.problems) == 4
+    assert "delta CRLs are not supported" in v.problems[0]
+    assert "scoped CRLs are not supported" in v.problems[1]
+    assert "unhandled critical CRL extension" in v.problems[2]
+    assert "cannot be decoded" in v.problems[3]
+
+
+def test_crl_from_a_ca_without_crl_sign_is_not_applied() -> None:
+    p = pki()
+    ku = x509.KeyUsage(True, False, False, False, False, True, False, False, False)
+    ca = make_ca("No CRLSign CA", parent=p.root, label="nocrlsign", key_usage=False, extra=[ku])
+    leaf = make_leaf("nocrl client", ca, serial=0xBAD)
+    auth = ClientCertValidator([ca.cert], crls=[make_crl(ca, [0xBAD])]).validate(
+        [leaf.der], now=NOW)
+    assert auth.verified and not auth.revoked
+
+
+def test_revoked_intermediate_revokes_the_chain() -> None:
+    p = pki()
+    leaf = make_leaf("under revoked int", p.intermediate)
+    crl = make_crl(p.root, [p.intermediate.cert.serial_number])
+    auth = ClientCertValidator([p.root.cert], crls=[crl]).validate(
+        [leaf.der, p.intermediate.der], now=NOW)
+    assert auth.verified and auth.revoked
+    assert "depth 1" in auth.detail
 
 
 def test_crl_not_yet_issued_at_an_earlier_time_is_not_served_from_cache() -> None:

@@ -11,7 +11,7 @@ b''
 
 Modules: ``validator`` (limits, caching, revocation), ``verify`` (the only caller of
 ``cryptography.x509.verification``), ``certinfo`` (DN/serial/date formats), ``rfc9440``,
-``revocation``, ``cache``, ``headers`` (forwarding headers), ``auth`` (``ClientAuth``).
+``revocation``, ``crl``, ``cache``, ``headers`` (forwarding headers), ``auth`` (``ClientAuth``).
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from edgerules.tls.auth import (
     ClientAuth,
     ClientAuthFields,
 )
+from edgerules.tls.crl import CRLRevocation, load_crl
 from edgerules.tls.headers import STRIP_HEADERS, forwarding_headers
 from edgerules.tls.reasons import Reason
-from edgerules.tls.revocation import CRLRevocation, RevocationSource, SerialRevocation, load_crl
-from edgerules.tls.validator import ClientCertValidator, load_certificates
+from edgerules.tls.revocation import RevocationSource, SerialRevocation
+from edgerules.tls.validator import ClientCertValidator, TrustedCA, load_certificates
 
 __all__ = [
     "FIELD_NAMES",
@@ -40,6 +41,7 @@ __all__ = [
     "Reason",
     "RevocationSource",
     "SerialRevocation",
+    "TrustedCA",
     "forwarding_headers",
     "load_certificates",
     "load_crl",

@@ -254,14 +254,20 @@ def decode(data: bytes) -> Cert | None:
         return None
 
 
+CRL_STALE_CHOICES = ("open", "closed")
+
+
 class Anchor:
-    """A trusted certificate and the profile its clients are validated with."""
+    """A trusted certificate, the profile its clients are validated with, and what an
+    unknown CRL status (its newest CRL past nextUpdate) means for them: ``"open"`` (not
+    revoked) or ``"closed"`` (not verified)."""
 
-    __slots__ = ("cert", "profile")
+    __slots__ = ("cert", "crl_stale", "profile")
 
-    def __init__(self, cert: Cert, profile: Profile) -> None:
+    def __init__(self, cert: Cert, profile: Profile, crl_stale: str = "open") -> None:
         self.cert = cert
         self.profile = profile
+        self.crl_stale = crl_stale
 
 
 def _from_object(cert: x509.Certificate) -> Cert | None:
@@ -296,11 +302,14 @@ class TrustAnchors:
         "store",
     )
 
-    def __init__(self, items: Iterable[tuple[x509.Certificate, Profile]] | Sequence[x509.Certificate]) -> None:
+    def __init__(
+        self,
+        items: Iterable[tuple[x509.Certificate, Profile, str]] | Sequence[x509.Certificate],
+    ) -> None:
         unique: dict[bytes, Anchor] = {}
         self.problems: list[str] = []
         for item in items:
-            cert, prof = item if isinstance(item, tuple) else (item, DEFAULT)
+            cert, prof, stale = item if isinstance(item, tuple) else (item, DEFAULT, "open")
             view = _from_object(cert)
             if view is None:
                 self.problems.append("a trusted certificate cannot be decoded")
@@ -309,7 +318,7 @@ class TrustAnchors:
             if refusal:
                 self.problems.append(f"trusted CA {view!r} refused: {refusal}")
                 continue
-            unique.setdefault(view.der, Anchor(view, prof))
+            unique.setdefault(view.der, Anchor(view, prof, stale))
         self.anchors: tuple[Anchor, ...] = tuple(unique.values())
         self.certs: tuple[x509.Certificate, ...] = tuple(a.cert.x509 for a in self.anchors)
         self.by_der: dict[bytes, Anchor] = unique

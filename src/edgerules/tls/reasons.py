@@ -43,6 +43,8 @@ class Reason:
     # CRL checks (openssl verify -crl_check / -crl_check_all)
     CRL_EXPIRED = "CRL has expired"
     CRL_NOT_YET_VALID = "CRL is not yet valid"
+    UNHANDLED_CRITICAL_CRL = "unhandled critical CRL extension"
+    CRL_SIGNATURE_FAILURE = "CRL signature failure"
     # OpenSSL -x509_strict wording, used by the strict profile
     CA_BC_NOT_CRITICAL = "Basic Constraints of CA cert not marked critical"
     AKI_CRITICAL = "Authority Key Identifier marked critical"

@@ -24,7 +24,7 @@ from edgerules.tls.der import DERError
 from edgerules.tls.profiles import Profile
 from edgerules.tls.reasons import Reason
 
-__all__ = ["strict_reason"]
+__all__ = ["ca_strict_reason", "strict_reason"]
 
 _STRICT = "(refused by the strict profile)"
 
@@ -164,6 +164,14 @@ def _ca_reason(cert: Cert, depth: int) -> str:
                 kind_name = _GN_NAMES.get(type(sub).__name__, type(sub).__name__)
                 return f"{kind_name} name constraints are not supported by the strict profile"
     return ""
+
+
+def ca_strict_reason(cert: Cert) -> str:
+    """The strict profile's first objection to ``cert`` as a trust anchor (``""``)."""
+    try:
+        return _cert_reason(cert, is_ca=True) or _ca_reason(cert, 0)
+    except DERError:
+        return Reason.UNDECODABLE
 
 
 def strict_reason(chain: Sequence[Cert], prof: Profile) -> str:

@@ -40,10 +40,11 @@ from edgerules.pki.errors import PKIError
 from edgerules.tls import profiles as _profiles
 from edgerules.tls.auth import NO_CERTIFICATE, ClientAuth
 from edgerules.tls.cache import ResultCache
-from edgerules.tls.certs import Cert, TrustAnchors, decode
+from edgerules.tls.certs import CRL_STALE_CHOICES, Anchor, Cert, TrustAnchors, decode
+from edgerules.tls.crl import CRLRevocation
 from edgerules.tls.der import DERError
 from edgerules.tls.profiles import Profile
-from edgerules.tls.revocation import CRLRevocation, RevocationSource
+from edgerules.tls.revocation import RevocationSource
 from edgerules.tls.sigcheck import Signatures
 from edgerules.tls.verify import Reason, find_issuer, valid_at, verify_path
 
@@ -67,11 +68,14 @@ _DECODED_MAX = 256  # decoded intermediates remembered per validator
 
 @dataclass(frozen=True)
 class TrustedCA:
-    """A trusted CA with its own validation profile (``None``: the validator's)."""
+    """A trusted CA with its own settings: validation profile and allowed weaknesses
+    (``None``/empty: the validator's), and what an unknown CRL status means for its
+    clients (``crl_stale``: ``"open"`` or ``"closed"``; ``None``: the validator's)."""
 
     certificate: x509.Certificate | bytes | str
     profile: str | Profile | None = None
     allow: tuple[str, ...] = ()
+    crl_stale: str | None = None
 
 
 def load_certificates(items: Iterable[x509.Certificate | bytes | str]) -> list[x509.Certificate]:
@@ -108,6 +112,13 @@ def load_certificates(items: Iterable[x509.Certificate | bytes | str]) -> list[x
             raise PKIError(f"not a certificate: {exc}") from None
     return out
 
+
+
+def _stale_choice(value: str) -> str:
+    choice = (value or "").strip().lower()
+    if choice not in CRL_STALE_CHOICES:
+        raise PKIError(f"crl_stale must be 'open' or 'closed', got {value!r}")
+    return choice
 
 
 def _dedupe_same_key(certs: list[Cert], now: _dt.datetime) -> list[Cert]:
@@ -175,6 +186,9 @@ class ClientCertValidator:
         profile: the validation profile (``"compatible"``, the default, or ``"strict"``;
             see ``edgerules.tls.profiles``) of the CAs given without their own.
         allow: weaknesses that profile accepts (``("sha1",)``; none by default).
+        crl_stale: for those CAs, what a certificate not listed on a stale CRL (its
+            issuer's newest CRL past nextUpdate) means: ``"open"`` (default: not
+            revoked) or ``"closed"`` (not verified: ``CRL has expired``).
 
     Raises:
         PKIError: a trusted certificate cannot be decoded, or an unknown profile.
@@ -190,9 +204,11 @@ class ClientCertValidator:
         cache_size: int = 4096,
         profile: str | Profile | None = None,
         allow: Iterable[str] | str = (),
+        crl_stale: str = "open",
     ) -> None:
         self.profile = _profiles.profile(profile, allow)
-        items: list[tuple[x509.Certificate, Profile]] = []
+        self.crl_stale = _stale_choice(crl_stale)
+        items: list[tuple[x509.Certificate, Profile, str]] = []
         if isinstance(trusted, (bytes, bytearray, memoryview, str, x509.Certificate, TrustedCA)):
             trusted = [trusted]
         for item in trusted:
@@ -202,12 +218,13 @@ class ClientCertValidator:
                     if item.profile is None and not item.allow
                     else _profiles.profile(item.profile or self.profile.name, item.allow)
                 )
-                items.extend((c, prof) for c in load_certificates(item.certificate))
+                stale = self.crl_stale if item.crl_stale is None else _stale_choice(item.crl_stale)
+                items.extend((c, prof, stale) for c in load_certificates(item.certificate))
             else:
-                items.extend((c, self.profile) for c in load_certificates(item))
+                items.extend((c, self.profile, self.crl_stale) for c in load_certificates(item))
         self._anchors = TrustAnchors(items)
         self._crls = CRLRevocation(crls)
-        self.problems: list[str] = [*self._anchors.problems, *self._crls.decode_problems]
+        self.problems: list[str] = [*self._anchors.problems, *self._crls.problems]
         self._revocation = revocation
         # Decoded intermediates by DER: the same CA certificates arrive with every client
         # of a deployment. Bounded (attacker-chosen bytes): cleared when full.
@@ -378,20 +395,22 @@ class ClientCertValidator:
             if result.verified and len(result.chain) >= 2
             else self._direct_issuer(leaf, result.chain, pool, sigs)
         )
-        revoked = False
-        if result.verified and issuer is not None:
-            revoked = self._is_revoked(result.chain, now)
+        revoked, verified = False, result.verified
+        reason, detail = result.reason, result.detail
+        if verified and issuer is not None:
+            revoked, reason, detail = self._revocation_status(result.chain, result.anchor, now)
+            verified = not reason
             edges.extend(self._crls.edges)
         auth = ClientAuth(
             presented=True,
-            verified=result.verified,
+            verified=verified,
             revoked=revoked,
-            failure_reason=result.reason,
-            detail=result.detail,
+            failure_reason=reason,
+            detail=detail,
             leaf=leaf,
             chain_der=ders,
             issuer=issuer,
-            path=result.chain if result.verified else (),
+            path=result.chain if verified else (),
         )
         return auth, edges
 
@@ -424,12 +443,31 @@ class ClientCertValidator:
             return None
         return find_issuer(leaf, [*pool, *anchors], sigs)
 
-    def _is_revoked(self, path: Sequence[Cert], now: _dt.datetime) -> bool:
+    def _revocation_status(
+        self, path: Sequence[Cert], anchor: Anchor | None, now: _dt.datetime
+    ) -> tuple[bool, str, str]:
+        """``(revoked, failure_reason, detail)`` for a verified path: the store's answer
+        for the leaf, then the CRLs for every certificate below the anchor (leaf first).
+        A failure reason (``CRL has expired``) only under a fail-closed anchor."""
         leaf, issuer = path[0], path[1] if len(path) > 1 else path[0]
         if self._revocation is not None:
             try:
                 if self._revocation.is_revoked(leaf.x509, issuer.x509):
-                    return True
+                    return True, "", "revoked (store)"
             except Exception:
                 pass  # a broken source answers "not revoked" (documented)
-        return bool(self._crls and self._crls.is_revoked(leaf.x509, issuer.x509, now))
+        if not self._crls:
+            return False, "", ""
+        closed = anchor is not None and anchor.crl_stale == "closed"
+        unknown = ""
+        for i in range(len(path) - 1):
+            status = self._crls.status(path[i], path[i + 1], now)
+            if status.revoked:
+                which = "" if i == 0 else f" (the certificate at depth {i})"
+                return True, "", status.detail + which
+            if status.unknown and closed and not unknown:
+                unknown = status.unknown
+                detail = status.detail
+        if unknown:
+            return False, unknown, detail
+        return False, "", ""

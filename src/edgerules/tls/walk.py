@@ -39,7 +39,15 @@ from edgerules.tls.profiles import Profile
 from edgerules.tls.reasons import Reason
 from edgerules.tls.sigcheck import Signatures
 
-__all__ = ["MAX_CHAIN_DEPTH", "WalkResult", "find_issuer", "self_issued", "walk"]
+__all__ = [
+    "MAX_CHAIN_DEPTH",
+    "WalkResult",
+    "check_ca",
+    "find_issuer",
+    "self_issued",
+    "unhandled_critical",
+    "walk",
+]
 
 # Intermediates allowed between the leaf and the anchor (cryptography's default is 8 too;
 # stated here because the DoS guard depends on it).
@@ -155,7 +163,7 @@ def find_issuer(leaf: Cert, candidates: Sequence[Cert], sigs: Signatures) -> Cer
     return None
 
 
-def _check_ca(cert: Cert) -> int:
+def check_ca(cert: Cert) -> int:
     """OpenSSL's ``X509_check_ca``: 1 basicConstraints CA:TRUE, 3 v1 self-signed root,
     4 keyUsage keyCertSign without basicConstraints, 5 Netscape CA type, 0 not a CA."""
     ku = cert.ext(x509.KeyUsage)
@@ -275,7 +283,7 @@ def walk(
             if reason:
                 return fail(reason)
         else:
-            ca = _check_ca(cert)
+            ca = check_ca(cert)
             # X509_V_FLAG_X509_STRICT is implicit for intermediates: only a real CA
             # (basicConstraints CA:TRUE) may sit between the leaf and the anchor.
             if ca == 0 or (i + 1 < n and ca != 1):
