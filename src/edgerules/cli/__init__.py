@@ -35,6 +35,7 @@ _COMMAND_MODULES = (
     "edgerules.cli.ca_cmd",  # ca
     "edgerules.cli.cert_cmd",  # cert
     "edgerules.cli.host_cmd",  # host
+    "edgerules.cli.crl_cmd",  # crl
     "edgerules.cli.store_cmd",  # store
     "edgerules.cli.proxy_cmd",  # proxy
     "edgerules.cli.serve_cmd",  # serve

@@ -4,7 +4,13 @@
     edgerules ca show [--pem]                          # the managed CA
     edgerules ca rekey [--new-passphrase-file F]       # re-encrypt its key
     edgerules ca upload FILE [--name NAME] [--create]  # BYOCA
+          [--profile compatible|strict] [--allow sha1,...] [--crl-stale open|closed] [--force]
+    edgerules ca set ID [--profile P] [--allow W,...] [--crl-stale open|closed]
     edgerules ca list | delete ID
+
+``ca upload`` runs the validator's profile on the CA itself (issue 10): a certificate that
+is not a CA is refused; one through which no client could be verified under the profile
+is refused with the reasons, or stored with those reasons as warnings with ``--force``.
 
 Only ``ca create`` (and ``ca upload --create``) create a store; every other command opens
 an existing one, read-only where it only reads (issue 9.8).
@@ -120,21 +126,76 @@ def _ca_rekey(args: argparse.Namespace) -> int:
 def _ca_upload(args: argparse.Namespace) -> int:
     data = read_input_file(args.file)
     with open_store_from_args(args, create=args.create) as store:
-        ca = store.upload_ca(data, name=args.name)
+        warnings: list[str] = []
+        if args.force:
+            warnings = store.check_ca_upload(data, profile=args.profile, allow=args.allow or ())
+            for problem in warnings:
+                print(f"warning: {problem} (stored anyway: --force)", file=sys.stderr)
+        ca = store.upload_ca(
+            data,
+            name=args.name,
+            profile=args.profile,
+            allow=args.allow or (),
+            crl_stale=args.crl_stale,
+            force=args.force,
+        )
+    if args.json:
+        print_json({**ca.to_dict(), "warnings": warnings})
+    else:
+        print(f"Uploaded CA {ca.id}")
+        print_fields(_ca_fields(ca))
+    return 0
+
+
+def _ca_fields(ca: Any) -> list[tuple[str, object]]:
+    return [
+        ("name", ca.name),
+        ("subject", ca.subject),
+        ("issuer", ca.issuer),
+        ("signature", ca.signature),
+        ("expires_on", ca.expires_on),
+        ("profile", ca.profile + (f" (allowing {ca.allow})" if ca.allow else "")),
+        ("crl_stale", ca.crl_stale),
+    ]
+
+
+def _ca_set(args: argparse.Namespace) -> int:
+    if args.profile is None and args.allow is None and args.crl_stale is None:
+        raise ConfigError("nothing to change: give --profile, --allow and/or --crl-stale")
+    with open_store_from_args(args) as store:
+        ca = store.set_ca_settings(
+            args.id, profile=args.profile, allow=args.allow, crl_stale=args.crl_stale
+        )
     if args.json:
         print_json(ca.to_dict())
     else:
-        print(f"Uploaded CA {ca.id}")
-        print_fields(
-            [
-                ("name", ca.name),
-                ("subject", ca.subject),
-                ("issuer", ca.issuer),
-                ("signature", ca.signature),
-                ("expires_on", ca.expires_on),
-            ]
-        )
+        print(f"Updated CA {ca.id}")
+        print_fields(_ca_fields(ca))
     return 0
+
+
+def _settings_options(p: argparse.ArgumentParser, *, defaults: bool) -> None:
+    p.add_argument(
+        "--profile",
+        choices=("compatible", "strict"),
+        default="compatible" if defaults else None,
+        help="validation profile of the CA's clients: compatible (what `openssl verify` "
+        "accepts at security level 2; default) or strict (RFC 5280 / CA/B Forum rules)",
+    )
+    p.add_argument(
+        "--allow",
+        default=None,
+        metavar="W,...",
+        help="weak cryptography to accept for this CA, named one by one: sha1, md5, "
+        "rsa1024, dsa ('' = none)",
+    )
+    p.add_argument(
+        "--crl-stale",
+        choices=("open", "closed"),
+        default="open" if defaults else None,
+        help="a client not listed on a CRL past its nextUpdate: open = admitted (default), "
+        "closed = refused (CRL has expired)",
+    )
 
 
 def _ca_list(args: argparse.Namespace) -> int:
@@ -209,7 +270,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--create", action="store_true", help="create the store if it does not exist yet"
     )
+    _settings_options(p, defaults=True)
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="store the CA even if no client could be verified through it (print why)",
+    )
     p.set_defaults(func=_ca_upload)
+    p = ca_sub.add_parser(
+        "set", parents=[common], help="change an uploaded CA's validation settings"
+    )
+    p.add_argument("id", metavar="ID", help="uploaded CA id or name")
+    _settings_options(p, defaults=False)
+    p.set_defaults(func=_ca_set)
     p = ca_sub.add_parser("list", parents=[common], help="list the managed and uploaded CAs")
     p.set_defaults(func=_ca_list)
     p = ca_sub.add_parser("delete", parents=[common], help="delete an uploaded CA not in use")

@@ -2,6 +2,7 @@
 
     edgerules host enable HOST... [--ca ID|managed] | disable HOST... [--ca ID|managed]
     edgerules host set [HOST...] [--ca ID|managed] | list
+    edgerules host profile [HOST... --profile compatible|strict [--allow W,...] | --default]
 
 Common options and output conventions: :mod:`edgerules.cli.common`.
 """
@@ -18,6 +19,7 @@ from edgerules.cli.common import (
     safe,
     store_options,
 )
+from edgerules.errors import ConfigError
 
 
 def _ca_label(ref: str | None) -> str:
@@ -89,6 +91,34 @@ def _host_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _host_profile(args: argparse.Namespace) -> int:
+    """Per-hostname validation profile: overrides every CA's own on those hostnames."""
+    if not args.hostnames:
+        with open_store_from_args(args, read_only=True) as store:
+            overrides = store.hostname_profiles()
+        if args.json:
+            print_json({h: {"profile": p, "allow": a} for h, (p, a) in overrides.items()})
+        elif overrides:
+            print_table(["HOSTNAME", "PROFILE", "ALLOW"], [[h, p, a] for h, (p, a) in overrides.items()])
+        else:
+            print("No hostname overrides: each CA's own profile applies.")
+        return 0
+    if args.default == (args.profile is not None):
+        raise ConfigError("give --profile PROFILE, or --default to remove the override")
+    with open_store_from_args(args) as store:
+        names = store.set_hostname_profile(
+            args.hostnames, None if args.default else args.profile, args.allow or ()
+        )
+    if args.json:
+        print_json({"hostnames": names, "profile": None if args.default else args.profile})
+    elif args.default:
+        print(f"Each CA's own profile applies again on {', '.join(names)}")
+    else:
+        extra = f" (allowing {args.allow})" if args.allow else ""
+        print(f"Profile {args.profile}{extra} on {', '.join(names)}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     common = store_options()
     host = subparsers.add_parser("host", help="per-hostname mTLS (hostname associations)")
@@ -110,6 +140,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("hostnames", nargs="*", metavar="HOST")
     p.add_argument("--ca", default=None, metavar="ID|managed", help=ca_help)
     p.set_defaults(func=_host_set)
+    p = host_sub.add_parser(
+        "profile",
+        parents=[common],
+        help="validation profile on hostnames (overrides the CAs'); no HOST: list overrides",
+    )
+    p.add_argument("hostnames", nargs="*", metavar="HOST")
+    p.add_argument("--profile", choices=("compatible", "strict"), default=None)
+    p.add_argument("--allow", default=None, metavar="W,...",
+                   help="weak cryptography accepted on these hostnames: sha1, md5, rsa1024, dsa")
+    p.add_argument("--default", action="store_true", help="remove the override")
+    p.set_defaults(func=_host_profile)
     p = host_sub.add_parser("list", parents=[common], help="list hostname associations")
     p.add_argument("--ca", default=None, metavar="ID|managed", help="only this CA's hostnames")
     p.set_defaults(func=_host_list)

@@ -1,9 +1,13 @@
-"""Validation of an uploaded CA certificate (BYOCA; spec mtls.md §6, §12).
+"""The input checks of an uploaded CA certificate (BYOCA; spec mtls.md §6, §12).
 
-The ``certificates`` field must hold exactly one PEM certificate, with
-``basicConstraints CA:TRUE`` and one of the signature algorithms Cloudflare lists. Each
-rejected input gets its own message (spec §12 "BYOCA upload rejected": a leaf, an
-unsupported signature algorithm, malformed PEM, keys or CSRs in the field).
+Owns: the ``certificates`` field's structure — exactly one PEM certificate, no keys, CSRs
+or other blocks (:func:`ca_upload_der`) — and Cloudflare's list of signature algorithms
+(:func:`check_signature_algorithm`). Each rejected input gets its own message (spec §12
+"BYOCA upload rejected").
+
+Whether the certificate can serve as a trust anchor at all, and under which profile its
+clients could be verified, is the validator's judgement, run by the store on upload
+(``edgerules.tls.cacheck``; issue 10 point 3): the upload check is the validation check.
 
 [U] Bundles (intermediate + root) are rejected: upload only the CA that directly issued
 the client certificates (spec §6 "Which certificate"); that CA is the trust anchor even
@@ -12,6 +16,8 @@ when it is an intermediate, so the root is never needed.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 
 from cryptography import x509
@@ -19,11 +25,17 @@ from cryptography import x509
 from edgerules.pki.errors import PKIError
 from edgerules.pki.inspect import SIGNATURE_NAMES
 
+__all__ = ["ca_upload_der", "check_signature_algorithm", "parse_ca_upload"]
+
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
+_PEM_CERT = re.compile(
+    rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL
+)
 
 
-def parse_ca_upload(pem: str | bytes) -> x509.Certificate:
-    """Return the uploaded CA certificate or raise :class:`PKIError` saying why not."""
+def ca_upload_der(pem: str | bytes) -> bytes:
+    """The DER of the one certificate in ``pem``, or :class:`PKIError` saying why not.
+    The DER is not parsed here (the validator decodes it as OpenSSL does)."""
     data = pem.encode("utf-8") if isinstance(pem, str) else pem
     labels = [m.group(1).decode("ascii") for m in _PEM_BLOCK.finditer(data)]
     if any("PRIVATE KEY" in label for label in labels):
@@ -51,31 +63,37 @@ def parse_ca_upload(pem: str | bytes) -> x509.Certificate:
             f"the certificates field contains {len(labels)} certificates: upload exactly one, "
             "the CA that directly issued the client certificates (bundles are not accepted)"
         )
-    if data.count(b"-----END CERTIFICATE-----") != 1:
+    blocks = _PEM_CERT.findall(data)
+    if data.count(b"-----END CERTIFICATE-----") != 1 or len(blocks) != 1:
         raise PKIError("malformed PEM: missing '-----END CERTIFICATE-----'")
     try:
-        cert = x509.load_pem_x509_certificate(data)
-    except ValueError as exc:
-        raise PKIError(f"malformed PEM: the certificate cannot be decoded ({exc})") from None
-    try:
-        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        raise PKIError(
-            "the certificate is not a CA (no basicConstraints extension): upload the CA that "
-            "issued the client certificates, not a leaf certificate"
-        ) from None
-    except ValueError as exc:  # a duplicated or undecodable extension
-        raise PKIError(f"malformed certificate extensions: {exc}") from None
-    if not constraints.ca:
-        raise PKIError(
-            "the certificate is a leaf (basicConstraints CA:FALSE): upload the CA that issued "
-            "the client certificates instead"
-        )
-    if cert.signature_algorithm_oid not in SIGNATURE_NAMES:
-        oid = cert.signature_algorithm_oid
+        der = base64.b64decode(b"".join(blocks[0].split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise PKIError("malformed PEM: the certificate is not valid Base64") from None
+    if not der:
+        raise PKIError("malformed PEM: the certificate block is empty")
+    return der
+
+
+def check_signature_algorithm(cert: x509.Certificate) -> None:
+    """Cloudflare accepts uploaded CAs signed with the algorithms it lists (spec §6)."""
+    oid = cert.signature_algorithm_oid
+    if oid not in SIGNATURE_NAMES:
         shown = getattr(oid, "_name", None) or oid.dotted_string
         raise PKIError(
             f"unsupported signature algorithm {shown}: accepted are "
             + ", ".join(SIGNATURE_NAMES.values())
         )
+
+
+def parse_ca_upload(pem: str | bytes) -> x509.Certificate:
+    """The uploaded certificate as cryptography loads it (structure and signature
+    algorithm checked; callers that must accept names cryptography cannot decode use
+    :func:`ca_upload_der` and the validator's decoder instead)."""
+    der = ca_upload_der(pem)
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise PKIError(f"malformed PEM: the certificate cannot be decoded ({exc})") from None
+    check_signature_algorithm(cert)
     return cert

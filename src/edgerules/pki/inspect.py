@@ -10,6 +10,7 @@ names (``SHA256WithRSA``, ``ECDSAWithSHA256``), RFC 3339 UTC timestamps with a `
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import UTC, datetime
 
@@ -108,10 +109,10 @@ def load_certificate(pem: str | bytes) -> x509.Certificate:
         raise PKIError(f"malformed stored certificate: {exc}") from None
 
 
-def _common_fields(cert: x509.Certificate) -> dict[str, str]:
+def _common_fields(cert: x509.Certificate, subject: bool = True) -> dict[str, str]:
     """The fields every record (managed CA, client certificate, uploaded CA) shows."""
     return {
-        "subject": cert.subject.rfc4514_string(),
+        "subject": cert.subject.rfc4514_string() if subject else "",
         "serial_number": str(cert.serial_number),
         "ski": ski_hex(cert),
         "fingerprint_sha256": fingerprint_sha256(cert),
@@ -160,13 +161,47 @@ def client_certificate_record(
 
 
 def uploaded_ca_record(
-    cert: x509.Certificate, *, ca_id: str, name: str | None, uploaded_on: str
+    cert: x509.Certificate,
+    *,
+    ca_id: str,
+    name: str | None,
+    uploaded_on: str,
+    der: bytes | None = None,
+    names: tuple[str, str] | None = None,
+    serial: int | None = None,
+    settings: tuple[str, str, str] = ("compatible", "", "open"),
 ) -> UploadedCA:
+    """The record of an uploaded CA. ``der``/``names``/``serial`` override what is read
+    from ``cert`` when the caller decoded the certificate from its DER itself (names
+    cryptography cannot decode, a serial it refuses: ``cert`` is then only a parsing
+    aid); ``settings`` is ``(profile, allow, crl_stale)``."""
+    fields = _common_fields(cert, names is None)
+    if der is not None:
+        fields["fingerprint_sha256"] = hashlib.sha256(der).hexdigest()
+        pem = pem_from_der(der)
+    else:
+        pem = cert_pem(cert)
+    if serial is not None:
+        fields["serial_number"] = str(serial)
+    if names is not None:
+        fields["subject"] = names[0]
+    profile, allow, crl_stale = settings
     return UploadedCA(
         id=ca_id,
         name=name,
-        certificates=cert_pem(cert),
-        issuer=cert.issuer.rfc4514_string(),
+        certificates=pem,
+        issuer=names[1] if names is not None else cert.issuer.rfc4514_string(),
         uploaded_on=uploaded_on,
-        **_common_fields(cert),
+        profile=profile,
+        allow=allow,
+        crl_stale=crl_stale,
+        **fields,
     )
+
+
+def pem_from_der(der: bytes) -> str:
+    """PEM armour around certificate DER (done by hand: the DER may hold names
+    cryptography cannot decode)."""
+    body = base64.b64encode(der).decode("ascii")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"

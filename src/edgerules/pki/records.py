@@ -133,6 +133,12 @@ class UploadedCA:
     expires_on: str
     uploaded_on: str
     type: str = "custom"
+    # edgerules' validation settings (issue 10; not in Cloudflare's API): the profile
+    # its clients are validated with, the weaknesses it allows (comma-separated), what an
+    # unknown CRL status means for them ("open": admitted, "closed": refused)
+    profile: str = "compatible"
+    allow: str = ""
+    crl_stale: str = "open"
 
     def to_dict(self) -> dict[str, Any]:
         return _api_dict(self, after="name", insert={"ca": True})

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from edgerules.pki import inspect, issuing, keys
 from edgerules.pki.bundle import export_pkcs12
+from edgerules.pki.crl import CRLRecord
 from edgerules.pki.errors import PKIError
 from edgerules.pki.hostnames import lookup_key, normalize_hostnames
 from edgerules.pki.records import (
@@ -46,8 +47,10 @@ from edgerules.pki.records import (
     ManagedCA,
     UploadedCA,
 )
+from edgerules.store import validation
 from edgerules.store.errors import StoreError
 from edgerules.store.live import LiveState, RawState, StateSnapshot, StoreHealth
+from edgerules.store.validation import CRLFields
 
 if TYPE_CHECKING:  # types only: certificates are read by edgerules.pki; the validator is
     # another part, imported only when building one
@@ -214,7 +217,42 @@ class Store(ABC):
     # -- uploaded CAs (BYOCA) ---------------------------------------------------------
 
     @abstractmethod
-    def upload_ca(self, pem: str | bytes, *, name: str | None = None) -> UploadedCA: ...
+    def upload_ca(
+        self,
+        pem: str | bytes,
+        *,
+        name: str | None = None,
+        profile: str | None = None,
+        allow: Iterable[str] | str = (),
+        crl_stale: str = "open",
+        force: bool = False,
+    ) -> UploadedCA:
+        """Store a customer CA. The validator's check runs on the CA itself first
+        (:func:`edgerules.store.validation.prepare_ca_upload`): a certificate that is
+        not a CA is refused; one through which no client could be verified under its
+        ``profile`` (default ``compatible``; ``allow`` names accepted weaknesses) is
+        refused unless ``force`` (see :meth:`check_ca_upload` for the warnings).
+        ``crl_stale``: what an unknown CRL status means for its clients ("open"/"closed").
+        """
+
+    def check_ca_upload(
+        self, pem: str | bytes, *, profile: str | None = None, allow: Iterable[str] | str = ()
+    ) -> list[str]:
+        """Why no client of this CA could be verified under ``profile`` (what
+        ``upload_ca(force=True)`` would store it despite); ``PKIError`` for what even
+        ``force`` does not accept (not a certificate, not a CA)."""
+        return validation.ca_upload_problems(pem, profile, allow)
+
+    @abstractmethod
+    def set_ca_settings(
+        self,
+        ref: str,
+        *,
+        profile: str | None = None,
+        allow: Iterable[str] | str | None = None,
+        crl_stale: str | None = None,
+    ) -> UploadedCA:
+        """Change an uploaded CA's validation settings (``None`` = unchanged)."""
 
     @abstractmethod
     def list_uploaded_cas(self) -> list[UploadedCA]:
@@ -269,6 +307,86 @@ class Store(ABC):
 
     @abstractmethod
     def mtls_hostnames(self) -> set[str]: ...
+
+    # -- validation settings per hostname, CRLs (issue 10) -----------------------------
+
+    @abstractmethod
+    def set_hostname_profile(
+        self, hostnames: Iterable[str], profile: str | None, allow: Iterable[str] | str = ()
+    ) -> list[str]:
+        """Validate every CA's clients on ``hostnames`` with ``profile`` (and ``allow``),
+        overriding each CA's own settings; ``profile=None`` removes the override. Returns
+        the normalised hostnames."""
+
+    @abstractmethod
+    def hostname_profiles(self) -> dict[str, tuple[str, str]]:
+        """Every hostname override as ``hostname -> (profile, allow)``."""
+
+    def add_crl(
+        self,
+        data: bytes | str | None = None,
+        *,
+        ca: str | None = None,
+        url: str | None = None,
+        refresh_seconds: int = 0,
+    ) -> CRLRecord:
+        """Store a CRL (``data``: PEM or DER) or a CRL source (``url``, fetched by the
+        caller — :mod:`edgerules.store.crlfetch` — and refreshed every
+        ``refresh_seconds``). ``ca``: the uploaded CA it belongs to (id or name); a CRL
+        naming that CA as issuer must be signed by it. Refused with the reason when the
+        validator could not apply it (delta, scoped, unhandled critical extension)."""
+        if (data is None) == (url is None):
+            raise PKIError("give a CRL file or a URL (one of them)")
+        if isinstance(refresh_seconds, bool) or not isinstance(refresh_seconds, int) or not (
+            0 <= refresh_seconds <= 10 * 365 * 86400
+        ):
+            raise PKIError(f"refresh interval must be a number of seconds, got {refresh_seconds!r}")
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise PKIError(f"CRL URL must be http:// or https://, got {url!r}")
+        ca_record = self.get_uploaded_ca(ca) if ca is not None else None
+        fields = (
+            validation.prepare_crl(data, ca_record.certificates if ca_record else None)
+            if data is not None
+            else None
+        )
+        return self._insert_crl(fields, ca_record.id if ca_record else None, url or "",
+                                refresh_seconds)
+
+    def replace_crl(self, ref: str, data: bytes | str | None, *, error: str = "") -> CRLRecord:
+        """Record a fetch of a URL CRL: the new CRL (checked as :meth:`add_crl` checks
+        one; a CRL older than the stored one — lower cRLNumber, else earlier thisUpdate —
+        is refused: no replay of old CRLs), or ``error`` (the stored CRL is kept)."""
+        record = self.get_crl(ref)
+        fields = None
+        if data is not None:
+            ca_pem = self.get_uploaded_ca(record.ca_id).certificates if record.ca_id else None
+            try:
+                fields = validation.prepare_crl(data, ca_pem)
+                if record.this_update and _older(fields, record):
+                    raise PKIError("the fetched CRL is older than the stored one (ignored)")
+            except PKIError as exc:
+                fields, error = None, str(exc)
+        return self._replace_crl(record.id, fields, error)
+
+    @abstractmethod
+    def list_crls(self) -> list[CRLRecord]:
+        """Oldest first."""
+
+    @abstractmethod
+    def get_crl(self, ref: str) -> CRLRecord: ...
+
+    @abstractmethod
+    def remove_crl(self, ref: str) -> CRLRecord: ...
+
+    @abstractmethod
+    def _insert_crl(
+        self, fields: CRLFields | None, ca_id: str | None, url: str, refresh_seconds: int
+    ) -> CRLRecord: ...
+
+    @abstractmethod
+    def _replace_crl(self, crl_id: str, fields: CRLFields | None, error: str) -> CRLRecord:
+        """Store a fetch outcome (``fields`` None: only the error and the time); bumps
+        the trust counter when the CRL changed."""
 
     # -- primitives the shared code below needs ---------------------------------------
 
@@ -403,14 +521,19 @@ class Store(ABC):
             cached = self._validators.get(key)
         if cached is not None and cached[0] == version:
             return cached[1]
-        trusted = list(snap.hostnames.get(key, ()))
-        if not trusted:
+        entries = snap.raw.trust_entries.get(key, ())
+        if not entries:
             validator = None
         else:
-            from edgerules.tls import ClientCertValidator
-
-            validator = ClientCertValidator(
-                trusted, revocation=self.revocation_source(), trust_version=version
+            # every CA with its own profile (a hostname override replaces them), every
+            # stored CRL (each applies to the issuer it names and verifies against), all
+            # from the one consistent state in memory
+            validator = validation.build_validator(
+                entries,
+                snap.raw.crl_pems,
+                host_profile=snap.raw.host_profiles.get(key),
+                revocation=self.revocation_source(),
+                trust_version=version,
             )
         with self._validators_lock:
             if len(self._validators) > 4096:  # bounded: SNI values come from clients
@@ -420,6 +543,12 @@ class Store(ABC):
             else:
                 self._validators.pop(key, None)
         return validator
+
+
+def _older(new: CRLFields, old: CRLRecord) -> bool:
+    if new.crl_number and old.crl_number:
+        return int(new.crl_number) < int(old.crl_number)
+    return new.this_update < old.this_update
 
 
 class StoreRevocationSource:

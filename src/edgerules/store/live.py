@@ -37,6 +37,8 @@ from edgerules.errors import RuleError
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from edgerules.store.validation import TrustEntry
+
 log = logging.getLogger("edgerules.store")
 
 DEFAULT_LOG_INTERVAL_S = 10.0
@@ -55,6 +57,12 @@ class RawState:
     managed_ca: x509.Certificate | None
     managed_key: bytes  # the managed CA's SubjectPublicKeyInfo (DER), b"" without one
     revoked: frozenset[int]  # serials of managed-CA leaves that are revoked
+    # validation settings and CRLs (issue 10): per hostname, the trusted CAs as PEM with
+    # their profile, allowances and CRL policy, in trust order; hostname profile
+    # overrides (profile, allow); every stored CRL (PEM)
+    trust_entries: Mapping[str, tuple[TrustEntry, ...]] = field(default_factory=dict)
+    host_profiles: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    crl_pems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -127,8 +127,47 @@ _V1 = (
     "CREATE INDEX hostname_associations_by_ca ON hostname_associations (account_id, ca_id)",
 )
 
+# Version 2 (issue 10): validation settings per uploaded CA and per hostname, and CRLs.
+# Plain tables and ADD COLUMN with constant defaults (portable to PostgreSQL as is).
+_V2 = (
+    # the profile the CA's clients are validated with, the weaknesses it allows
+    # (comma-separated names), and what an unknown CRL status means ('open'/'closed')
+    "ALTER TABLE uploaded_cas ADD COLUMN profile TEXT NOT NULL DEFAULT 'compatible'",
+    "ALTER TABLE uploaded_cas ADD COLUMN allow TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE uploaded_cas ADD COLUMN crl_stale TEXT NOT NULL DEFAULT 'open'",
+    """
+    CREATE TABLE hostname_settings (
+        account_id TEXT NOT NULL,
+        hostname TEXT NOT NULL,             -- normalised: lower case, no trailing dot
+        profile TEXT NOT NULL,              -- overrides each CA's profile on this host
+        allow TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (account_id, hostname)
+    )
+    """,
+    """
+    CREATE TABLE crls (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        account_id TEXT NOT NULL,
+        ca_id TEXT,                         -- the uploaded CA it belongs to, if given
+        crl TEXT NOT NULL,                  -- PEM; '' until a URL was first fetched
+        issuer TEXT NOT NULL,               -- RFC 2253, for display
+        crl_number TEXT NOT NULL,           -- decimal, '' when absent
+        this_update TEXT NOT NULL,          -- RFC 3339, '' until fetched
+        next_update TEXT NOT NULL,          -- RFC 3339, '' when absent
+        revoked_count INTEGER NOT NULL,
+        url TEXT NOT NULL,                  -- fetched from here on a schedule, '' = never
+        refresh_seconds INTEGER NOT NULL,   -- 0 = no schedule
+        fetched_on TEXT NOT NULL,           -- RFC 3339 of the last fetch attempt, ''
+        last_error TEXT NOT NULL,           -- '' when the last fetch succeeded
+        added_on TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX crls_by_account ON crls (account_id, seq)",
+)
+
 #: Each entry: the statements that move the schema one version up.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 
 #: The version this code writes.
 CURRENT_VERSION = len(MIGRATIONS)
@@ -144,6 +183,8 @@ KNOWN_TABLES = frozenset(
         "client_certificates",
         "client_certificate_events",
         "uploaded_cas",
+        "hostname_settings",
+        "crls",
         "hostname_associations",
     }
 )

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from edgerules.pki import inspect, issuing, keys
-from edgerules.pki.byoca import parse_ca_upload
 from edgerules.pki.errors import PKIError
 from edgerules.pki.records import (
     REVOKED_STATUSES,
@@ -36,7 +36,9 @@ from edgerules.pki.records import (
 from edgerules.store.base import Store
 from edgerules.store.errors import StoreError
 from edgerules.store.live import RawState
+from edgerules.store.sql_validation import ValidationSQL
 from edgerules.store.state import build_raw_state
+from edgerules.store.validation import prepare_ca_upload
 
 if TYPE_CHECKING:  # certificates are parsed and read by edgerules.pki only
     from cryptography import x509
@@ -54,7 +56,7 @@ _CERT_COLUMNS = (
 )
 _UPLOADED_COLUMNS = (
     "id, name, certificates, issuer, subject, serial_number, signature, ski, "
-    "fingerprint_sha256, expires_on, uploaded_on, type"
+    "fingerprint_sha256, expires_on, uploaded_on, type, profile, allow, crl_stale"
 )
 
 
@@ -80,7 +82,7 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-class SQLStore(Store):
+class SQLStore(ValidationSQL, Store):
     """The shared SQL implementation; a backend provides ``_read()``/``_write()`` (context
     managers yielding a connection with ``execute``/``executemany``), ``close()``,
     ``check_integrity()`` and its attributes (``_passphrase``, ``ca_key_type``,
@@ -147,7 +149,8 @@ class SQLStore(Store):
         with self._read() as c:
             trust, revocation = self._read_counters(c)
             rows = c.execute(
-                "SELECT h.hostname, coalesce(u.certificates, m.certificate) "
+                "SELECT h.hostname, coalesce(u.certificates, m.certificate), "
+                "u.profile, u.allow, u.crl_stale "
                 "FROM hostname_associations h "
                 "LEFT JOIN uploaded_cas u ON h.ca_kind = 'uploaded' AND u.id = h.ca_id "
                 "LEFT JOIN managed_cas m ON h.ca_kind = 'managed' AND m.id = h.ca_id "
@@ -163,6 +166,14 @@ class SQLStore(Store):
                 f"AND status IN ({', '.join('?' * len(REVOKED_STATUSES))})",
                 [self.account_id, *sorted(REVOKED_STATUSES)],
             ).fetchall()
+            host_profiles = c.execute(
+                "SELECT hostname, profile, allow FROM hostname_settings WHERE account_id = ?",
+                (self.account_id,),
+            ).fetchall()
+            crls = c.execute(
+                "SELECT crl FROM crls WHERE account_id = ? AND crl != '' ORDER BY seq",
+                (self.account_id,),
+            ).fetchall()
         return build_raw_state(
             token=(self._generation, trust, revocation),
             generation=(self.backend_name, self._generation),
@@ -172,6 +183,8 @@ class SQLStore(Store):
             managed_pem=None if managed is None else managed[0],
             revoked=serials,
             cache=self._pem_cache,
+            host_profiles=host_profiles,
+            crl_rows=crls,
         )
 
     # -- managed CA -------------------------------------------------------------------
@@ -509,14 +522,29 @@ class SQLStore(Store):
 
     # -- uploaded CAs -----------------------------------------------------------------
 
-    def upload_ca(self, pem: str | bytes, *, name: str | None = None) -> UploadedCA:
-        cert = parse_ca_upload(pem)
+    def upload_ca(
+        self,
+        pem: str | bytes,
+        *,
+        name: str | None = None,
+        profile: str | None = None,
+        allow: Iterable[str] | str = (),
+        crl_stale: str = "open",
+        force: bool = False,
+    ) -> UploadedCA:
         if name is not None:
             name = name.strip()
             if not name or len(name) > 255:
                 raise PKIError("CA name must be 1 to 255 characters")
-        record = inspect.uploaded_ca_record(
-            cert, ca_id=_new_id(), name=name, uploaded_on=inspect.rfc3339(issuing.utcnow())
+        record = prepare_ca_upload(
+            pem,
+            ca_id=_new_id(),
+            name=name,
+            uploaded_on=inspect.rfc3339(issuing.utcnow()),
+            profile=profile,
+            allow=allow,
+            crl_stale=crl_stale,
+            force=force,
         )
         with self._write() as c:
             (count,) = c.execute(
@@ -540,7 +568,7 @@ class SQLStore(Store):
                 raise PKIError(f"this CA certificate is already uploaded as {dup[0]}")
             c.execute(
                 f"INSERT INTO uploaded_cas ({_UPLOADED_COLUMNS}, account_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.id,
                     record.name,
@@ -554,6 +582,9 @@ class SQLStore(Store):
                     record.expires_on,
                     record.uploaded_on,
                     record.type,
+                    record.profile,
+                    record.allow,
+                    record.crl_stale,
                     self.account_id,
                 ),
             )

@@ -12,7 +12,9 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from edgerules.pki import inspect, keys
+from edgerules.pki.errors import PKIError
 from edgerules.store.live import RawState
+from edgerules.store.validation import TrustEntry
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -25,7 +27,15 @@ def _parse(pem: str, cache: dict[str, x509.Certificate]) -> x509.Certificate:
     if cert is None:
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()
-        cert = cache[pem] = inspect.load_certificate(pem)
+        try:
+            cert = inspect.load_certificate(pem)
+        except PKIError:
+            # an uploaded CA whose names cryptography cannot decode (PrintableString
+            # outside its alphabet, …): the validator's decoder reads it from its DER
+            from edgerules.tls.validator import trusted_views
+
+            cert = trusted_views(pem)[0].x509
+        cache[pem] = cert
     return cert
 
 
@@ -39,14 +49,23 @@ def build_raw_state(
     managed_pem: str | None,
     revoked: Iterable[Sequence[Any]],
     cache: dict[str, x509.Certificate],
+    host_profiles: Iterable[Sequence[Any]] = (),
+    crl_rows: Iterable[Sequence[Any]] = (),
 ) -> RawState:
-    """``host_rows``: ``(hostname, ca_pem)`` already in trust order; ``revoked``: one-column
-    rows of decimal serials."""
+    """``host_rows``: ``(hostname, ca_pem[, profile, allow, crl_stale])`` already in trust
+    order (the settings are NULL for the managed CA); ``revoked``: one-column rows of
+    decimal serials; ``host_profiles``: ``(hostname, profile, allow)``; ``crl_rows``:
+    one-column rows of CRL PEMs."""
     hostnames: dict[str, list[x509.Certificate]] = {}
-    for hostname, pem in host_rows:
+    entries: dict[str, list[TrustEntry]] = {}
+    for hostname, pem, *settings in host_rows:
         if pem is None:  # an association whose CA vanished: nothing to trust
             continue
         hostnames.setdefault(str(hostname), []).append(_parse(str(pem), cache))
+        profile, allow, stale = [*settings, None, None, None][:3]
+        entries.setdefault(str(hostname), []).append(
+            TrustEntry(str(pem), profile or "compatible", allow or "", stale or "open")
+        )
     managed = None if managed_pem is None else _parse(managed_pem, cache)
     return RawState(
         token=token,
@@ -57,4 +76,7 @@ def build_raw_state(
         managed_ca=managed,
         managed_key=b"" if managed is None else keys.public_key_der(managed),
         revoked=frozenset(int(row[0]) for row in revoked),
+        trust_entries={h: tuple(e) for h, e in entries.items()},
+        host_profiles={str(h): (str(p), str(a or "")) for h, p, a in host_profiles},
+        crl_pems=tuple(str(row[0]) for row in crl_rows if row[0]),
     )

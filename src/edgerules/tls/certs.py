@@ -270,17 +270,6 @@ class Anchor:
         self.crl_stale = crl_stale
 
 
-def _from_object(cert: x509.Certificate) -> Cert | None:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    data = cert.public_bytes(Encoding.DER)
-    found = decode(data)
-    if found is not None and not found.copy:
-        # keep the caller's object (cryptography's Store compares by identity-free DER)
-        found = Cert(data, found.raw, cert, False)
-    return found
-
-
 class TrustAnchors:
     """The trusted CA certificates, indexed once.
 
@@ -302,18 +291,11 @@ class TrustAnchors:
         "store",
     )
 
-    def __init__(
-        self,
-        items: Iterable[tuple[x509.Certificate, Profile, str]] | Sequence[x509.Certificate],
-    ) -> None:
+    def __init__(self, items: Iterable[tuple[Cert, Profile, str]] | Sequence[Cert]) -> None:
         unique: dict[bytes, Anchor] = {}
         self.problems: list[str] = []
         for item in items:
-            cert, prof, stale = item if isinstance(item, tuple) else (item, DEFAULT, "open")
-            view = _from_object(cert)
-            if view is None:
-                self.problems.append("a trusted certificate cannot be decoded")
-                continue
+            view, prof, stale = item if isinstance(item, tuple) else (item, DEFAULT, "open")
             refusal = view.key_refusal
             if refusal:
                 self.problems.append(f"trusted CA {view!r} refused: {refusal}")

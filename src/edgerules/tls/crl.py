@@ -247,6 +247,15 @@ class CRLRevocation:
                              detail=f"the newest CRL of {_issuer_text(newest.crl)} is stale")
         return GOOD
 
+    def signed_by(self, issuer: Cert) -> bool:
+        """Every CRL naming ``issuer`` verifies with its key (and its keyUsage allows
+        cRLSign); True when none names it."""
+        try:
+            items = self._by_issuer.get(issuer.canon_subject, ())
+        except DERError:
+            return True
+        return all(self._speaks_for(item, issuer) for item in items)
+
     def problems_for(self, issuers: Iterable[Cert], now: _dt.datetime) -> list[str]:
         """Human-readable reasons why a CRL naming one of ``issuers`` is not applied
         (bad signature or key usage) or is stale at ``now``."""

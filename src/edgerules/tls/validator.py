@@ -30,11 +30,15 @@ Invariants:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as _dt
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from edgerules.pki.errors import PKIError
 from edgerules.tls import profiles as _profiles
@@ -112,6 +116,50 @@ def load_certificates(items: Iterable[x509.Certificate | bytes | str]) -> list[x
             raise PKIError(f"not a certificate: {exc}") from None
     return out
 
+
+
+_PEM_CERT = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\s*(.*?)\s*-----END CERTIFICATE-----", re.DOTALL
+)
+
+
+def trusted_views(item: x509.Certificate | bytes | str) -> list[Cert]:
+    """The certificates of one ``trusted`` item as the validator decodes them: from the
+    DER itself, so a CA cryptography cannot load (a PrintableString outside its alphabet,
+    a negative serial) is still trusted as OpenSSL would trust it.
+
+    Raises:
+        PKIError: the item is not a certificate (or holds one OpenSSL could not load).
+    """
+    if isinstance(item, x509.Certificate):
+        view = decode(item.public_bytes(Encoding.DER))
+        if view is None:
+            raise PKIError("a trusted certificate's names cannot be decoded")
+        return [view if view.copy else Cert(view.der, view.raw, item, False)]
+    if isinstance(item, str):
+        data = item.encode("ascii", "replace")
+    elif isinstance(item, (bytes, bytearray, memoryview)):
+        data = bytes(item)
+    else:
+        raise PKIError(f"not a certificate: expected PEM text, PEM or DER bytes or an "
+                       f"x509.Certificate, got {type(item).__name__}")
+    if b"-----BEGIN" in data:
+        blocks = _PEM_CERT.findall(data)
+        if not blocks:
+            raise PKIError("not a certificate: no PEM CERTIFICATE block")
+        try:
+            ders = [base64.b64decode(b"".join(block.split()), validate=True) for block in blocks]
+        except (binascii.Error, ValueError):
+            raise PKIError("not a certificate: malformed PEM") from None
+    else:
+        ders = [data]
+    out = []
+    for der in ders:
+        view = decode(der)
+        if view is None:
+            raise PKIError("not a certificate OpenSSL could decode (DER structure or names)")
+        out.append(view)
+    return out
 
 
 def _stale_choice(value: str) -> str:
@@ -208,7 +256,7 @@ class ClientCertValidator:
     ) -> None:
         self.profile = _profiles.profile(profile, allow)
         self.crl_stale = _stale_choice(crl_stale)
-        items: list[tuple[x509.Certificate, Profile, str]] = []
+        items: list[tuple[Cert, Profile, str]] = []
         if isinstance(trusted, (bytes, bytearray, memoryview, str, x509.Certificate, TrustedCA)):
             trusted = [trusted]
         for item in trusted:
@@ -219,9 +267,9 @@ class ClientCertValidator:
                     else _profiles.profile(item.profile or self.profile.name, item.allow)
                 )
                 stale = self.crl_stale if item.crl_stale is None else _stale_choice(item.crl_stale)
-                items.extend((c, prof, stale) for c in load_certificates(item.certificate))
+                items.extend((c, prof, stale) for c in trusted_views(item.certificate))
             else:
-                items.extend((c, self.profile, self.crl_stale) for c in load_certificates(item))
+                items.extend((c, self.profile, self.crl_stale) for c in trusted_views(item))
         self._anchors = TrustAnchors(items)
         self._crls = CRLRevocation(crls)
         self.problems: list[str] = [*self._anchors.problems, *self._crls.problems]
