@@ -18,7 +18,7 @@ from cryptography.x509.oid import ExtensionOID
 
 from edgerules.pki.errors import PKIError
 
-__all__ = ["MAX_CRL_BYTES", "CRLRecord", "crl_number", "parse_crl_upload"]
+__all__ = ["MAX_CRL_BYTES", "CRLRecord", "crl_number", "crl_pem", "parse_crl_upload"]
 
 MAX_CRL_BYTES = 16 * 1024 * 1024  # a CRL file or download larger than this is refused
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
@@ -69,6 +69,12 @@ def parse_crl_upload(data: bytes | str) -> x509.CertificateRevocationList:
         return x509.load_der_x509_crl(raw)
     except ValueError as exc:
         raise PKIError(f"not a CRL (PEM or DER expected): {exc}") from None
+
+
+def crl_pem(crl: x509.CertificateRevocationList) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return crl.public_bytes(Encoding.PEM).decode("ascii")
 
 
 def crl_number(crl: x509.CertificateRevocationList) -> int | None:

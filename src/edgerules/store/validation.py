@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from edgerules.pki import byoca, inspect
-from edgerules.pki.crl import crl_number, parse_crl_upload
+from edgerules.pki.crl import crl_number, crl_pem, parse_crl_upload
 from edgerules.pki.errors import PKIError
 from edgerules.pki.records import UploadedCA
 
@@ -81,29 +81,6 @@ def _decode_ca(pem: str | bytes):  # type: ignore[no-untyped-def]
     return cert
 
 
-def _not_a_ca(cert) -> str:  # type: ignore[no-untyped-def]
-    """Why ``cert`` cannot be a CA at all (OpenSSL's X509_check_ca), or ``""``."""
-    from cryptography import x509
-
-    from edgerules.tls.walk import check_ca
-
-    if check_ca(cert):
-        return ""
-    bc = cert.ext(x509.BasicConstraints)
-    if isinstance(bc, x509.BasicConstraints) and not bc.ca:
-        return (
-            "invalid CA certificate: the certificate is a leaf (basicConstraints CA:FALSE): "
-            "upload the CA that issued the client certificates instead"
-        )
-    ku = cert.ext(x509.KeyUsage)
-    if isinstance(ku, x509.KeyUsage) and not ku.key_cert_sign:
-        return "invalid CA certificate: its keyUsage does not allow certificate signing"
-    return (
-        "invalid CA certificate: the certificate is not a CA (no basicConstraints CA:TRUE, "
-        "no keyCertSign keyUsage): upload the CA that issued the client certificates"
-    )
-
-
 def ca_upload_problems(
     pem: str | bytes, profile: str | None = None, allow: Iterable[str] | str = (),
     now: _dt.datetime | None = None,
@@ -111,10 +88,10 @@ def ca_upload_problems(
     """Why no client could be verified through this CA under ``profile`` (warnings for
     ``ca upload --force``); raises :class:`PKIError` for what ``force`` cannot override."""
     from edgerules.tls import profiles
-    from edgerules.tls.cacheck import anchor_problems
+    from edgerules.tls.cacheck import anchor_problems, not_a_ca
 
     cert = _decode_ca(pem)
-    hard = _not_a_ca(cert)
+    hard = not_a_ca(cert)
     if hard:
         raise PKIError(hard)
     when = now or _dt.datetime.now(_dt.UTC)
@@ -180,11 +157,7 @@ class CRLFields:
 
 def prepare_crl(data: bytes | str, ca_pem: str | None = None) -> CRLFields:
     """A CRL checked as the validator will apply it (see the module docstring)."""
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     from edgerules.tls import crl as tls_crl
-    from edgerules.tls import dn
-    from edgerules.tls.rawcert import parse_name
     from edgerules.tls.validator import trusted_views
 
     crl = parse_crl_upload(data)
@@ -192,9 +165,7 @@ def prepare_crl(data: bytes | str, ca_pem: str | None = None) -> CRLFields:
     if refusal:
         raise PKIError(f"CRL refused: {refusal}")
     try:
-        issuer_entries = parse_name(crl.issuer.public_bytes(Encoding.DER))
-        issuer_text = dn.rfc2253(issuer_entries, escape_msb=False)
-        issuer_canon = dn.canonical(issuer_entries)
+        issuer_text, issuer_canon = tls_crl.crl_issuer(crl)
     except Exception as exc:
         raise PKIError(f"CRL refused: its issuer name cannot be decoded ({exc})") from None
     if ca_pem is not None:
@@ -207,7 +178,7 @@ def prepare_crl(data: bytes | str, ca_pem: str | None = None) -> CRLFields:
     number = crl_number(crl)
     nxt = crl.next_update_utc
     return CRLFields(
-        pem=crl.public_bytes(Encoding.PEM).decode("ascii"),
+        pem=crl_pem(crl),
         issuer=issuer_text,
         crl_number="" if number is None else str(number),
         this_update=inspect.rfc3339(crl.last_update_utc),

@@ -25,12 +25,31 @@ from edgerules.tls.reasons import Reason
 from edgerules.tls.strict import ca_strict_reason
 from edgerules.tls.walk import check_ca, unhandled_critical
 
-__all__ = ["anchor_problems", "decode_ca"]
+__all__ = ["anchor_problems", "decode_ca", "not_a_ca"]
 
 
 def decode_ca(der: bytes) -> Cert | None:
     """The CA certificate as the validator decodes it (None: OpenSSL could not load it)."""
     return decode(der)
+
+
+def not_a_ca(cert: Cert) -> str:
+    """Why ``cert`` cannot be a CA at all (OpenSSL's ``X509_check_ca``), or ``""``."""
+    if check_ca(cert):
+        return ""
+    bc = cert.ext(x509.BasicConstraints)
+    if isinstance(bc, x509.BasicConstraints) and not bc.ca:
+        return (
+            "invalid CA certificate: the certificate is a leaf (basicConstraints CA:FALSE): "
+            "upload the CA that issued the client certificates instead"
+        )
+    ku = cert.ext(x509.KeyUsage)
+    if isinstance(ku, x509.KeyUsage) and not ku.key_cert_sign:
+        return "invalid CA certificate: its keyUsage does not allow certificate signing"
+    return (
+        "invalid CA certificate: the certificate is not a CA (no basicConstraints CA:TRUE, "
+        "no keyCertSign keyUsage): upload the CA that issued the client certificates"
+    )
 
 
 def anchor_problems(cert: Cert, profile: Profile, now: _dt.datetime) -> list[str]:

@@ -89,6 +89,7 @@ class Cert:
         "_refusal",
         "copy",
         "der",
+        "memo",
         "raw",
         "x509",
     )
@@ -104,6 +105,9 @@ class Cert:
         self._key_info: tuple[str, object] | None = None
         self._refusal: str | None = None
         self._ku: int | None = None
+        # derived answers other modules memoise on the certificate (strict profile
+        # checks of a CA: they do not depend on the chain it is in)
+        self.memo: dict[object, object] = {}
 
     def __repr__(self) -> str:
         try:

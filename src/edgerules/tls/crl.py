@@ -44,7 +44,7 @@ from edgerules.tls.der import DERError
 from edgerules.tls.rawcert import parse_name
 from edgerules.tls.reasons import Reason
 
-__all__ = ["CRLRevocation", "CRLStatus", "crl_refusal", "load_crl"]
+__all__ = ["CRLRevocation", "CRLStatus", "crl_issuer", "crl_refusal", "load_crl"]
 
 _TICK = _dt.timedelta(microseconds=1)  # the first instant after ``next_update``
 _KU_CRL_SIGN = 0x0200
@@ -112,6 +112,13 @@ def crl_refusal(crl: x509.CertificateRevocationList) -> str:
     except Exception as exc:
         return f"unreadable CRL ({exc})"
     return ""
+
+
+def crl_issuer(crl: x509.CertificateRevocationList) -> tuple[str, object]:
+    """``(RFC 2253 text, canonical form)`` of the CRL's issuer name (raises ``DERError``
+    for a name OpenSSL could not decode)."""
+    entries = parse_name(crl.issuer.public_bytes(Encoding.DER))
+    return dn.rfc2253(entries, escape_msb=False), dn.canonical(entries)
 
 
 @dataclass(frozen=True, slots=True)

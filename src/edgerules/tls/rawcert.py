@@ -49,23 +49,22 @@ NameEntry = tuple[int, bytes, int, bytes, bytes]
 
 def parse_name(name: bytes) -> tuple[NameEntry, ...]:
     """The entries of a DER ``Name`` in certificate order."""
-    tag, cs, ce = der.read(name, 0, len(name))
-    if tag != der.SEQUENCE or ce != len(name):
+    scan = der.scan
+    top = scan(name, 0, len(name))
+    if len(top) != 1 or top[0][0] != der.SEQUENCE:
         raise DERError("a Name must be one SEQUENCE")
     out: list[NameEntry] = []
-    for index, (rtag, _rp, rcs, rce) in enumerate(der.children(name, cs, ce)):
+    for index, (rtag, _rp, rcs, rce) in enumerate(scan(name, top[0][2], top[0][3])):
         if rtag != der.SET or rcs == rce:
             raise DERError("a RelativeDistinguishedName must be a non-empty SET")
-        for atag, _ap, acs, ace in der.children(name, rcs, rce):
+        for atag, _ap, acs, ace in scan(name, rcs, rce):
             if atag != der.SEQUENCE:
                 raise DERError("an AttributeTypeAndValue must be a SEQUENCE")
-            otag, ocs, oce = der.read(name, acs, ace)
-            if otag != der.OID:
-                raise DERError("an attribute type must be an OID")
-            vtag, vcs, vce = der.read(name, oce, ace)
-            if vce != ace:
-                raise DERError("trailing data in an AttributeTypeAndValue")
-            out.append((index, name[ocs:oce], vtag, name[vcs:vce], name[oce:vce]))
+            atv = scan(name, acs, ace)
+            if len(atv) != 2 or atv[0][0] != der.OID:
+                raise DERError("an AttributeTypeAndValue is an OID and a value")
+            (_ot, _op, ocs, oce), (vtag, vp, vcs, vce) = atv
+            out.append((index, name[ocs:oce], vtag, name[vcs:vce], name[vp:vce]))
     return tuple(out)
 
 
@@ -166,31 +165,39 @@ class RawCert:
             self._subject_entries = parse_name(self.subject)
         return self._subject_entries
 
+    def _extension_list(self) -> list[tuple[int, int, int, int]]:
+        """The Extension SEQUENCEs inside ``tbs`` (one scan, not parsed further)."""
+        tbs = self.tbs
+        tag, cs, ce = der.read(tbs, *self.ext_span)  # type: ignore[misc]
+        if tag != der.SEQUENCE:
+            raise DERError("Extensions must be a SEQUENCE")
+        return der.scan(tbs, cs, ce)
+
+    def _parse_extension(self, cs: int, ce: int) -> tuple[bytes, bool, bytes]:
+        tbs = self.tbs
+        items = der.scan(tbs, cs, ce)
+        if not 2 <= len(items) <= 3 or items[0][0] != der.OID:
+            raise DERError("malformed Extension")
+        critical = False
+        if len(items) == 3:
+            if items[1][0] != der.BOOLEAN or items[1][3] - items[1][2] != 1:
+                raise DERError("malformed Extension critical flag")
+            critical = tbs[items[1][2]] != 0
+        vtag, _vp, vcs, vce = items[-1]
+        if vtag != der.OCTET_STRING:
+            raise DERError("extnValue must be an OCTET STRING")
+        return tbs[items[0][2] : items[0][3]], critical, tbs[vcs:vce]
+
     @property
     def extensions(self) -> tuple[tuple[bytes, bool, bytes], ...]:
         """``(OID body, critical, extnValue content)`` for each extension, in order."""
         if self._extensions is None:
             out: list[tuple[bytes, bool, bytes]] = []
             if self.ext_span is not None:
-                tbs = self.tbs
-                tag, cs, ce = der.read(tbs, *self.ext_span)
-                if tag != der.SEQUENCE:
-                    raise DERError("Extensions must be a SEQUENCE")
-                for etag, _p, ecs, ece in der.children(tbs, cs, ce):
+                for etag, _p, ecs, ece in self._extension_list():
                     if etag != der.SEQUENCE:
                         raise DERError("an Extension must be a SEQUENCE")
-                    items = list(der.children(tbs, ecs, ece))
-                    if not 2 <= len(items) <= 3 or items[0][0] != der.OID:
-                        raise DERError("malformed Extension")
-                    critical = False
-                    if len(items) == 3:
-                        if items[1][0] != der.BOOLEAN or items[1][3] - items[1][2] != 1:
-                            raise DERError("malformed Extension critical flag")
-                        critical = tbs[items[1][2]] != 0
-                    vtag, _vp, vcs, vce = items[-1]
-                    if vtag != der.OCTET_STRING:
-                        raise DERError("extnValue must be an OCTET STRING")
-                    out.append((tbs[items[0][2] : items[0][3]], critical, tbs[vcs:vce]))
+                    out.append(self._parse_extension(ecs, ece))
             self._extensions = tuple(out)
         return self._extensions
 
@@ -239,9 +246,20 @@ class RawCert:
         return der.oid_dotted(oid), None
 
     def extension(self, oid: bytes) -> tuple[bool, bytes] | None:
-        """``(critical, value)`` of the extension with OID body ``oid``, if present."""
-        for eoid, critical, value in self.extensions:
-            if eoid == oid:
+        """``(critical, value)`` of the extension with OID body ``oid``, if present (the
+        first one; only that extension is parsed, unless all already were)."""
+        if self._extensions is not None:
+            for eoid, critical, value in self._extensions:
+                if eoid == oid:
+                    return critical, value
+            return None
+        if self.ext_span is None:
+            return None
+        tbs = self.tbs
+        head = bytes([der.OID, len(oid)]) + oid
+        for etag, _p, ecs, ece in self._extension_list():
+            if etag == der.SEQUENCE and tbs.startswith(head, ecs):
+                _oid, critical, value = self._parse_extension(ecs, ece)
                 return critical, value
         return None
 

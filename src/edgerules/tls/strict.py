@@ -99,6 +99,8 @@ def _generalized_before_2050(validity: bytes) -> bool:
 
 
 def _printable_ok(cert: Cert) -> bool:
+    if not cert.copy:
+        return True  # cryptography loaded it: its PrintableStrings are in the alphabet
     for entries in (cert.raw.subject_entries, cert.raw.issuer_entries):
         for _i, _oid, tag, data, _tlv in entries:
             if tag == 19 and not _PRINTABLE.issuperset(data):
@@ -166,12 +168,25 @@ def _ca_reason(cert: Cert, depth: int) -> str:
     return ""
 
 
+def _memo_reason(cert: Cert, is_ca: bool, depth: int) -> str:
+    """``_cert_reason`` (+ ``_ca_reason`` for a CA), memoised on the certificate: a CA's
+    answer does not depend on the chain it is in (only on its depth below the leaf)."""
+    key = ("strict", is_ca, depth)
+    hit = cert.memo.get(key)
+    if hit is None:
+        try:
+            hit = _cert_reason(cert, is_ca=is_ca)
+            if not hit and is_ca:
+                hit = _ca_reason(cert, depth)
+        except DERError:
+            hit = Reason.UNDECODABLE
+        cert.memo[key] = hit
+    return hit  # type: ignore[return-value]
+
+
 def ca_strict_reason(cert: Cert) -> str:
     """The strict profile's first objection to ``cert`` as a trust anchor (``""``)."""
-    try:
-        return _cert_reason(cert, is_ca=True) or _ca_reason(cert, 0)
-    except DERError:
-        return Reason.UNDECODABLE
+    return _memo_reason(cert, True, 0)
 
 
 def strict_reason(chain: Sequence[Cert], prof: Profile) -> str:
@@ -179,9 +194,7 @@ def strict_reason(chain: Sequence[Cert], prof: Profile) -> str:
     n = len(chain)
     for i, cert in enumerate(chain):
         try:
-            reason = _cert_reason(cert, is_ca=i > 0)
-            if not reason and i > 0:
-                reason = _ca_reason(cert, i - 1)
+            reason = _memo_reason(cert, i > 0, max(i - 1, 0))
             if not reason and i < n - 1:
                 alg = cert.raw.sig_alg
                 allowed = any(alg in _WEAK_SIG_ALGS[w] for w in prof.allow if w in _WEAK_SIG_ALGS)

@@ -259,6 +259,11 @@ class ClientCertValidator:
         items: list[tuple[Cert, Profile, str]] = []
         if isinstance(trusted, (bytes, bytearray, memoryview, str, x509.Certificate, TrustedCA)):
             trusted = [trusted]
+        try:
+            trusted = list(trusted)
+        except TypeError:
+            raise PKIError(f"expected certificates (PEM, DER or x509.Certificate objects), got "
+                           f"{type(trusted).__name__}") from None
         for item in trusted:
             if isinstance(item, TrustedCA):
                 prof = (
