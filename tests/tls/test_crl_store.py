@@ -137,7 +137,7 @@ def test_cli_upload_with_force_prints_the_reasons(tmp_path) -> None:
     base = [sys.executable, "-m", "edgerules", "ca", "upload", str(tmp_path / "ca.pem"),
             "--store", str(tmp_path / "s.db"), "--create", "--profile", "strict"]
     refused = subprocess.run(base, capture_output=True, text=True, check=False)
-    assert refused.returncode == 1
+    assert refused.returncode == 2  # refused (docs/cli.md: 2 = could not run)
     assert "Basic Constraints of CA cert not marked critical" in refused.stderr
     forced = subprocess.run([*base, "--force", "--json"], capture_output=True, text=True,
                             check=False)
@@ -272,9 +272,9 @@ def test_cli_crl_commands(tmp_path) -> None:
     assert crl_id in listed.stdout and "CN=CLI CRL CA" in listed.stdout
     assert json.loads(run("crl", "show", crl_id, "--json").stdout)["revoked_count"] == 2
     bad = run("crl", "add", str(tmp_path / "ca.pem"))
-    assert bad.returncode == 1 and "Traceback" not in bad.stderr and "CRL" in bad.stderr
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "CRL" in bad.stderr
     unreachable = run("crl", "add", "--url", "http://127.0.0.1:9/none.crl", "--ca", "p")
-    assert unreachable.returncode == 1 and "not added" in unreachable.stderr
+    assert unreachable.returncode == 2 and "not added" in unreachable.stderr
     assert run("crl", "remove", crl_id).returncode == 0
     assert "No CRLs" in run("crl", "list").stdout
 

@@ -131,7 +131,7 @@ def _crl_refresh(args: argparse.Namespace) -> int:
         if not args.every:
             break
         time.sleep(args.every)
-    return 1 if failures else 0
+    return 2 if failures else 0  # docs/cli.md: 2 = could not (fully) run
 
 
 def _seconds(text: str) -> int:

@@ -165,22 +165,28 @@ def _post_checks(path: tuple[Cert, ...], anchors: TrustAnchors, prof: Profile,
     if ku != -1 and not ku & (_KU_DIGITAL_SIGNATURE | _KU_KEY_AGREEMENT):
         return Reason.UNSUPPORTED_PURPOSE
     for ca in path[1:]:
-        ku = ca.key_usage_bits
-        if ku != -1 and not ku & _KU_KEY_CERT_SIGN:
-            return Reason.INVALID_CA
-    if any(_ANY_EKU_DER in c.der for c in path[1:]):
-        for cert in path[1:]:
-            eku = cert.ext(x509.ExtendedKeyUsage)
-            if (
-                isinstance(eku, x509.ExtendedKeyUsage)
-                and ExtendedKeyUsageOID.CLIENT_AUTH not in eku
-            ):
-                return Reason.UNSUPPORTED_PURPOSE
+        reason = ca.memo.get("ca-post")
+        if reason is None:
+            reason = ca.memo["ca-post"] = _ca_post_check(ca)
+        if reason:
+            return reason  # type: ignore[return-value]
     if anchors.name_constraints or any(_NC_OID_DER in d for d in intermediate_ders):
         try:
             return nameconstraints.check_chain(path, self_issued)
         except Exception:
             return Reason.INVALID_EXTENSION
+    return ""
+
+
+def _ca_post_check(ca: Cert) -> str:
+    """A CA's part of the post-checks (it does not depend on the chain: memoised)."""
+    ku = ca.key_usage_bits
+    if ku != -1 and not ku & _KU_KEY_CERT_SIGN:
+        return Reason.INVALID_CA
+    if _ANY_EKU_DER in ca.der:
+        eku = ca.ext(x509.ExtendedKeyUsage)
+        if isinstance(eku, x509.ExtendedKeyUsage) and ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
+            return Reason.UNSUPPORTED_PURPOSE
     return ""
 
 
