@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import uuid
 
 import pytest
 from cryptography import x509
@@ -20,6 +21,7 @@ from edgerules.errors import PKIError
 from edgerules.store import open_store
 from edgerules.store import schema as store_schema
 from edgerules.store.crlfetch import CRLRefresher, refresh_due
+from pki.pg import postgres_database  # noqa: F401 (a fixture; tests/ is on sys.path)
 
 from . import chains
 
@@ -28,11 +30,16 @@ NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 VALID = (NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=365))
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path, monkeypatch):
+    """Both backends run the same SQL (schema version 2, settings, CRLs)."""
     monkeypatch.delenv("EDGERULES_STORE_PASSPHRASE", raising=False)
     monkeypatch.delenv("EDGERULES_ACCOUNT", raising=False)
-    s = open_store(str(tmp_path / "store.db"), create=True)
+    if request.param == "sqlite":
+        s = open_store(str(tmp_path / "store.db"), create=True)
+    else:
+        url = request.getfixturevalue("postgres_database")
+        s = open_store(url, account_id=f"t-{uuid.uuid4().hex[:12]}", create=True)
     yield s
     s.close()
 
