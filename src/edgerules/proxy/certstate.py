@@ -4,10 +4,12 @@ off the event loop.
 Owns:
 
 * ``TrustState`` — which validator a hostname (SNI) uses now and the current revocation
-  version, read from the store **at most** ``poll_interval`` seconds ago. Every request
-  compares them with the stamp its connection was judged under (two comparisons, no
-  I/O), so a revoke, a restore or a hostname change committed by any process reaches
-  every open connection within ``poll_interval`` (issue 9 item 1).
+  version, as the store holds them in memory (the store refreshes its state within its
+  poll interval, 0.25 s by default, or at once when the backend pushes a change). Every
+  request compares them with the stamp its connection was judged under (two in-memory
+  reads and two comparisons, no I/O), so a revoke, a restore or a hostname change
+  committed by any process reaches every open connection within that interval (issue 9
+  item 1).
 * ``ValidationPool`` — runs ``ClientCertValidator.validate`` in worker threads with a
   per-connection time budget (issue 9 item 2): a crafted chain costs the attacker's
   connection its budget, never the event loop. Two lanes: chains whose earlier
@@ -55,11 +57,14 @@ _KNOWN_CHAINS = 4096  # verified chains remembered (least recently used forgotte
 class TrustState:
     """Current validator per hostname and revocation version, polled from a store.
 
-    ``lookup(sni)`` (default ``store.validator_for_hostname``) is called at most once per
-    ``poll_interval`` per hostname; the store returns the same validator object while its
-    trust counter is unchanged, so "the validator changed" means "trust changed".
-    ``revocation_version()`` is the store's in-memory counter (itself re-read from
-    storage at most every ``revocation_poll_interval``)."""
+    With a store (``store.validator_for_hostname``), a hostname's validator is looked up
+    again whenever the store's in-memory trust version moved (the store keeps its state in
+    memory and refreshes it within its own poll interval, or at once on a push), so a
+    trust change reaches the next request without a delay of our own. With a custom
+    ``lookup(sni)`` (embedding, tests) the answer is reused for ``poll_interval`` seconds.
+    The store returns the same validator object while its trust version is unchanged, so
+    "the validator changed" means "trust changed". ``revocation_version()`` is the store's
+    in-memory counter."""
 
     def __init__(
         self,
@@ -70,8 +75,11 @@ class TrustState:
         poll_interval: float = 0.25,
     ) -> None:
         self.store = store
+        # keyed by the store's trust version when the lookup is the store's own
+        self._trust_version: Callable[[], int] | None = None
         if lookup is None and store is not None:
             lookup = store.validator_for_hostname
+            self._trust_version = store.trust_version
         self._lookup = lookup
         if revocation_version is None and store is not None:
             revocation_version = store.revocation_version
@@ -85,10 +93,19 @@ class TrustState:
         """The hostname's validator (mTLS enabled) or None."""
         if not sni or self._lookup is None:
             return None
-        now = time.monotonic()
         hit = self._validators.get(sni)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        if self._trust_version is not None:
+            try:
+                key: float = self._trust_version()
+            except Exception:
+                key = -1.0  # state unreadable: ask the lookup (which fails or falls back)
+            if hit is not None and hit[0] == key:
+                return hit[1]
+        else:
+            now = time.monotonic()
+            if hit is not None and hit[0] > now:
+                return hit[1]
+            key = now + self.poll_interval
         try:
             validator = self._lookup(sni)
         except Exception:
@@ -99,7 +116,7 @@ class TrustState:
             validator = hit[1]
         if len(self._validators) > 10000:  # SNI values come from clients: bounded
             self._validators.clear()
-        self._validators[sni] = (now + self.poll_interval, validator)
+        self._validators[sni] = (key, validator)
         return validator
 
     def revocation_version(self) -> int:
