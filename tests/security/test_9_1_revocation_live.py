@@ -43,14 +43,15 @@ class KeepAlive:
         self.sock = tls_client(port, cert=dep.cert if cert else None, key=dep.key)
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         self.conn.sock = self.sock
-        self.local = self.sock.getsockname()
+        self.last: tuple = ()
 
     def get(self, path: str = "/") -> tuple[int, dict[str, str]]:
         # the same TCP connection every time (http.client would silently reconnect)
-        assert self.conn.sock is self.sock and self.sock.getsockname() == self.local
+        assert self.conn.sock is self.sock, f"connection closed after {self.last}"
         self.conn.request("GET", path, headers={"Host": HOST})
         resp = self.conn.getresponse()
-        resp.read()
+        body = resp.read()
+        self.last = (path, resp.status, resp.getheaders(), body[:300])
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}
 
     def close(self) -> None:
@@ -124,6 +125,7 @@ def test_requests_keep_flowing_while_revoke_lands(env):
     while time.monotonic() - committed < 2 * AFTER_POLL:
         sent = time.monotonic()
         statuses.append((sent - committed, conn.get("/flow")[0]))
+        time.sleep(0.01)  # a request every ~10 ms (and far below the 1000-request cap)
     late = [status for offset, status in statuses if offset > AFTER_POLL]
     assert late and set(late) == {403}, statuses
     conn.close()
