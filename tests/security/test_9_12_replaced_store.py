@@ -43,7 +43,8 @@ def test_store_restored_from_backup_is_seen_by_the_running_proxy(tmp_path):
         assert dep.store.stat().st_ino != inode
         # the proxy must now enforce the restored file: the device is revoked there
         assert wait_for(lambda: status(proxy.port, device) == 403, timeout=10)
-        assert "was replaced" in proxy.log()
+        # diagnostics reach stderr through the proxy's log thread (issue 9 item 7): wait
+        assert wait_for(lambda: "was replaced" in proxy.log(), timeout=10)
         assert status(proxy.port, dep.devices["ok"]) == 200
 
 
