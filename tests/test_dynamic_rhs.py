@@ -137,3 +137,13 @@ def test_lint_reports_right_side_fields() -> None:
         {"name": "t", "rules": [{"ref": "a", "expression": "http.host ne http.referer", "action": "block"}]}
     )
     assert {"http.host", "http.referer"} <= set(r.fields)
+
+
+def test_ruleset_trace_shows_both_sides() -> None:
+    r = Ruleset.from_dict(
+        {"name": "t", "rules": [{"ref": "m", "expression": "http.request.uri.path ne raw.http.request.uri.path", "action": "block"}]}
+    )
+    text = r.trace({"http.request.uri.path": "/a", "raw.http.request.uri.path": "/%61"}, explain="all").render()
+    assert 'http.request.uri.path  = "/a"' in text
+    assert 'raw.http.request.uri.path  = "/%61"' in text
+    assert "decision: block by rule 'm'" in text
