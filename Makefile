@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint demo bench fuzz clean system-tools
+.PHONY: venv test lint demo demo-fleet bench fuzz clean system-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: venv system-tools lint
 
 demo: venv
 	$(PY) -m edgerules.demo $(DEMO_ARGS)
+
+# Two proxies on one PostgreSQL store ($$EDGERULES_DEMO_POSTGRES, default the local server):
+# a revocation through the CLI blocks the device on both proxies' open connections.
+demo-fleet: venv
+	$(PY) -m edgerules.demo_fleet
 
 bench: venv
 	$(PY) -m pytest bench --benchmark-enable --benchmark-only --benchmark-columns=min,median,mean,ops -q

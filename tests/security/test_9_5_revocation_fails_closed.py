@@ -24,18 +24,21 @@ from store_sec_helpers import (
 
 
 def damage_certificate_table(store) -> None:
-    """Overwrite the client_certificates table's page with garbage (the counters page,
-    the CAs and the hostnames stay readable), as a bad disk block would."""
+    """Overwrite the pages of the client_certificates table and its indexes with garbage
+    (the counters page, the CAs and the hostnames stay readable), as bad disk blocks
+    would."""
     conn = sqlite3.connect(store)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     (page_size,) = conn.execute("PRAGMA page_size").fetchone()
-    (root,) = conn.execute(
-        "SELECT rootpage FROM sqlite_master WHERE name = 'client_certificates'"
-    ).fetchone()
+    roots = [r for (r,) in conn.execute(
+        "SELECT rootpage FROM sqlite_master WHERE tbl_name = 'client_certificates' "
+        "AND rootpage > 0"
+    )]
     conn.close()
     with open(store, "r+b") as fh:
-        fh.seek((root - 1) * page_size)
-        fh.write(b"\xde\xad\xbe\xef" * (page_size // 4))
+        for root in roots:
+            fh.seek((root - 1) * page_size)
+            fh.write(b"\xde\xad\xbe\xef" * (page_size // 4))
 
 
 def bump_revocation_counter(store) -> None:
@@ -90,9 +93,9 @@ def test_no_state_loaded_means_revoked_not_admitted(tmp_path):
     leaf = x509.load_pem_x509_certificate(dep.devices["ok"].cert.read_bytes())
     with open_store(dep.store, read_only=True) as store:
         ca = x509.load_pem_x509_certificate(store.managed_ca(create=False).certificate.encode())
-        store._load_state = lambda: (_ for _ in ()).throw(OSError(5, "Input/output error"))
+        store._load_state = lambda *a: (_ for _ in ()).throw(OSError(5, "Input/output error"))
         assert store.revocation_source().is_revoked(leaf, ca) is True
         assert not store.health().loaded and not store.health().reachable
     with open_store(dep.store, read_only=True, revocation_unknown="not-revoked") as store:
-        store._load_state = lambda: (_ for _ in ()).throw(OSError(5, "Input/output error"))
+        store._load_state = lambda *a: (_ for _ in ()).throw(OSError(5, "Input/output error"))
         assert store.revocation_source().is_revoked(leaf, ca) is False

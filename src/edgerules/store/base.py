@@ -402,7 +402,7 @@ class Store(ABC):
         (checked every poll interval); also where a backend notices a replaced file."""
 
     @abstractmethod
-    def _load_state(self) -> RawState:
+    def _load_state(self, previous: RawState | None = None) -> RawState:
         """The enforcement state in one consistent read (see :class:`RawState`)."""
 
     @abstractmethod

@@ -115,7 +115,7 @@ class Backend(Protocol):
 
     def _change_token(self) -> Any: ...
 
-    def _load_state(self) -> RawState: ...
+    def _load_state(self, previous: RawState | None = None) -> RawState: ...
 
 
 @dataclass
@@ -204,7 +204,7 @@ class LiveState:
                     if token == old.raw.token:
                         self._synced()
                         return False
-                raw = self.backend._load_state()
+                raw = self.backend._load_state(old.raw if old is not None else None)
             except Exception as exc:  # any storage failure: keep what we have
                 self._failed(exc)
                 if raise_errors:
@@ -312,8 +312,10 @@ class LiveState:
             delay = self.poll_interval
             if self._failures:
                 delay = min(self.max_backoff, self.poll_interval * 2 ** min(self._failures, 10))
-            self._wake.wait(delay)
+            woken = self._wake.wait(delay)
             self._wake.clear()
             if self._stop.is_set():
                 return
-            self.refresh(force=self._snapshot is None)
+            # A wake-up is a push ("something changed"): reload without first comparing
+            # the change token, one round trip fewer on the propagation path.
+            self.refresh(force=woken or self._snapshot is None)

@@ -165,7 +165,9 @@ class PostgresStore(SQLStore):
                 "options": options,
                 "application_name": "edgerules",
             },
-            check=psycopg_pool.ConnectionPool.check_connection,
+            # No check round trip per checkout (it would sit on the propagation path): a
+            # connection broken by a server restart fails one read, is discarded by the
+            # pool, and the state's retry gets a fresh one.
             timeout=connect_timeout,
             reconnect_timeout=0,  # keep trying for ever (fail static), never give up
             open=False,

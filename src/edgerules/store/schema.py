@@ -166,8 +166,17 @@ _V2 = (
     "CREATE INDEX crls_by_account ON crls (account_id, seq)",
 )
 
+# v3: the revocation counter value of each certificate's last status change, so a
+# process holding the revoked set applies only the changes since the version it has
+# (O(changes) per revocation instead of reloading every revoked serial).
+_V3 = (
+    "ALTER TABLE client_certificates ADD COLUMN status_version BIGINT NOT NULL DEFAULT 0",
+    "CREATE INDEX client_certificates_by_status_version "
+    "ON client_certificates (account_id, status_version)",
+)
+
 #: Each entry: the statements that move the schema one version up.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 
 #: The version this code writes.
 CURRENT_VERSION = len(MIGRATIONS)

@@ -144,10 +144,24 @@ class SQLStore(ValidationSQL, Store):
     def _before_state_read(self) -> None:
         """Backend hook run before every state read (SQLite: notice a replaced file)."""
 
-    def _load_state(self) -> RawState:
+    def _load_state(self, previous: RawState | None = None) -> RawState:
+        """One consistent read. With ``previous`` (the state this process holds, from the
+        same storage and not newer), only what changed is read: the hostname map when
+        the trust counter moved, and the certificates whose status changed after the
+        revocation counter ``previous`` saw (``status_version``) — O(changes), not
+        O(revoked serials). Revocation bumps are serialised by the counters row lock, so
+        a snapshot that sees counter N sees every change numbered <= N."""
         self._before_state_read()
         with self._read() as c:
             trust, revocation = self._read_counters(c)
+            incremental = (
+                previous is not None
+                and previous.generation == (self.backend_name, self._generation)
+                and trust >= previous.trust_counter
+                and revocation >= previous.revocation_counter
+            )
+            if incremental and previous is not None:
+                return self._load_changes(c, previous, trust, revocation)
             rows = c.execute(
                 "SELECT h.hostname, coalesce(u.certificates, m.certificate), "
                 "u.profile, u.allow, u.crl_stale "
@@ -185,6 +199,52 @@ class SQLStore(ValidationSQL, Store):
             cache=self._pem_cache,
             host_profiles=host_profiles,
             crl_rows=crls,
+        )
+
+    def _load_changes(self, c: Any, previous: RawState, trust: int, revocation: int) -> RawState:
+        if trust != previous.trust_counter:  # trust changes: re-read the (small) CA map
+            rows = c.execute(
+                "SELECT h.hostname, coalesce(u.certificates, m.certificate) "
+                "FROM hostname_associations h "
+                "LEFT JOIN uploaded_cas u ON h.ca_kind = 'uploaded' AND u.id = h.ca_id "
+                "LEFT JOIN managed_cas m ON h.ca_kind = 'managed' AND m.id = h.ca_id "
+                "WHERE h.account_id = ? "
+                "ORDER BY h.hostname, h.ca_kind DESC, u.seq DESC",
+                (self.account_id,),
+            ).fetchall()
+            managed = c.execute(
+                "SELECT certificate FROM managed_cas WHERE account_id = ?", (self.account_id,)
+            ).fetchone()
+            fresh = build_raw_state(
+                token=None, generation=None, trust=trust, revocation=revocation,
+                host_rows=rows, managed_pem=None if managed is None else managed[0],
+                revoked=(), cache=self._pem_cache,
+            )
+            hostnames, managed_ca, managed_key = (
+                fresh.hostnames, fresh.managed_ca, fresh.managed_key
+            )
+        else:
+            hostnames = previous.hostnames
+            managed_ca, managed_key = previous.managed_ca, previous.managed_key
+        revoked = previous.revoked
+        if revocation != previous.revocation_counter:
+            changed = c.execute(
+                "SELECT serial_number, status FROM client_certificates "
+                "WHERE account_id = ? AND status_version > ?",
+                (self.account_id, previous.revocation_counter),
+            ).fetchall()
+            now_revoked = {int(s) for s, st in changed if st in REVOKED_STATUSES}
+            now_active = {int(s) for s, st in changed if st not in REVOKED_STATUSES}
+            revoked = frozenset((revoked - now_active) | now_revoked)
+        return RawState(
+            token=(self._generation, trust, revocation),
+            generation=(self.backend_name, self._generation),
+            trust_counter=trust,
+            revocation_counter=revocation,
+            hostnames=hostnames,
+            managed_ca=managed_ca,
+            managed_key=managed_key,
+            revoked=revoked,
         )
 
     # -- managed CA -------------------------------------------------------------------
@@ -484,16 +544,17 @@ class SQLStore(ValidationSQL, Store):
                     f"client certificate {ident} is {current.status}: cannot "
                     f"{'revoke' if event == 'revoked' else 'restore'} it"
                 )
+            version = self._bump(c, "revocation")
             c.execute(
-                "UPDATE client_certificates SET status = ?, status_changed_on = ? WHERE id = ?",
-                (target, now, ident),
+                "UPDATE client_certificates SET status = ?, status_changed_on = ?, "
+                "status_version = ? WHERE id = ?",
+                (target, now, version, ident),
             )
             c.execute(
                 "INSERT INTO client_certificate_events (certificate_id, event, status, at) "
                 "VALUES (?, ?, ?, ?)",
                 (ident, event, target, now),
             )
-            self._bump(c, "revocation")
             record = self._fetch_cert(c, ident)
         self._changed()  # committed: this store's validators see it now
         return record
