@@ -83,6 +83,7 @@ ALLOWED: dict[str, set[str]] = {
     "proxy": {"errors", "enforcement", "tls", "pki"},
     "testing": {"errors", "lang", "rulesets"},
     "demo": {"errors", "enforcement", "pki", "proxy", "rulesets", "store", "lang", "tls"},
+    "demo_fleet": {"proxy"},  # the echo origin; everything else goes through the CLI
     "cli": {"errors", "enforcement", "lang", "pki", "proxy", "rulesets", "store", "tls"},
 }
 
