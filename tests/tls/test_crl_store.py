@@ -294,6 +294,8 @@ def test_a_version_1_store_is_migrated(tmp_path) -> None:
     s.upload_ca(chains.pem(ca.der), name="old")
     s.close()
     with sqlite3.connect(path) as db:  # back to version 1
+        db.execute("DROP INDEX client_certificates_by_status_version")  # version 3
+        db.execute("ALTER TABLE client_certificates DROP COLUMN status_version")
         db.execute("DROP TABLE crls")
         db.execute("DROP TABLE hostname_settings")
         for col in ("profile", "allow", "crl_stale"):

@@ -18,6 +18,7 @@ Invariants (both backends):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Iterable
@@ -162,70 +163,56 @@ class SQLStore(ValidationSQL, Store):
             )
             if incremental and previous is not None:
                 return self._load_changes(c, previous, trust, revocation)
-            rows = c.execute(
-                "SELECT h.hostname, coalesce(u.certificates, m.certificate), "
-                "u.profile, u.allow, u.crl_stale "
-                "FROM hostname_associations h "
-                "LEFT JOIN uploaded_cas u ON h.ca_kind = 'uploaded' AND u.id = h.ca_id "
-                "LEFT JOIN managed_cas m ON h.ca_kind = 'managed' AND m.id = h.ca_id "
-                "WHERE h.account_id = ? "
-                "ORDER BY h.hostname, h.ca_kind DESC, u.seq DESC",
-                (self.account_id,),
-            ).fetchall()
-            managed = c.execute(
-                "SELECT certificate FROM managed_cas WHERE account_id = ?", (self.account_id,)
-            ).fetchone()
+            small = self._read_small_state(c)
             serials = c.execute(
                 "SELECT serial_number FROM client_certificates WHERE account_id = ? "
                 f"AND status IN ({', '.join('?' * len(REVOKED_STATUSES))})",
                 [self.account_id, *sorted(REVOKED_STATUSES)],
-            ).fetchall()
-            host_profiles = c.execute(
-                "SELECT hostname, profile, allow FROM hostname_settings WHERE account_id = ?",
-                (self.account_id,),
-            ).fetchall()
-            crls = c.execute(
-                "SELECT crl FROM crls WHERE account_id = ? AND crl != '' ORDER BY seq",
-                (self.account_id,),
             ).fetchall()
         return build_raw_state(
             token=(self._generation, trust, revocation),
             generation=(self.backend_name, self._generation),
             trust=trust,
             revocation=revocation,
-            host_rows=rows,
-            managed_pem=None if managed is None else managed[0],
             revoked=serials,
             cache=self._pem_cache,
-            host_profiles=host_profiles,
-            crl_rows=crls,
+            **small,
         )
 
+    def _read_small_state(self, c: Any) -> dict[str, Any]:
+        """Everything but the revoked serials: trusted CAs per hostname (with their
+        validation settings), the managed CA, hostname profiles, CRLs — small, read whole
+        on every change."""
+        rows = c.execute(
+            "SELECT h.hostname, coalesce(u.certificates, m.certificate), "
+            "u.profile, u.allow, u.crl_stale "
+            "FROM hostname_associations h "
+            "LEFT JOIN uploaded_cas u ON h.ca_kind = 'uploaded' AND u.id = h.ca_id "
+            "LEFT JOIN managed_cas m ON h.ca_kind = 'managed' AND m.id = h.ca_id "
+            "WHERE h.account_id = ? "
+            "ORDER BY h.hostname, h.ca_kind DESC, u.seq DESC",
+            (self.account_id,),
+        ).fetchall()
+        managed = c.execute(
+            "SELECT certificate FROM managed_cas WHERE account_id = ?", (self.account_id,)
+        ).fetchone()
+        host_profiles = c.execute(
+            "SELECT hostname, profile, allow FROM hostname_settings WHERE account_id = ?",
+            (self.account_id,),
+        ).fetchall()
+        crls = c.execute(
+            "SELECT crl FROM crls WHERE account_id = ? AND crl != '' ORDER BY seq",
+            (self.account_id,),
+        ).fetchall()
+        return {
+            "host_rows": rows,
+            "managed_pem": None if managed is None else managed[0],
+            "host_profiles": host_profiles,
+            "crl_rows": crls,
+        }
+
     def _load_changes(self, c: Any, previous: RawState, trust: int, revocation: int) -> RawState:
-        if trust != previous.trust_counter:  # trust changes: re-read the (small) CA map
-            rows = c.execute(
-                "SELECT h.hostname, coalesce(u.certificates, m.certificate) "
-                "FROM hostname_associations h "
-                "LEFT JOIN uploaded_cas u ON h.ca_kind = 'uploaded' AND u.id = h.ca_id "
-                "LEFT JOIN managed_cas m ON h.ca_kind = 'managed' AND m.id = h.ca_id "
-                "WHERE h.account_id = ? "
-                "ORDER BY h.hostname, h.ca_kind DESC, u.seq DESC",
-                (self.account_id,),
-            ).fetchall()
-            managed = c.execute(
-                "SELECT certificate FROM managed_cas WHERE account_id = ?", (self.account_id,)
-            ).fetchone()
-            fresh = build_raw_state(
-                token=None, generation=None, trust=trust, revocation=revocation,
-                host_rows=rows, managed_pem=None if managed is None else managed[0],
-                revoked=(), cache=self._pem_cache,
-            )
-            hostnames, managed_ca, managed_key = (
-                fresh.hostnames, fresh.managed_ca, fresh.managed_key
-            )
-        else:
-            hostnames = previous.hostnames
-            managed_ca, managed_key = previous.managed_ca, previous.managed_key
+        """The small parts whole, the revoked serials as a delta (see :meth:`_load_state`)."""
         revoked = previous.revoked
         if revocation != previous.revocation_counter:
             changed = c.execute(
@@ -236,16 +223,16 @@ class SQLStore(ValidationSQL, Store):
             now_revoked = {int(s) for s, st in changed if st in REVOKED_STATUSES}
             now_active = {int(s) for s, st in changed if st not in REVOKED_STATUSES}
             revoked = frozenset((revoked - now_active) | now_revoked)
-        return RawState(
+        fresh = build_raw_state(
             token=(self._generation, trust, revocation),
             generation=(self.backend_name, self._generation),
-            trust_counter=trust,
-            revocation_counter=revocation,
-            hostnames=hostnames,
-            managed_ca=managed_ca,
-            managed_key=managed_key,
-            revoked=revoked,
+            trust=trust,
+            revocation=revocation,
+            revoked=(),
+            cache=self._pem_cache,
+            **self._read_small_state(c),
         )
+        return dataclasses.replace(fresh, revoked=revoked)
 
     # -- managed CA -------------------------------------------------------------------
 
