@@ -40,6 +40,9 @@ class Verdict:
     body: bytes | None = None
     decision: Any = None  # the underlying Decision, for the ASGI scope / logs
     action: str | None = None
+    # The version of the ruleset that decided (the access log's "ruleset"; the proxy's
+    # hot reload sets it, docs/operations.md); None when no versioned ruleset decided.
+    ruleset: str | None = None
 
 
 class Decider(Protocol):
@@ -70,7 +73,7 @@ class FunctionDecider:
         return self.fn(request_fields(self.fields, info, client_auth), client_auth)
 
 
-def verdict_from_decision(decision: Any) -> Verdict:
+def verdict_from_decision(decision: Any, *, ruleset: str | None = None) -> Verdict:
     rule = getattr(decision, "rule", None)
     response = getattr(decision, "response", None)
     status = content_type = body = None
@@ -89,19 +92,24 @@ def verdict_from_decision(decision: Any) -> Verdict:
         body=body,
         decision=decision,
         action=getattr(decision, "action", None),
+        ruleset=ruleset,
     )
 
 
 class RulesetDecider:
-    """Evaluates an ``edgerules.Ruleset`` with a context holding only ``ruleset.fields``."""
+    """Evaluates an ``edgerules.Ruleset`` with a context holding only ``ruleset.fields``.
 
-    def __init__(self, ruleset: Any) -> None:
+    ``version`` (optional) names the ruleset's content; every verdict carries it.
+    """
+
+    def __init__(self, ruleset: Any, *, version: str | None = None) -> None:
         self.ruleset = ruleset
         self.fields = frozenset(ruleset.fields)
+        self.version = version
 
     def decide(self, info: RequestInfo, client_auth: Any) -> Verdict:
         values = request_fields(self.fields, info, client_auth)
-        return verdict_from_decision(self.ruleset.evaluate(values))
+        return verdict_from_decision(self.ruleset.evaluate(values), ruleset=self.version)
 
 
 def _cert_problem(client_auth: Any) -> str | None:

@@ -7,7 +7,8 @@ when unknown): ``time`` (RFC 3339 UTC), ``client`` (address), ``sni``, ``host``,
 ``cert_presented``, ``cert_verified``, ``cert_revoked``, ``cert_serial``, ``cert_status``
 (Workers-style ``SUCCESS``/``NONE``/``FAILED:<reason>``, ``, REVOKED`` appended when
 revoked), ``status``, ``bytes`` (response body bytes sent), ``duration_ms``,
-``upstream_error``.
+``upstream_error``, ``ruleset`` (the version of the ruleset that decided the request,
+``null`` when none did: docs/operations.md).
 
 Invariants (issue 9 item 7: a stalled log reader must not freeze the proxy):
 

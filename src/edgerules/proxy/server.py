@@ -31,6 +31,8 @@ Invariants:
   new connection evicts the oldest connection that is not in a request (those that
   never sent one first); when every connection is in a request, the newcomer is
   answered 503 (a bounded overflow), never silently reset while slots are idle.
+* Metrics observe the server through ``self.observer`` (``proxy.observer``): one call
+  per completed handshake, per certificate validation and per access-log record.
 * During shutdown no new connection is accepted, idle keep-alive connections are
   closed, in-flight requests finish (with ``Connection: close``) within the grace time.
 """
@@ -60,6 +62,7 @@ from edgerules.enforcement.request_fields import RequestInfo
 from edgerules.proxy.accesslog import AccessLog
 from edgerules.proxy.certstate import TrustState, ValidationPool
 from edgerules.proxy.config import ProxyConfig
+from edgerules.proxy.observer import NullObserver, ProxyObserver
 from edgerules.proxy.tls import ServerTLS, TLSError, TLSInfo, TLSStream, close_transport
 from edgerules.proxy.upstream import UpstreamConnection, UpstreamError, UpstreamPool
 from edgerules.tls import NOT_REQUESTED
@@ -123,6 +126,7 @@ class ProxyServer:
         mtls_lookup: Callable[[str | None], Any] | None = None,
         revocation_version: Callable[[], int] | None = None,
         access_log: AccessLog | None = None,
+        observer: ProxyObserver | None = None,
     ) -> None:
         self.config = config
         self.limits = config.limits
@@ -138,6 +142,8 @@ class ProxyServer:
         )
         self.validation = ValidationPool(budget=self.limits.validation_budget)
         self.access_log = access_log if access_log is not None else AccessLog(None)
+        # Metrics (proxy.observer): told of handshakes, validations and access-log records.
+        self.observer: ProxyObserver = observer if observer is not None else NullObserver()
         self.tls = ServerTLS(
             cert_file=config.cert_file,
             key_file=config.key_file,
@@ -350,6 +356,7 @@ class _ClientConnection:
             ssl_conn, info, self.reader, self.writer, write_timeout=self.limits.body_timeout
         )
         self.stream = stream
+        accepted = time.monotonic()
         try:
             await asyncio.wait_for(stream.handshake(), self.limits.handshake_timeout)
         except (TLSError, OSError, TimeoutError) as exc:
@@ -361,6 +368,8 @@ class _ClientConnection:
             log.warning("TLS handshake with %s aborted: %s", self.client_ip, exc)
             return
         self.tls_info = info
+        observer = self.server.observer
+        observer.handshake(time.monotonic() - accepted)
         self.h = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
         if self.overflow:
             await self._answer_overflow()
@@ -381,6 +390,8 @@ class _ClientConnection:
             log.exception("client certificate validation failed unexpectedly; closing")
             await stream.close()
             return
+        if self.validator is not None:
+            observer.validated(self.validator, self.client_auth)
         try:
             while not self.server.draining:
                 request = await self._read_request()
@@ -452,6 +463,7 @@ class _ClientConnection:
                 validator, tls.chain_der, tls.sni, source=self.client_ip
             )
             self.cert_requested = True
+            server.observer.validated(validator, self.client_auth)
         self.validator, self.revocation_version = validator, version
         return True
 
@@ -929,10 +941,12 @@ class _ClientConnection:
             "bytes": nbytes,
             "duration_ms": round((time.monotonic() - started) * 1000, 3),
             "tls_version": tls.version if tls else None,
+            "ruleset": verdict.ruleset if verdict else None,
         }
         if error:
             record["upstream_error" if status in (502, 504) else "error"] = error
         self.server.access_log.write(record)
+        self.server.observer.request(record)
 
 
 # -- running -------------------------------------------------------------------------
