@@ -12,8 +12,10 @@ import argparse
 import atexit
 import logging
 import logging.handlers
+import math
 import os
 import queue
+import signal
 import sys
 from typing import Any
 
@@ -151,11 +153,32 @@ def register(subparsers: Any) -> None:
         help="event loop: uvloop when installed (auto, the default) or asyncio's",
     )
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    ops = p.add_argument_group("operations (docs/operations.md)")
+    ops.add_argument(
+        "--admin-listen",
+        metavar="HOST:PORT",
+        help="serve /healthz, /readyz, /metrics and POST /reload over plain HTTP here "
+        "(loopback only unless --admin-allow-remote; default: no admin listener)",
+    )
+    ops.add_argument(
+        "--admin-allow-remote",
+        action="store_true",
+        help="allow a non-loopback --admin-listen address (the admin endpoints have no "
+        "authentication: protect that address yourself)",
+    )
+    ops.add_argument(
+        "--watch-rules",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="also reload the --rules and --list files when they change, checked every "
+        "SECONDS (default 0: off; SIGHUP always reloads)",
+    )
     p.set_defaults(func=_run)
 
 
 def build_server(args: argparse.Namespace) -> Any:
-    from edgerules.enforcement.decision import AllowAll, RulesetDecider
+    from edgerules.enforcement.decision import AllowAll
     from edgerules.proxy.accesslog import AccessLog
     from edgerules.proxy.config import ForwardingPolicy, Limits, ProxyConfig, parse_hostport
     from edgerules.proxy.server import ProxyServer
@@ -197,15 +220,16 @@ def build_server(args: argparse.Namespace) -> Any:
         poll_interval=args.poll_interval,
     )
     decider: Any = AllowAll()
-    lists = None
-    if args.lists:  # loaded (so checked) even without --rules: a bad --list is an error
+    if args.lists and not args.rules:  # checked even without --rules: a bad --list is an error
         from edgerules.rulesets.lists import NamedLists
 
-        lists = NamedLists.load(*args.lists)
+        NamedLists.load(*args.lists)
     if args.rules:
-        from edgerules.rulesets import Ruleset
+        from edgerules.cli.proxy_rules import load_rules
 
-        decider = RulesetDecider(Ruleset.load(args.rules, lists=lists))
+        # The same loader as every hot reload (SIGHUP, POST /reload): same checks, and the
+        # version the access log records.
+        decider = load_rules(args.rules, args.lists).decider
     elif args.lists:
         raise ConfigError(
             f"--list {' '.join(args.lists)} needs --rules: named lists are used by a "
@@ -271,15 +295,21 @@ class _DroppingQueueHandler(logging.handlers.QueueHandler):
             self.dropped += 1
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str) -> _DroppingQueueHandler:
     """Diagnostics go to stderr from a daemon thread through a bounded queue."""
     records: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=1000)
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[_DroppingQueueHandler(records)])
+    handler = _DroppingQueueHandler(records)
+    # The queue handler formats the message (with any traceback) once; the stderr handler
+    # adds the level and logger. Without a formatter of its own, basicConfig would give
+    # it BASIC_FORMAT and every line would carry the prefix twice.
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     listener = logging.handlers.QueueListener(records, stderr)
     listener.start()  # its thread is a daemon: a stalled stderr never blocks the exit
     atexit.register(_stop_listener, listener, records)
+    return handler
 
 
 def _stop_listener(listener: logging.handlers.QueueListener, records: queue.Queue[Any]) -> None:
@@ -297,10 +327,15 @@ def _stop_listener(listener: logging.handlers.QueueListener, records: queue.Queu
 def _run(args: argparse.Namespace) -> int:
     from edgerules.proxy.server import run_proxy
 
-    _setup_logging(args.log_level)
+    # A SIGHUP before the reload handler is installed must not kill the proxy (the
+    # default action); the rules are being read anyway.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    diagnostics = _setup_logging(args.log_level)
     server = build_server(args)
+    ops = _operations(args, server, diagnostics)
 
     def ready(port: int) -> None:
+        ops.start()
         host = server.config.listen_host
         shown = f"[{host}]" if ":" in host else host
         print(
@@ -308,8 +343,47 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+        if ops.admin is not None:
+            ahost = ops.admin.host
+            ashown = f"[{ahost}]" if ":" in ahost else ahost
+            print(
+                f"edgerules proxy admin on http://{ashown}:{ops.admin.port} "
+                "(/healthz /readyz /metrics, POST /reload)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     try:
         return run_proxy(server, on_ready=ready, loop=args.loop)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {args.listen}: {exc}") from None
+
+
+def _operations(args: argparse.Namespace, server: Any, diagnostics: Any) -> Any:
+    """Hot reload, metrics and the admin listener around ``server`` (proxy.ops)."""
+    from edgerules.proxy.config import parse_hostport
+    from edgerules.proxy.ops import Operations
+
+    admin = parse_hostport(args.admin_listen) if args.admin_listen else None
+    if not math.isfinite(args.watch_rules) or args.watch_rules < 0:
+        raise ConfigError(f"--watch-rules must be >= 0 seconds (finite), got {args.watch_rules}")
+    load = None
+    if args.rules:
+        from edgerules.cli.proxy_rules import rules_loader
+
+        load = rules_loader(args.rules, args.lists)
+    try:
+        return Operations(
+            server,
+            load=load,
+            watch_paths=(args.rules, *args.lists) if args.rules else (),
+            watch_interval=args.watch_rules,
+            admin_listen=admin,
+            admin_allow_remote=args.admin_allow_remote,
+            diagnostics_dropped=lambda: diagnostics.dropped,
+        )
+    except BaseException:
+        server.access_log.close()
+        if server.store is not None:
+            server.store.close()
+        raise
