@@ -38,6 +38,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import generate_latest
 
+from edgerules.proxy.certstate import TIMED_OUT
 from edgerules.tls.verify import Reason
 
 __all__ = ["CONTENT_TYPE", "OUTCOMES", "ProxyMetrics"]
@@ -54,7 +55,7 @@ LATENCY_BUCKETS = (
 )
 _REASONS = frozenset(
     value for name, value in vars(Reason).items() if not name.startswith("_") and isinstance(value, str)
-)
+) | {TIMED_OUT}
 
 
 class _Histogram:
@@ -240,7 +241,17 @@ class ProxyMetrics:
         for key, name, doc in (
             ("connections", "edgerules_connections", "Client connections accepted"),
             ("rejected", "edgerules_connections_rejected", "Connections closed at accept (limit)"),
+            ("evicted", "edgerules_connections_evicted",
+             "Connections not in a request closed to make room for a new one"),
+            ("overflow_503", "edgerules_connections_overflow",
+             "Connections answered 503 because every slot was in a request"),
             ("tls_failures", "edgerules_tls_handshake_failures", "Handshakes that failed"),
+            ("reverified", "edgerules_client_cert_reverifications",
+             "Connection verdicts recomputed because the trust or revocation state moved"),
+            ("validation_timeouts", "edgerules_client_cert_validation_timeouts",
+             "Validations that exceeded the connection's time budget"),
+            ("store_read_errors", "edgerules_store_read_errors",
+             "Failed reads of the store's trust and revocation state"),
         ):
             if key in stats:
                 yield CounterMetricFamily(name, doc, value=stats[key])
