@@ -191,7 +191,8 @@ def test_readyz_goes_not_ready_when_the_store_file_goes_away(tmp_path, origin) -
         )
         answer = json.loads(body)
         assert answer["ready"] is False
-        assert "is gone" in answer["checks"]["store"]["error"]
+        assert "No such file" in answer["checks"]["store"]["error"]
+        assert answer["checks"]["store"]["state_loaded"] is True  # still enforced
         assert value(proxy.metrics(), "edgerules_store_reachable") == 0
         assert "store unreachable" in proxy.wait_for("store unreachable", after=mark)
         # The outage is logged once, not once per probe.
@@ -203,20 +204,64 @@ def test_readyz_goes_not_ready_when_the_store_file_goes_away(tmp_path, origin) -
         assert "store reachable again" in proxy.wait_for("reachable again", after=mark)
 
 
-def test_readyz_is_not_ready_when_the_store_file_is_replaced(tmp_path, origin) -> None:
+def test_a_replaced_store_file_is_followed_and_stays_ready(tmp_path, origin) -> None:
+    """A store file restored under the same name is reopened by the store (its state
+    versions jump past every value shown): ready, and the metrics show the jump."""
     store = _make_store(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGERULES_")}
     with ProxyProcess("--upstream", f"http://127.0.0.1:{origin.port}", "--store", str(store),
                       "--access-log", "off", env=env) as proxy:
         assert proxy.admin("GET", "/readyz")[0] == 200
+        before = value(proxy.metrics(), "edgerules_store_state_version", counter="trust")
         copy = tmp_path / "copy.db"
         copy.write_bytes(store.read_bytes())
         copy.replace(store)  # a restored backup: another file at the same path
-        _status, body = wait_until(
-            lambda: (lambda s, _h, b: (s, b) if s == 503 else None)(*proxy.admin("GET", "/readyz")),
-            what="/readyz to answer 503",
+        wait_until(
+            lambda: value(proxy.metrics(), "edgerules_store_state_version", counter="trust")
+            > before,
+            what="the trust version to jump",
         )
-        assert "was replaced" in json.loads(body)["checks"]["store"]["error"]
+        assert proxy.admin("GET", "/readyz")[0] == 200
+
+
+class _PlainStore:
+    """A store without ``health()`` (an embedder's): the probe reads its counters."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.fail = False
+
+    def versions(self) -> tuple[int, int]:
+        if self.fail:
+            raise OSError("database is locked")
+        return 3, 4
+
+
+def test_the_probe_of_a_store_without_health(tmp_path) -> None:
+    from edgerules.proxy.readiness import StoreProbe
+
+    path = tmp_path / "plain.db"
+    path.write_bytes(b"SQLite format 3\x00")
+    store = _PlainStore(path)
+    probe = StoreProbe(store)
+    assert probe.status().state_loaded is False and probe.status().reachable is False
+    probe.probe()
+    st = probe.status()
+    assert st.reachable and st.state_loaded and st.versions == {"trust": 3, "revocation": 4}
+    store.fail = True
+    probe.probe()
+    st = probe.status()
+    assert not st.reachable and st.state_loaded and "database is locked" in st.error
+    store.fail = False
+    path.rename(tmp_path / "elsewhere.db")  # an open connection would still read it
+    probe.probe()
+    assert "is gone" in probe.status().error
+    path.write_bytes(b"SQLite format 3\x00")  # another file at the same path
+    probe.probe()
+    assert "was replaced" in probe.status().error
+    (tmp_path / "elsewhere.db").replace(path)
+    probe.probe()
+    assert probe.status().reachable
 
 
 # -- binding: loopback only unless allowed ------------------------------------------------
@@ -232,7 +277,7 @@ def _run_proxy(origin, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("address", ["0.0.0.0:0", "[::]:0", "192.0.2.1:0", "example.com:0"])
 def test_a_non_loopback_admin_address_is_refused(origin, address) -> None:
     proc = _run_proxy(origin, "--admin-listen", address)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr  # could not run (docs/cli.md)
     assert "--admin-allow-remote" in proc.stderr and "Traceback" not in proc.stderr
     assert "listening on" not in proc.stderr
 
@@ -243,7 +288,7 @@ def test_a_busy_admin_port_is_a_start_up_error(origin) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         proc = _run_proxy(origin, "--admin-listen", f"127.0.0.1:{port}")
-    assert proc.returncode == 1 and "cannot listen on admin address" in proc.stderr
+    assert proc.returncode == 2 and "cannot listen on admin address" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

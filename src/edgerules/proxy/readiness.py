@@ -5,13 +5,14 @@ loop, and ``StoreStatus``, what ``/readyz`` and ``/metrics`` report from it.
 
 How a probe decides "reachable":
 
-* A store with a ``health()`` method (the shared-store work, docs/operations.md lists
-  what it must return) is asked; its answer is used as is.
-* Otherwise (the SQLite store as it is now): the store's change counters are read
-  (``versions()``), and for a store file the path must still name the file that was
-  opened. An open SQLite connection keeps reading a deleted or replaced file, so without
-  this check a proxy whose store file was removed would look healthy while no change
-  made to the store (a revocation) could ever reach it.
+* A store with a ``health()`` method (``Store.health()``: the store's sync thread keeps
+  the enforcement state in memory and knows whether its last read of the storage
+  worked, when it last synced and the state versions) is asked; its answer is used as
+  is. This is the normal case.
+* Otherwise (a store object without it, e.g. an embedder's): the store's change counters
+  are read (``versions()``), and for a store file the path must still name the file that
+  was opened (an open SQLite connection keeps reading a deleted file, so without this
+  check a proxy whose store file was removed would look healthy).
 
 Invariants: a probe never runs on the event loop (``asyncio.to_thread``) and at most one
 runs at a time; a probe that does not answer within ``timeout`` counts as unreachable;
@@ -82,11 +83,24 @@ class StoreProbe:
             self._fail(str(exc) or type(exc).__name__)
 
     def _from_health(self, health: Any) -> None:
-        versions = getattr(health, "versions", None)
-        if getattr(health, "reachable", False):
-            self._ok(dict(versions) if versions else None)
+        """``Store.health()`` (``store.live.StoreHealth``): the store's own sync thread
+        knows whether its last read worked, when it last synced and the versions of the
+        state the proxy enforces; nothing is read from storage here."""
+        versions = {
+            "trust": int(getattr(health, "trust_version", 0)),
+            "revocation": int(getattr(health, "revocation_version", 0)),
+        }
+        loaded = bool(getattr(health, "loaded", True))
+        age = getattr(health, "last_sync_age", None)
+        if getattr(health, "reachable", False) and loaded:
+            self._ok(versions, age=age)
         else:
-            self._fail(str(getattr(health, "error", None) or "the store reports it is unreachable"))
+            if loaded:
+                self._versions = versions  # the state still enforced (fail static)
+            error = getattr(health, "last_error", None) or (
+                "no state loaded yet" if not loaded else "the store reports it is unreachable"
+            )
+            self._fail(str(error), age=age, loaded=loaded)
 
     def _check_file(self) -> None:
         if self._identity is None:
@@ -106,19 +120,21 @@ class StoreProbe:
                 "old one: restart it"
             )
 
-    def _ok(self, versions: dict[str, int] | None) -> None:
+    def _ok(self, versions: dict[str, int] | None, *, age: float | None = None) -> None:
         if not self._reachable and self._error not in (None, "not probed yet"):
             log.warning("store reachable again")
         self._versions = versions if versions is not None else self._versions
-        self._last_ok = time.monotonic()
+        self._last_ok = time.monotonic() - (age or 0.0)
         self._reachable = True
         self._error = None
 
-    def _fail(self, error: str) -> None:
+    def _fail(self, error: str, *, age: float | None = None, loaded: bool | None = None) -> None:
         if self._reachable or self._error == "not probed yet":
             log.error("store unreachable: %s", error)  # once per outage, not per probe
         self._reachable = False
         self._error = error
+        if age is not None and loaded is not False:
+            self._last_ok = time.monotonic() - age  # the store knows its last sync
 
     # -- the event loop side ----------------------------------------------------------
     async def probe_async(self) -> None:
