@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,18 @@ def pytest_collect_file(file_path: Path, parent: Any) -> Any:
     return PolicyTestFile.from_parent(parent, path=file_path)
 
 
+def _case_id(name: str, seen: set[str]) -> str:
+    """A pytest id for a case: no spaces (so ``-k`` and copied node ids work), no ``::``
+    (the node-id separator), unique within the file (``_2``, ``_3``… appended)."""
+    base = re.sub(r"\s+", "_", name.strip()).replace("::", ":") or "case"
+    ident, n = base, 1
+    while ident in seen:
+        n += 1
+        ident = f"{base}_{n}"
+    seen.add(ident)
+    return ident
+
+
 @functools.cache
 def _pytest_classes() -> tuple[type, type]:
     import pytest
@@ -142,10 +155,17 @@ def _pytest_classes() -> tuple[type, type]:
         def collect(self) -> Any:
             from edgerules.rulesets.policytest import load_cases
 
-            cf = load_cases(self.path)
-            target = cf.load_target()
+            try:
+                # paths inside (ruleset, rulesets, lists) are relative to the cases file
+                cf = load_cases(self.path)
+                target = cf.load_target()
+            except RuleError as exc:
+                # one clean collection error: the message, no internal frames
+                raise self.CollectError(str(exc)) from None
+            seen: set[str] = set()
             for case in cf.cases:
-                yield _PolicyCase.from_parent(self, name=case.name, target=target, case=case)
+                yield _PolicyCase.from_parent(self, name=_case_id(case.name, seen),
+                                              target=target, case=case)
 
     class _PolicyCase(pytest.Item):  # type: ignore[misc]
         def __init__(self, *, target: Any, case: Any, **kw: Any) -> None:

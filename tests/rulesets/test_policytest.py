@@ -168,8 +168,8 @@ def test_cli_trace_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 def test_cli_lint_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["lint", str(RULES / "mtls-required.json"), "--dump", "toml"]) == 0
-    out = capsys.readouterr().out
-    assert "ok, 1 rules" in out and "[[rules]]" in out
+    out, err = capsys.readouterr()
+    assert "ok, 1 rules" in err and "[[rules]]" in out  # only the document on stdout
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({"name": "b", "rules": [
         {"ref": "one", "expression": "http.hots eq 1", "action": "block"},

@@ -25,6 +25,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 # Modules that contribute subcommands, in the order `--help` lists them. A module whose
@@ -78,8 +79,69 @@ EXIT_ERROR = 2  # the command could not run: usage, input, refused operation
 EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): an unexpected exception, i.e. a bug
 
 
+def _not_utf8(argv: Sequence[str]) -> str | None:
+    """A message for the first argument that is not UTF-8 text, or None.
+
+    Python hands undecodable bytes of the command line over as lone surrogates
+    (``surrogateescape``); passed on, they would be silently changed (or crash later),
+    so they are refused here, naming the argument and its bytes."""
+    for position, arg in enumerate(argv, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = arg.encode("utf-8", "surrogateescape")
+            return (f"edgerules: argument {position} is not valid UTF-8 text: {ascii(raw)[1:]}; "
+                    "give names, paths and expressions as UTF-8")
+    return None
+
+
+# cryptography's warnings name what is wrong with a certificate; the CLI says that in one
+# line (once per distinct reason) instead of letting Python print a warning with a
+# source location of edgerules' code.
+_CRYPTOGRAPHY_REASONS = (
+    ("serial number which wasn't positive",
+     "a certificate's serial number is not positive, which RFC 5280 forbids (cryptography "
+     "will refuse such certificates in a future release)"),
+    ("negative serial number",
+     "a certificate's serial number is negative, which RFC 5280 forbids"),
+)
+
+
+def _report_warnings(caught: Sequence[warnings.WarningMessage]) -> None:
+    seen: set[str] = set()
+    for w in caught:
+        text = str(w.message)
+        module = getattr(w, "filename", "") or ""
+        from_crypto = "cryptography" in type(w.message).__module__ or "cryptography" in module \
+            or type(w.message).__name__ == "CryptographyDeprecationWarning"
+        if not from_crypto:
+            if issubclass(w.category, UserWarning):  # what Python would show by default
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            continue
+        reason = next((r for key, r in _CRYPTOGRAPHY_REASONS if key in text), None)
+        if reason is None:
+            reason = " ".join(text.split())
+        if reason not in seen:
+            seen.add(reason)
+            print(f"edgerules: warning: {reason}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    problem = _not_utf8(argv)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return EXIT_ERROR
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return _main(argv)
+        finally:
+            _report_warnings(caught)
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)

@@ -45,7 +45,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--store",
         metavar="PATH",
-        help="store with the CAs and mTLS hostnames (default $EDGERULES_STORE)",
+        help="store with the CAs and mTLS hostnames (default: $EDGERULES_STORE, else "
+        "./edgerules.db when it exists)",
     )
     p.add_argument(
         "--cert",
@@ -238,7 +239,12 @@ def build_server(args: argparse.Namespace) -> Any:
     else:
         print("edgerules proxy: no --rules given, every request is allowed", file=sys.stderr)
     store = None
-    store_path = args.store or os.environ.get("EDGERULES_STORE")
+    # The store commands' default: --store, else $EDGERULES_STORE, else ./edgerules.db —
+    # here only when it exists (the proxy never creates a store).
+    from edgerules.store import DEFAULT_PATH
+
+    store_path = args.store or os.environ.get("EDGERULES_STORE") or (
+        DEFAULT_PATH if os.path.exists(DEFAULT_PATH) else None)
     if store_path:
         from edgerules.store import open_store
 
@@ -257,7 +263,8 @@ def build_server(args: argparse.Namespace) -> Any:
             store.close()
             raise
     else:
-        print("edgerules proxy: no --store given, no hostname has mTLS enabled", file=sys.stderr)
+        print(f"edgerules proxy: no store (no --store, no $EDGERULES_STORE, no {DEFAULT_PATH}): "
+              "no hostname has mTLS enabled", file=sys.stderr)
     if store is not None and not args.cert:
         # the dev certificate also names every mTLS host, so clients can verify it
         names = ("localhost", "*.localhost", *sorted(store.mtls_hostnames()))

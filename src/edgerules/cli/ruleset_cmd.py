@@ -1,9 +1,11 @@
 """``edgerules test``, ``edgerules trace`` and ``edgerules lint``: rulesets on the command line.
 
 This module owns only argument handling and output; loading, evaluation, tracing and
-the policy-test runner live in ``ruleset.py`` and ``policytest.py``. Exit codes: 0 ok,
-1 a failing case or a broken ruleset/request (printed, no traceback), 2 usage errors
-(argparse).
+the policy-test runner live in ``ruleset.py`` and ``policytest.py``. Exit codes (the
+same for every command, docs/cli.md): 0 ok; 1 a failing case, a problem ``lint`` found,
+a block seen by ``trace --exit-code``; 2 the command could not run (usage, a ruleset or
+cases file that does not load, a bad request file). Machine output (``--json``,
+``--dump``, ``--junit -``) is the only thing on stdout; status lines go to stderr then.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("ruleset", metavar="RULESET", help="ruleset file (.json/.toml) or a cases file")
     p.add_argument("cases", metavar="CASES", nargs="*", help="policy-test files (*.tests.toml)")
     p.add_argument("-v", "--verbose", action="store_true", help="show traces of passing cases too")
+    p.add_argument("--junit", metavar="FILE",
+                   help="also write the results as JUnit XML (for CI systems)")
     _add_common(p)
     p.set_defaults(func=_cmd_test)
 
@@ -47,8 +51,11 @@ def register(subparsers: Any) -> None:
                     "disabled, skipped) and the value of each sub-expression of the "
                     "deciding rule.")
     p.add_argument("ruleset", metavar="RULESET")
-    p.add_argument("--request", "-r", metavar="REQ.json",
-                   help='request fields as JSON ({"http.host": "…", …}); "-" reads stdin')
+    p.add_argument("--fields", dest="request", metavar="FILE.json",
+                   help='request fields as JSON ({"http.host": "…", …}, or {"request": {…}, '
+                        '"client_cert": "valid"}); "-" reads stdin')
+    # the option's name before 0.2 (one name across commands now: --fields, as in eval)
+    p.add_argument("--request", "-r", dest="request", help=argparse.SUPPRESS)
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
                    help="set one field (VALUE is JSON if it parses, else a string); repeatable")
     p.add_argument("--client-cert", metavar="PROFILE",
@@ -57,7 +64,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--explain", action="append", default=[], metavar="REF",
                    help="also show sub-expression values of this rule (repeatable)")
     p.add_argument("--all", action="store_true", help="show sub-expression values of every rule")
-    p.add_argument("--json", action="store_true", help="print the decision as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the decision as JSON (with the response a block is answered with)")
+    p.add_argument("--exit-code", action="store_true",
+                   help="exit 1 when the request is blocked or challenged (0 when allowed)")
     _add_common(p)
     p.set_defaults(func=_cmd_trace)
 
@@ -66,7 +76,8 @@ def register(subparsers: Any) -> None:
         description="Load each ruleset (compiling every rule) and report all problems; "
                     "--dump prints the normalised ruleset as JSON or TOML.")
     p.add_argument("rulesets", metavar="RULESET", nargs="+")
-    p.add_argument("--dump", choices=("json", "toml"), help="print the loaded ruleset")
+    p.add_argument("--dump", choices=("json", "toml"),
+                   help="print the loaded ruleset (only the document goes to stdout)")
     _add_common(p)
     p.set_defaults(func=_cmd_lint)
 
@@ -107,6 +118,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
             case_paths = [str(sibling)]
     all_ok = True
     broken = False
+    suites: list[tuple[str, str, Any, str | None]] = []
+    out = sys.stderr if args.junit == "-" else sys.stdout  # stdout is the XML then
     for cpath in case_paths:
         try:
             cf = load_cases(cpath)
@@ -121,16 +134,22 @@ def _cmd_test(args: argparse.Namespace) -> int:
                 target = cf.load_target(ruleset, lists=lists)
                 shown = ruleset
         except RuleError as exc:
-            if len(case_paths) == 1:
+            if len(case_paths) == 1 and not args.junit:
                 raise
             # One broken cases file does not hide the results of the others.
             print(str(exc), file=sys.stderr)
+            suites.append((cpath, str(ruleset or ""), None, str(exc)))
             broken = True
             continue
         report = run_cases(target, cf.cases, trace="always" if args.verbose else "failures")
         report.title = f"{cpath} against {shown}:"
-        print(report.render(verbose=args.verbose))
+        print(report.render(verbose=args.verbose), file=out)
+        suites.append((cpath, str(shown), report, None))
         all_ok = all_ok and report.ok
+    if args.junit:
+        from edgerules.rulesets.junit import junit_xml
+
+        _write_output(args.junit, junit_xml(suites))
     if broken:
         return 2  # some cases could not run: an input error outranks failures
     return 0 if all_ok else 1
@@ -184,8 +203,12 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     trace = target.trace(ctx, explain=explain)
     if not args.all:
         _check_explain(target, trace, args.explain)
+    decision = trace.decision
     if args.json:
-        out = trace.decision.to_dict()
+        out = decision.to_dict()
+        out["status"] = decision.status
+        if decision.outcome != "allow":
+            out["response"] = _answer(decision)
         out["rules"] = [
             {"ruleset": s.ruleset.name, "rule": s.rule.label, "action": s.rule.action,
              "status": s.status, "note": s.note}
@@ -194,7 +217,34 @@ def _cmd_trace(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
     else:
         print(trace.render())
+    if args.exit_code and decision.outcome != "allow":
+        return 1
     return 0
+
+
+def _answer(decision: Any) -> dict[str, Any]:
+    """The response a blocked or challenged request gets: the rule's custom response, or
+    the default page the proxy and the middleware answer with (``default: true``)."""
+    if decision.response is not None:
+        answer = dict(decision.response.to_dict())
+        answer["default"] = False
+        return answer
+    from edgerules.enforcement.decision import block_page, verdict_from_decision
+
+    status, ctype, body = block_page(verdict_from_decision(decision), None)
+    return {"status_code": status, "content_type": ctype.decode("latin-1"),
+            "content": body.decode("utf-8", "replace"), "default": True}
+
+
+def _write_output(path: str, text: str) -> None:
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise RuleError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _check_explain(target: Any, trace: Any, refs: list[str]) -> None:
@@ -216,9 +266,13 @@ def _check_explain(target: Any, trace: Any, refs: list[str]) -> None:
 def _cmd_lint(args: argparse.Namespace) -> int:
     from edgerules.rulesets import Policy, Ruleset
 
+    if args.dump and len(args.rulesets) > 1:
+        raise RuleError("--dump prints one ruleset: give one RULESET (the output must be "
+                        "one document)")
     lists = _lists(args)
     status = 0
     loaded = []
+    note = sys.stderr if args.dump else sys.stdout  # stdout holds only the document then
     for path in args.rulesets:
         try:
             rs = Ruleset.load(path, lists=lists, limits=args.plan)
@@ -229,7 +283,7 @@ def _cmd_lint(args: argparse.Namespace) -> int:
         loaded.append(rs)
         enabled = sum(1 for r in rs.rules if r.enabled)
         print(f"{path}: ok, {len(rs.rules)} rules ({enabled} enabled); fields read: "
-              f"{', '.join(sorted(rs.fields)) or 'none'}")
+              f"{', '.join(sorted(rs.fields)) or 'none'}", file=note)
         if args.dump == "json":
             print(rs.to_json(), end="")
         elif args.dump == "toml":
