@@ -107,6 +107,9 @@ _CRYPTOGRAPHY_REASONS = (
 )
 
 
+_SERVERS = frozenset({"proxy", "serve"})
+
+
 def _report_warnings(caught: Sequence[warnings.WarningMessage]) -> None:
     seen: set[str] = set()
     for w in caught:
@@ -133,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem is not None:
         print(problem, file=sys.stderr)
         return EXIT_ERROR
+    if argv and argv[0] in _SERVERS:
+        return _main(argv)  # long-running: warnings are not collected for the process's life
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
