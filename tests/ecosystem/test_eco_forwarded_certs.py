@@ -355,6 +355,8 @@ def test_store_option_takes_a_path_or_a_store(ruleset, tmp_path):
     assert call(mw, [], client=CLIENT) == 403  # mTLS host, no certificate
     mw2 = EdgeRulesMiddleware(App(), ruleset, store=path)  # a PathLike too
     assert call(mw2, [], client=CLIENT, host="www.localhost") == 200
+    mw.gate.store.close()
+    mw2.gate.store.close()
     with pytest.raises(RuleError, match="no such file"):
         EdgeRulesMiddleware(App(), ruleset, store=str(tmp_path / "typo.db"))
     assert not (tmp_path / "typo.db").exists()
