@@ -309,3 +309,30 @@ def test_a_version_1_store_is_migrated(tmp_path) -> None:
         assert s.list_crls() == []
     finally:
         s.close()
+
+
+@pytest.mark.parametrize(
+    ("tag", "value"),
+    [(0x14, "Zürich-001".encode("latin-1")), (0x13, b"device_001"), (0x0C, b"caf\xe9-01xx")],
+    ids=["t61-latin1", "printablestring-underscore", "invalid-utf8"],
+)
+def test_csrs_with_undecodable_names_are_refused_with_a_reason(store, tag, value) -> None:
+    """Issue 10 point 3: never an internal error."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    base = x509.CertificateSigningRequestBuilder().subject_name(chains.name("X" * len(value)))
+    info = base.sign(key, hashes.SHA256()).tbs_certrequest_bytes
+    placeholder = bytes([0x0C, len(value)]) + b"X" * len(value)
+    info = info.replace(placeholder, bytes([tag, len(value)]) + value)
+    sig = key.sign(info, chains.ec.ECDSA(hashes.SHA256()))
+    der = chains._tlv(0x30, info + bytes.fromhex("300a06082a8648ce3d040302")
+                      + chains._tlv(0x03, b"\x00" + sig))
+    import base64
+    import textwrap
+
+    pem = ("-----BEGIN CERTIFICATE REQUEST-----\n"
+           + "\n".join(textwrap.wrap(base64.b64encode(der).decode(), 64))
+           + "\n-----END CERTIFICATE REQUEST-----\n")
+    with pytest.raises(PKIError, match="the CSR's subject cannot be decoded"):
+        store.issue_certificate(csr=pem)

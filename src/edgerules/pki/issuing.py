@@ -137,6 +137,15 @@ def create_managed_ca(
     return builder.sign(key, _SIGNATURE_HASH)
 
 
+# [U] issue 10 point 3: a CSR whose subject cryptography cannot decode is refused with the
+# reason (the subject is copied into the certificate through cryptography's builder).
+_UNDECODABLE_SUBJECT = (
+    "the CSR's subject cannot be decoded: it holds a string whose characters do not fit its "
+    "ASN.1 type (a T61String or IA5String with non-ASCII bytes, a PrintableString outside "
+    "its alphabet, invalid UTF-8): re-create the CSR with UTF8String names"
+)
+
+
 def load_csr(pem: str | bytes) -> x509.CertificateSigningRequest:
     """Parse and check a PEM CSR: one request, a valid self-signature, a usable key."""
     data = pem.encode("utf-8") if isinstance(pem, str) else pem
@@ -150,7 +159,13 @@ def load_csr(pem: str | bytes) -> x509.CertificateSigningRequest:
     try:
         csr = x509.load_pem_x509_csr(data)
     except ValueError as exc:
+        if "AttributeValue" in str(exc):
+            raise PKIError(_UNDECODABLE_SUBJECT) from None
         raise PKIError(f"malformed CSR: {exc}") from None
+    try:
+        csr.subject  # noqa: B018 (decoded lazily: a bad string would surface much later)
+    except ValueError:
+        raise PKIError(_UNDECODABLE_SUBJECT) from None
     try:
         valid = csr.is_signature_valid
     except (UnsupportedAlgorithm, ValueError) as exc:
