@@ -46,6 +46,8 @@ class ResultCache(Generic[T]):
         return len(self._data)
 
     def get(self, key: Hashable, now: _dt.datetime) -> T | None:
+        if self.maxsize == 0:
+            return None  # caching disabled: nothing to look up (no lock taken)
         with self._lock:
             entry = self._data.get(key)
             if entry is None:

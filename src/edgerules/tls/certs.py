@@ -185,6 +185,17 @@ class Cert:
 
     # -- time and extensions --------------------------------------------------------
 
+    @property
+    def validity_edges(self) -> tuple[_dt.datetime, _dt.datetime]:
+        """``(notBefore, the first instant after notAfter)``: where its validity changes."""
+        edges = self.memo.get("edges")
+        if edges is None:
+            edges = self.memo["edges"] = (
+                self.x509.not_valid_before_utc,
+                self.x509.not_valid_after_utc + _dt.timedelta(microseconds=1),
+            )
+        return edges  # type: ignore[return-value]
+
     def valid_at(self, now: _dt.datetime) -> bool:
         try:
             return self.x509.not_valid_before_utc <= now <= self.x509.not_valid_after_utc
@@ -289,10 +300,12 @@ class TrustAnchors:
         "certs",
         "cost_by_subject",
         "ders",
+        "max_subject_cost",
         "name_constraints",
         "problems",
         "profiles",
         "store",
+        "verifier",
     )
 
     def __init__(self, items: Iterable[tuple[Cert, Profile, str]] | Sequence[Cert]) -> None:
@@ -313,6 +326,8 @@ class TrustAnchors:
         self.name_constraints = any(_NC_OID_DER in d for d in unique)
         native = [a.cert.x509 for a in self.anchors if not a.cert.copy]
         self.store = Store(native) if native else None
+        # (verification second, cryptography ClientVerifier) last built (tls/verify.py)
+        self.verifier: tuple[object, object] | None = None
         self.by_canon: dict[object, list[Anchor]] = {}
         for a in self.anchors:
             try:
@@ -328,6 +343,7 @@ class TrustAnchors:
             if not a.cert.copy:
                 subj = a.cert.subject
                 self.cost_by_subject[subj] = self.cost_by_subject.get(subj, 0) + a.cert.cost
+        self.max_subject_cost = max(self.cost_by_subject.values(), default=0)
 
 
 # DER of the NameConstraints extension OID: a cheap pre-filter on raw certificate bytes.

@@ -375,9 +375,15 @@ class ClientCertValidator:
                 detail=f"internal error on this chain: {type(exc).__name__}: {exc}",
                 chain_der=ders,
             )
-        start = max((t for t in edges if t <= when), default=None)
-        end = min((t for t in edges if t > when), default=None)
-        self.cache.put(key, auth, start, end, total)
+        if self.cache.maxsize:
+            start = end = None
+            for t in edges:  # the window around ``when`` in which nothing changes
+                if t <= when:
+                    if start is None or t > start:
+                        start = t
+                elif end is None or t < end:
+                    end = t
+            self.cache.put(key, auth, start, end, total)
         return auth
 
     def _over_limits(self, ders: tuple[bytes, ...], total: int) -> ClientAuth:
@@ -437,8 +443,7 @@ class ClientCertValidator:
                     chain_der=ders,
                 ), edges
         for cert in (leaf, *intermediates):
-            edges.append(cert.x509.not_valid_before_utc)
-            edges.append(cert.x509.not_valid_after_utc + _TICK)
+            edges.extend(cert.validity_edges)
         pool = _dedupe_same_key(intermediates, now)
         result = verify_path(
             leaf, pool, self._anchors, now, sigs, self.profile, intermediate_ders=ders[1:]

@@ -111,7 +111,13 @@ def builder_bound(leaf: Cert, pool: Sequence[Cert], anchors: TrustAnchors) -> in
     """The most (in P-256 units) cryptography's path builder can spend on signatures:
     it visits at most ``MAX_CHAIN_DEPTH + 1`` certificates along one path (at most one
     candidate per name and key can verify, and same-name-same-key duplicates are
-    removed), trying at each every candidate whose subject equals the issuer name."""
+    removed), trying at each every candidate whose subject equals the issuer name. (A
+    quick bound — every presented certificate plus the costliest same-name anchors — is
+    used when it is small.)"""
+    pool_cost = sum(c.cost for c in pool)
+    quick = (MAX_CHAIN_DEPTH + 1) * (pool_cost + anchors.max_subject_cost)
+    if quick <= 2 * (MAX_CHAIN_DEPTH + 1):  # the common case: nothing to look at closer
+        return quick
     by_subject: dict[bytes, int] = dict(anchors.cost_by_subject)
     for c in pool:
         by_subject[c.subject] = by_subject.get(c.subject, 0) + c.cost
@@ -124,14 +130,22 @@ def _fast(
 ) -> tuple[tuple[Cert, ...] | None, str]:
     """cryptography's verdict: (path as Certs, "") or (None, its message)."""
     try:
-        verifier = (
-            PolicyBuilder()
-            .store(anchors.store)  # type: ignore[arg-type]
-            .time(_naive_utc(now))
-            .max_chain_depth(MAX_CHAIN_DEPTH)
-            .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
-            .build_client_verifier()
-        )
+        # cryptography's verification time has one-second precision: the verifier built
+        # for this second serves every validation in it (one cached per anchor set)
+        second = _naive_utc(now).replace(microsecond=0)
+        cached = anchors.verifier
+        if cached is not None and cached[0] == second:
+            verifier = cached[1]
+        else:
+            verifier = (
+                PolicyBuilder()
+                .store(anchors.store)  # type: ignore[arg-type]
+                .time(second)
+                .max_chain_depth(MAX_CHAIN_DEPTH)
+                .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
+                .build_client_verifier()
+            )
+            anchors.verifier = (second, verifier)
         verified = verifier.verify(leaf.x509, [c.x509 for c in pool])
     except Exception as exc:  # VerificationError, or anything odd in unusual input
         return None, str(exc) or type(exc).__name__
