@@ -16,6 +16,7 @@ Invariants: no I/O and no SQL here (the backends do that); every error is a
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -27,6 +28,8 @@ from edgerules.pki.records import UploadedCA
 
 if TYPE_CHECKING:
     from edgerules.tls import ClientCertValidator, RevocationSource
+
+log = logging.getLogger("edgerules.store")
 
 __all__ = [
     "CRLFields",
@@ -207,6 +210,9 @@ def build_validator(
             TrustedCA(e.pem, profile=profile, allow=tuple(a for a in allow.split(",") if a),
                       crl_stale=e.crl_stale)
         )
-    return ClientCertValidator(
+    validator = ClientCertValidator(
         trusted, revocation=revocation, crls=[c for c in crls if c], trust_version=trust_version
     )
+    for problem in validator.problems:  # skipped, never fatal: say so where operators look
+        log.warning("validator: %s", problem)
+    return validator
