@@ -111,7 +111,9 @@ def test_url_decode_repeat_is_linear_and_equals_repeated_passes() -> None:
 
 def test_non_string_field_names_are_context_errors() -> None:
     with pytest.raises(ContextError, match="field names are strings"):
-        default_scheme().context({1: "x"})  # type: ignore[dict-item]
+        _ = default_scheme().context({1: "x"}).values  # type: ignore[dict-item]
+    with pytest.raises(ContextError, match="field names are strings"):
+        edgerules.compile("ssl").execute(default_scheme().context({1: "x"}))  # type: ignore[dict-item]
     with pytest.raises(ContextError):
         default_scheme().context()[None] = 1  # type: ignore[index]
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from edgerules.lang.errors import ContextError
 from edgerules.lang.types import (
@@ -43,7 +43,7 @@ from edgerules.lang.types import (
 if TYPE_CHECKING:
     from edgerules.lang.scheme import Scheme
 
-__all__ = ["HEADER_MAPS", "Context", "make_coercer"]
+__all__ = ["HEADER_MAPS", "UNREAD", "Context", "LazyMap", "make_coercer", "make_lazy_coercer"]
 
 # Map fields whose keys are HTTP header names: matched case-insensitively (lowercased at
 # the Context boundary; ``matchgen`` looks a rule's lowercase key up, then compares
@@ -227,8 +227,116 @@ def _coercer(name: str, t: Type) -> Callable[[object], object]:
     raise ContextError(f'field "{name}": unsupported type {t}')
 
 
+def make_lazy_coercer(name: str, t: Type, optional: bool = False) -> Callable[[object], object]:
+    """The coercer a lazily built Context uses: ``make_coercer``'s, except that a map
+    becomes a ``LazyMap`` converting only the keys that are read."""
+    full = make_coercer(name, t, optional)
+    if not isinstance(t, Map) or optional:
+        return full
+    elem = _coercer(f"{name}[]", t.value)
+    lower = name in HEADER_MAPS
+
+    def coerce_lazy_map(value: object) -> object:
+        if not isinstance(value, Mapping):
+            return full(value)  # raises the error
+        return LazyMap(value, elem, lower, full)
+
+    return coerce_lazy_map
+
+
+class LazyMap(Mapping):
+    """A map field of a lazily built Context: ``get(key)`` converts that one entry (a
+    rule reads one header, not twenty); anything else converts the whole map once, with
+    ``make_coercer``'s checks. Equal to the dict it stands for. Header maps match names
+    case-insensitively: a key with an uppercase ASCII letter is never found (the whole
+    map's keys are lowercased), a lowercase one finds any spelling."""
+
+    __slots__ = ("_cache", "_elem", "_full", "_lower", "_raw", "_whole")
+
+    def __init__(self, raw: Mapping, elem: Callable[[object], object], lower: bool,
+                 whole: Callable[[object], object]) -> None:
+        self._raw = raw
+        self._elem = elem
+        self._lower = lower
+        self._whole = whole
+        self._full: dict | None = None
+        self._cache: dict[bytes, object] = {}
+
+    def get(self, key: object, default: object = None) -> object:
+        full = self._full
+        if full is not None:
+            return full.get(key, default)
+        cache = self._cache
+        found = cache.get(key, _ABSENT)  # type: ignore[call-overload]
+        if found is not _ABSENT:
+            return found
+        if type(key) is not bytes or (self._lower and key != key.lower()):
+            return self._full_map().get(key, default)
+        raw = self._raw
+        x = raw.get(key.decode("utf-8", "surrogateescape"), _ABSENT)
+        if x is _ABSENT:
+            x = raw.get(key, _ABSENT)
+            if x is _ABSENT and self._lower:
+                for k, v in raw.items():
+                    name = k.encode("utf-8", "surrogateescape") if isinstance(k, str) else k
+                    if isinstance(name, bytes) and name.lower() == key:
+                        x = v
+                        break
+            if x is _ABSENT:
+                return default
+        value = cache[key] = self._elem(x)
+        return value
+
+    def _full_map(self) -> dict:
+        if self._full is None:
+            self._full = self._whole(self._raw)  # type: ignore[assignment]
+        return self._full  # type: ignore[return-value]
+
+    def __getitem__(self, key: object) -> object:
+        return self._full_map()[key]
+
+    def __iter__(self) -> Iterator[object]:
+        return iter(self._full_map())
+
+    def __len__(self) -> int:
+        return len(self._full_map())
+
+    def values(self) -> Any:
+        return self._full_map().values()
+
+    def items(self) -> Any:
+        return self._full_map().items()
+
+    def __eq__(self, other: object) -> bool:
+        return self._full_map() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._full_map())
+
+
+class _Unread:
+    """The marker of a slot a lazily built Context has not read yet."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNREAD"
+
+
+UNREAD = _Unread()
+_ABSENT = object()
+
+
 class Context:
-    """The values of one request for one scheme (a flat slot list, filled once).
+    """The values of one request for one scheme (a flat slot list).
+
+    ``scheme.context(mapping)`` builds it lazily: it keeps the mapping, and a field is
+    read (one ``mapping.get``), converted and stored when a filter first reads it, so a
+    Context costs what the filters read. ``values`` — what the closure compiler and the
+    ruleset evaluator read — converts every given field first. With ``only`` (and for
+    an empty Context) every slot is filled at once.
 
     >>> from edgerules.lang.scheme import Scheme
     >>> from edgerules.lang.types import BYTES, BOOL
@@ -237,7 +345,7 @@ class Context:
     (b'a.com', False)
     """
 
-    __slots__ = ("scheme", "values")
+    __slots__ = ("_src", "_strict", "_v", "scheme")
 
     def __init__(
         self,
@@ -248,9 +356,66 @@ class Context:
         strict: bool = True,
     ) -> None:
         self.scheme = scheme
-        self.values: list[object] = list(scheme._defaults)
+        self._strict = strict
+        if values and only is None:
+            if values.__class__ is not dict and not isinstance(values, Mapping):
+                raise ContextError(
+                    f"expected a mapping of field names to values, got {type(values).__name__}"
+                )
+            self._v: list[object] = list(scheme._unread)
+            self._src: Mapping[str, object] | None = values
+            return
+        self._v = list(scheme._defaults)
+        self._src = None
         if values:
             self.update(values, only=only, strict=strict)
+
+    @property
+    def values(self) -> list[object]:
+        """The slot list (``values[field.index]``), every given field converted."""
+        if self._src is not None:
+            self._materialize()
+        return self._v
+
+    def _materialize(self) -> None:
+        """Convert every field of the lazy source (unknown keys raise unless not
+        strict), then forget the source."""
+        src = self._src
+        assert src is not None
+        saved = list(self._v)
+        self._v[:] = self.scheme._defaults
+        self._src = None
+        try:
+            self.update(src, strict=self._strict)
+        except BaseException:
+            self._src = src  # keep the Context as it was
+            self._v[:] = saved
+            raise
+
+    @staticmethod
+    def _load(ctx: Context, i: int) -> object:
+        """Read slot ``i`` of a lazy Context from its source: the canonical name, else an
+        alias, else the default (after checking the source's keys when strict)."""
+        scheme = ctx.scheme
+        src = ctx._src
+        if src is None:  # pragma: no cover - slots of a filled Context are never UNREAD
+            return ctx.values[i]
+        fld = scheme._fields[i]
+        raw = src.get(fld.name, _ABSENT)
+        if raw is _ABSENT:
+            for alias in scheme._aliases_of[i]:
+                raw = src.get(alias, _ABSENT)
+                if raw is not _ABSENT:
+                    break
+            else:
+                if ctx._strict:
+                    from edgerules.lang.matchgen import check_keys
+
+                    check_keys(scheme, src)
+                value = ctx._v[i] = fld.default
+                return value
+        value = ctx._v[i] = scheme._lazy_coercers[i](raw)
+        return value
 
     def set(self, name: str, value: object) -> None:
         """Coerce and store ``value`` for field ``name`` (canonical name or alias).
@@ -262,16 +427,18 @@ class Context:
         if fld is None:
             self.scheme.field(name)  # raises ContextError (a suggestion, or a non-str name)
             raise AssertionError  # pragma: no cover
-        self.values[fld.index] = self.scheme._coercers[fld.index](value)
+        self.values[fld.index] = self.scheme._coercers[fld.index](value)  # (materialised)
 
     __setitem__ = set
 
     def __getitem__(self, name: str) -> object:
-        return self.values[self.scheme.field(name).index]
+        i = self.scheme.field(name).index
+        value = self._v[i]
+        return Context._load(self, i) if value is UNREAD else value
 
     def get(self, name: str, default: object = None) -> object:
         fld = self.scheme.get(name)
-        return default if fld is None else self.values[fld.index]
+        return default if fld is None else self[fld.name]
 
     def update(
         self,
@@ -303,7 +470,7 @@ class Context:
         # ``set`` inline (this runs once per field per request).
         coercers = scheme._coercers
         aliases_of = scheme._aliases_of
-        values = self.values
+        values = self.values  # (a lazy Context is materialised first)
         seen: set[int] = set()
         absent = False
         for name in only:

@@ -222,9 +222,7 @@ class Filter:
     # -- evaluation ----------------------------------------------------------------------
 
     def _make_execute(self) -> Callable[[Context], bool]:
-        fn = self._fn
-        scheme = self.scheme
-        other = self._execute_other
+        real: Callable[[Context], bool] | None = None
 
         def execute(ctx: Context) -> bool:
             """Evaluate against a ``Context`` of this filter's scheme (the fast path).
@@ -232,20 +230,42 @@ class Filter:
             A plain mapping is accepted too (then this is ``matches``).
 
             Raises:
-                ContextError: the context belongs to another scheme.
+                ContextError: the context belongs to another scheme; a value of the
+                    wrong type read from a lazily built Context.
             """
-            try:
-                if ctx.scheme is scheme:
-                    return fn(ctx.values)
-            except AttributeError:
-                if isinstance(ctx, Context):
-                    raise
-                return other(ctx)
-            raise ContextError("the context was built for another scheme than the filter's")
+            # First call: generate the function (execgen), or the closure path, then
+            # replace this bootstrap (kept for callers holding it, built once).
+            nonlocal real
+            if real is None:
+                real = self.execute = self._build_execute()
+            return real(ctx)
+
+        return execute
+
+    def _build_execute(self) -> Callable[[Context], bool]:
+        from edgerules.lang.execgen import build_execute
+
+        generated = build_execute(self._checked, self._execute_other)
+        if generated is not None:
+            return generated
+        fn = self._fn
+        scheme = self.scheme
+        other = self._execute_other
+
+        def execute(ctx: Context) -> bool:
+            if ctx.__class__ is Context and ctx.scheme is scheme:
+                return fn(ctx.values)
+            return other(ctx)
 
         return execute
 
     def _execute_other(self, ctx: object) -> bool:
+        """``execute`` for anything but a ``Context`` of this scheme: a Context subclass
+        of it runs the closures, a mapping is ``matches``, the rest is an error."""
+        if isinstance(ctx, Context):
+            if ctx.scheme is not self.scheme:
+                raise ContextError("the context was built for another scheme than the filter's")
+            return self._fn(ctx.values)
         if isinstance(ctx, Mapping):
             return self.matches(ctx)
         raise ContextError(f"expected a Context, got {type(ctx).__name__}")

@@ -305,6 +305,7 @@ class _Gen:
         self.rechecked: set[str] = set()  # fields needing ``v = U`` at the top
         self.temps = 0
         self.depth = 0
+        self.text = ""  # the generated source, once compile_shape ran
 
     def temp(self) -> str:
         self.temps += 1
@@ -612,6 +613,8 @@ class _Gen:
             if k != "m":
                 raise _Unsupported
             key = base.index
+            if fld.name in _HEADER_MAPS and key != key.lower():
+                return f"({code}, ())[1]", after  # header names are lowercased: never found
             r = self.const(_Reader(fld, self.scheme, {}))
             lower = "True" if fld.name in _HEADER_MAPS else "False"
             got = f"MS({code}, {self.const(_canon_literal(key))}, {self.const(key)}, {lower}, {r})"
@@ -670,7 +673,7 @@ def _anchored_prefix(rx: Any) -> str:
 
 # Shape cache: source text -> code object (the text holds no rule value, so rules of the
 # same shape share it). Bounded: least recently used shapes are dropped.
-_CODE: OrderedDict[str, Any] = OrderedDict()
+_CODE: OrderedDict[tuple[str, str], Any] = OrderedDict()
 _CODE_MAX = 2048
 # Deeper expressions (each level adds a few parentheses) and longer sources take the
 # closure path: CPython's parser stops at 200 nested parentheses, and compile() time
@@ -679,27 +682,39 @@ _MAX_DEPTH = 40
 _MAX_SOURCE = 40_000
 
 
-def build_matches(checked: Checked) -> Callable[..., bool] | None:
-    """The generated ``matches(mapping, strict=True)`` of ``checked``, or ``None`` when
-    the expression uses a construct the generator does not cover."""
-    gen = _Gen(checked)
+def compile_shape(gen: _Gen, filename: str) -> Any:
+    """Generate ``gen``'s source (kept as ``gen.text``) and return its code object, from
+    the shape cache when a filter of the same shape was compiled before; ``None`` when
+    the expression is not covered."""
     try:
         text = gen.source()
     except _Unsupported:
         return None
     if len(text) > _MAX_SOURCE:
         return None
-    code = _CODE.get(text)
+    gen.text = text
+    key = (filename, text)
+    code = _CODE.get(key)
     if code is None:
-        code = compile(text, "<edgerules matches>", "exec")
-        _CODE[text] = code
+        code = compile(text, filename, "exec")
+        _CODE[key] = code
         if len(_CODE) > _CODE_MAX:
             _CODE.popitem(last=False)
     else:
-        _CODE.move_to_end(text)
+        _CODE.move_to_end(key)
+    return code
+
+
+def build_matches(checked: Checked) -> Callable[..., bool] | None:
+    """The generated ``matches(mapping, strict=True)`` of ``checked``, or ``None`` when
+    the expression uses a construct the generator does not cover."""
+    gen = _Gen(checked)
+    code = compile_shape(gen, "<edgerules matches>")
+    if code is None:
+        return None
     namespace: dict[str, Any] = {}
     exec(code, namespace)
     helpers = (_ABSENT, _UNREAD, MISSING, _encode, _lower, _upper, _bad_mapping, _map_strs)
     fn = namespace["make"](*helpers, *gen.consts)
-    fn.source = text  # type: ignore[attr-defined]  # for tests and debugging
+    fn.source = gen.text  # type: ignore[attr-defined]  # for tests and debugging
     return fn  # type: ignore[no-any-return]

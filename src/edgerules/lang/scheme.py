@@ -86,9 +86,11 @@ class Scheme:
         "_defaults",
         "_fields",
         "_functions",
+        "_lazy_coercers",
         "_limits",
         "_names",
         "_token_configs",
+        "_unread",
     )
 
     def __init__(
@@ -101,7 +103,7 @@ class Scheme:
         limits: ExpressionLimits | None = None,
         token_configs: TokenConfigs | Iterable[TokenConfig] | None = None,
     ) -> None:
-        from edgerules.lang.context import make_coercer
+        from edgerules.lang.context import make_coercer, make_lazy_coercer
 
         items = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
         optional_set = set(optional)
@@ -149,8 +151,15 @@ class Scheme:
         self._check_cache: dict[str, Any] = {}
         self._names: tuple[str, ...] = tuple(by_name)
         self._defaults: tuple[object, ...] = tuple(f.default for f in out)
+        from edgerules.lang.context import UNREAD
+
+        self._unread: tuple[object, ...] = (UNREAD,) * len(out)  # a lazy Context's slots
         self._coercers: tuple[Callable[[object], object], ...] = tuple(
             make_coercer(f.name, f.type, f.optional) for f in out
+        )
+        # A lazy Context's: maps convert only the keys a rule reads.
+        self._lazy_coercers: tuple[Callable[[object], object], ...] = tuple(
+            make_lazy_coercer(f.name, f.type, f.optional) for f in out
         )
         self._limits = _check_limits(limits)
         self._token_configs = _token_registry(token_configs)
@@ -262,7 +271,7 @@ class Scheme:
         """
         new = object.__new__(Scheme)
         for name in ("_aliases", "_aliases_of", "_by_name", "_coercers", "_defaults",
-                     "_fields", "_names"):
+                     "_fields", "_lazy_coercers", "_names", "_unread"):
             setattr(new, name, getattr(self, name))
         new._check_cache = {}
         new._limits = self._limits if limits is None else _check_limits(limits)
@@ -285,9 +294,7 @@ class Scheme:
         """A new ``Context`` of this scheme, filled from ``values`` (only the ``only`` keys
         when given; ``strict=False`` ignores keys outside the scheme, see
         ``Context.update``)."""
-        from edgerules.lang.context import Context
-
-        return Context(self, values, only=only, strict=strict)
+        return _context_class()(self, values, only=only, strict=strict)
 
 
 def _check_limits(limits: object) -> ExpressionLimits:
@@ -306,6 +313,13 @@ def _token_registry(configs: object) -> TokenConfigs | None:
     if isinstance(configs, TokenConfigs):
         return configs
     return TokenConfigs(configs)  # type: ignore[arg-type]
+
+
+@functools.cache
+def _context_class() -> type[Context]:
+    from edgerules.lang.context import Context
+
+    return Context
 
 
 def _closest(name: str, candidates: Iterable[str]) -> str | None:
