@@ -39,8 +39,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-PATHS = ("matches", "context_execute", "execute")
-TITLES = {"matches": "matches", "context_execute": "ctx+execute", "execute": "execute"}
+PATHS = ("matches", "context_execute", "lazy_context_execute", "execute")
+TITLES = {"matches": "matches", "context_execute": "ctx+execute",
+          "lazy_context_execute": "lazy ctx+execute", "execute": "execute"}
 
 
 def _batch(fn: Callable[[], object], number: int) -> float:
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             "hand": lambda hand=hand, req=req: hand(req),
             "matches": lambda matches=matches, req=req: matches(req),
             "context_execute": lambda e=execute, c=context, req=req: e(c(req)),
+            "lazy_context_execute": lambda e=execute, c=context, req=req: e(c(req, lazy=True)),
             "execute": lambda execute=execute, ctx=ctx: execute(ctx),
         }
         s = {k: pick(v) for k, v in measure(fns, args.rounds).items()}

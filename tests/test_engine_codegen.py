@@ -148,11 +148,13 @@ def _expected(f: Filter, request: dict[str, Any]) -> bool:
     and the reference interpreter, all agreeing."""
     from reference_interpreter import evaluate
 
-    lazy = default_scheme().context(request)
+    lazy = default_scheme().context(request, lazy=True)
     result = f.execute(lazy)  # generated, reading slots lazily
     filled = default_scheme().context(request)
-    filled.values  # noqa: B018 - converts every field
     assert f.execute(filled) is result
+    also_lazy = default_scheme().context(request, lazy=True)
+    _ = also_lazy.values  # converts every given field
+    assert f.execute(also_lazy) is result
     assert f.execute(default_scheme().context(request, only=f.fields)) is result
     assert f._fn(filled.values) is result  # the closure compiler (rulesets use it)
     assert result == evaluate(f._checked, filled)
@@ -195,14 +197,16 @@ def test_unknown_field_names_are_errors_with_a_suggestion() -> None:
     f = edgerules.compile("not cf.tls_client_auth.cert_verified")
     typo = {"cf.tls_client_auth.cert_verifed": True}
     for call in (lambda: f.matches(typo),
-                 lambda: f.execute(default_scheme().context(typo)),  # lazy: on the read
-                 lambda: default_scheme().context(typo).values,  # every field converted
+                 lambda: default_scheme().context(typo),  # every field converted
+                 lambda: f.execute(default_scheme().context(typo, lazy=True)),  # on the read
+                 lambda: default_scheme().context(typo, lazy=True).values,
                  lambda: default_scheme().context(typo, only=f.fields)):
         with pytest.raises(ContextError, match=r'did you mean "cf\.tls_client_auth\.cert_verified"'):
             call()
     assert f.matches(typo, strict=False) is True
     assert f.execute(default_scheme().context(typo, only=f.fields, strict=False)) is True
     assert f.execute(default_scheme().context(typo, strict=False)) is True
+    assert f.execute(default_scheme().context(typo, strict=False, lazy=True)) is True
     with pytest.raises(ContextError, match="field names are strings"):
         f.matches({1: True})  # type: ignore[dict-item]
 

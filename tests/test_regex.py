@@ -326,3 +326,46 @@ def test_literal_fast_path_agrees(pattern: str, text: str) -> None:
         return
     data = text.encode()
     assert rx.search(data) is (rx.first_match(data) is not None)
+
+
+_TWIN_ITEMS = ["a", "b", "x", "[a-c]", "[^a]", "[b-x\\d]", ".", "\\d", "\\w", "\\s", "\\W", "\\.",
+               "-", "/"]
+_TWIN_QUANTIFIERS = ["", "", "?", "*", "+", "{0,2}", "{2}", "{1,}", "{2,3}"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(_TWIN_ITEMS), st.sampled_from(_TWIN_QUANTIFIERS)),
+             min_size=1, max_size=5),
+    st.booleans(),
+    st.lists(st.binary(max_size=9).map(lambda b: b.translate(bytes(b"abx.1 _-/\n\xff"[c % 11]
+                                                                   for c in range(256)))),
+             min_size=1, max_size=6),
+)
+def test_python_twin_answers_as_re2(items: list[tuple[str, str]], end: bool,
+                                    data: list[bytes]) -> None:
+    """Anchored patterns of the simple, linear class run on Python's ``re`` (cheaper to
+    call than the re2 binding): same answers as RE2 on every input."""
+    from edgerules.lang.regex import _UNANCHORED, _python_twin
+
+    pattern = "^" + "".join(a + q for a, q in items) + ("$" if end else "")
+    twin = _python_twin(pattern)
+    rx = compile_regex(pattern)
+    for value in data:
+        want = rx._finder.Match(_UNANCHORED, value, 0, len(value))[0][0] >= 0
+        assert rx.search(value) is want, (pattern, value)
+        if twin is not None:
+            assert (twin.match(value) is not None) is want, (pattern, value)
+
+
+def test_python_twin_only_for_linear_shapes() -> None:
+    from edgerules.lang.regex import _python_twin
+
+    assert _python_twin(r"^/checkout/[a-z]+/?$") is not None
+    assert _python_twin(r"^\d{1,3}\.\d{1,3}$") is not None
+    for pattern in (r"[a-z]+!", r"^[a-z]+[a-z]$", r"^a*a", r"^(ab)+$", r"^a|b", r"^.*x",
+                    r"^(?i)a", r"^a+?b", r"^[[a]]"):
+        assert _python_twin(pattern) is None, pattern
+    # a 16 KB worst case for backtracking is answered (linear: one start, no retries)
+    twin = _python_twin(r"^[a-z]+/?$")
+    assert twin.match(b"a" * 16384 + b"!") is None

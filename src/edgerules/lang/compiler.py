@@ -201,6 +201,9 @@ def _regex_on_slot(rx: CompiledRegex, i: int) -> Pred:
         if end:
             return lambda v: v[i].endswith(lit)
         return lambda v: v[i].find(lit) != -1
+    if rx.python is not None:  # a linear-time ``re`` twin (regex._python_twin)
+        py_match = rx.python.match
+        return lambda v: py_match(v[i]) is not None
     match, anchor = rx.re2_match, rx.anchor
     return lambda v: match(anchor, x := v[i], 0, len(x))[0][0] >= 0
 

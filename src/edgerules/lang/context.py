@@ -23,8 +23,8 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from edgerules.lang.errors import ContextError
 from edgerules.lang.types import (
@@ -244,34 +244,31 @@ def make_lazy_coercer(name: str, t: Type, optional: bool = False) -> Callable[[o
     return coerce_lazy_map
 
 
-class LazyMap(Mapping):
-    """A map field of a lazily built Context: ``get(key)`` converts that one entry (a
-    rule reads one header, not twenty); anything else converts the whole map once, with
-    ``make_coercer``'s checks. Equal to the dict it stands for. Header maps match names
-    case-insensitively: a key with an uppercase ASCII letter is never found (the whole
-    map's keys are lowercased), a lowercase one finds any spelling."""
+class LazyMap(dict):
+    """A map field of a lazily built Context, for generated code only: the dict holds
+    the entries converted so far; ``fetch(key)`` converts one entry from the raw mapping
+    (a rule reads one header, not twenty) and stores it, so the next ``get`` is a plain
+    dict lookup. An absent key is stored as ``()`` (what ``[*]`` of a missing value
+    iterates). ``full()`` is the whole converted map (``make_coercer``'s checks);
+    ``Context.__getitem__`` and ``Context.values`` hand out only that, never this
+    object. Header maps match names case-insensitively: a key with an uppercase ASCII
+    letter is never found (the whole map's keys are lowercased), a lowercase one finds
+    any spelling."""
 
-    __slots__ = ("_cache", "_elem", "_full", "_lower", "_raw", "_whole")
+    __slots__ = ("_elem", "_lower", "_raw", "_whole")
 
     def __init__(self, raw: Mapping, elem: Callable[[object], object], lower: bool,
                  whole: Callable[[object], object]) -> None:
+        super().__init__()
         self._raw = raw
         self._elem = elem
         self._lower = lower
         self._whole = whole
-        self._full: dict | None = None
-        self._cache: dict[bytes, object] = {}
 
-    def get(self, key: object, default: object = None) -> object:
-        full = self._full
-        if full is not None:
-            return full.get(key, default)
-        cache = self._cache
-        found = cache.get(key, _ABSENT)  # type: ignore[call-overload]
-        if found is not _ABSENT:
-            return found
-        if type(key) is not bytes or (self._lower and key != key.lower()):
-            return self._full_map().get(key, default)
+    def fetch(self, key: bytes) -> object:
+        """``self[key]`` converted from the raw mapping, or ``()`` when absent."""
+        if self._lower and key != key.lower():
+            return ()
         raw = self._raw
         x = raw.get(key.decode("utf-8", "surrogateescape"), _ABSENT)
         if x is _ABSENT:
@@ -282,38 +279,13 @@ class LazyMap(Mapping):
                     if isinstance(name, bytes) and name.lower() == key:
                         x = v
                         break
-            if x is _ABSENT:
-                return default
-        value = cache[key] = self._elem(x)
+        value = () if x is _ABSENT else self._elem(x)
+        dict.__setitem__(self, key, value)
         return value
 
-    def _full_map(self) -> dict:
-        if self._full is None:
-            self._full = self._whole(self._raw)  # type: ignore[assignment]
-        return self._full  # type: ignore[return-value]
-
-    def __getitem__(self, key: object) -> object:
-        return self._full_map()[key]
-
-    def __iter__(self) -> Iterator[object]:
-        return iter(self._full_map())
-
-    def __len__(self) -> int:
-        return len(self._full_map())
-
-    def values(self) -> Any:
-        return self._full_map().values()
-
-    def items(self) -> Any:
-        return self._full_map().items()
-
-    def __eq__(self, other: object) -> bool:
-        return self._full_map() == other
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return repr(self._full_map())
+    def full(self) -> dict:
+        """The whole map, converted and checked."""
+        return self._whole(self._raw)  # type: ignore[return-value]
 
 
 class _Unread:
@@ -332,11 +304,14 @@ _ABSENT = object()
 class Context:
     """The values of one request for one scheme (a flat slot list).
 
-    ``scheme.context(mapping)`` builds it lazily: it keeps the mapping, and a field is
-    read (one ``mapping.get``), converted and stored when a filter first reads it, so a
-    Context costs what the filters read. ``values`` — what the closure compiler and the
-    ruleset evaluator read — converts every given field first. With ``only`` (and for
-    an empty Context) every slot is filled at once.
+    ``scheme.context(mapping)`` converts and checks every given field at once (an
+    unknown name or a wrong type is a ``ContextError`` right there); with ``only`` just
+    those fields. ``scheme.context(mapping, lazy=True)`` keeps the mapping instead, and
+    a field is read (one ``mapping.get``), converted and stored when a filter first
+    reads it — a map only under the key read — so the Context costs what the filters
+    read, and a bad value is reported when it is read. ``values`` (what the closure
+    compiler and the ruleset evaluator read) converts every given field of a lazy
+    Context first.
 
     >>> from edgerules.lang.scheme import Scheme
     >>> from edgerules.lang.types import BYTES, BOOL
@@ -354,10 +329,11 @@ class Context:
         *,
         only: Iterable[str] | None = None,
         strict: bool = True,
+        lazy: bool = False,
     ) -> None:
         self.scheme = scheme
         self._strict = strict
-        if values and only is None:
+        if lazy and values and only is None:
             if values.__class__ is not dict and not isinstance(values, Mapping):
                 raise ContextError(
                     f"expected a mapping of field names to values, got {type(values).__name__}"
@@ -434,7 +410,11 @@ class Context:
     def __getitem__(self, name: str) -> object:
         i = self.scheme.field(name).index
         value = self._v[i]
-        return Context._load(self, i) if value is UNREAD else value
+        if value is UNREAD:
+            value = Context._load(self, i)
+        if value.__class__ is LazyMap:
+            return value.full()  # type: ignore[attr-defined]
+        return value
 
     def get(self, name: str, default: object = None) -> object:
         fld = self.scheme.get(name)

@@ -28,7 +28,7 @@ from typing import Any
 
 from edgerules.lang import ast
 from edgerules.lang.checker import Checked
-from edgerules.lang.context import UNREAD, Context
+from edgerules.lang.context import UNREAD, Context, LazyMap
 from edgerules.lang.ipset import interval_test
 from edgerules.lang.matchgen import _CASE, _ORDER, _Gen, _Unsupported, compile_shape
 
@@ -36,7 +36,7 @@ __all__ = ["build_execute"]
 
 _IPV4 = ipaddress.IPv4Address
 _IPV6 = ipaddress.IPv6Address
-_HELPERS = ("U", "L", "C", "S", "OTHER", "IPV4", "IPV6")
+_HELPERS = ("U", "L", "C", "S", "OTHER", "IPV4", "IPV6", "LM")
 
 
 class _SlotGen(_Gen):
@@ -123,6 +123,8 @@ class _SlotGen(_Gen):
             return f"({x}.find({c}) != -1)"
         from edgerules.lang.matchgen import _anchored_prefix
 
+        if rx.python is not None:  # a linear-time ``re`` twin (regex._python_twin)
+            return f"({self.const(rx.python.match)}({x}) is not None)"
         m, a = self.const(rx.re2_match), self.const(rx.anchor)
         t = self.temp()
         prefix = _anchored_prefix(rx)
@@ -202,7 +204,13 @@ class _SlotGen(_Gen):
             code, k, after = self.read(base.base, ready)
             if k != "m":
                 raise _Unsupported
-            return f"{code}.get({self.const(bytes(base.index))}, ())", after
+            # A filled Context holds a dict (absent key: no elements); a lazy one a
+            # LazyMap, whose first lookup of a key converts that entry.
+            v = self.var[self.ck.fields[id(base.base)].name]
+            key = self.const(bytes(base.index))
+            m = self.temp()
+            return (f"({m} if ({m} := {code}.get({key})) is not None else "
+                    f"({v}.fetch({key}) if {v}.__class__ is LM else ()))"), after
         raise _Unsupported
 
     def source(self) -> str:
@@ -228,7 +236,7 @@ def build_execute(checked: Checked, other: Callable[[object], bool]) -> Callable
         return None
     namespace: dict[str, Any] = {}
     exec(code, namespace)
-    helpers = (UNREAD, Context._load, Context, checked.scheme, other, _IPV4, _IPV6)
+    helpers = (UNREAD, Context._load, Context, checked.scheme, other, _IPV4, _IPV6, LazyMap)
     fn = namespace["make"](*helpers, *gen.consts)
     fn.source = gen.text  # type: ignore[attr-defined]
     return fn  # type: ignore[no-any-return]

@@ -41,7 +41,9 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import re
 import socket
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -225,28 +227,22 @@ def _norm_map(d: Mapping[str, object], x: object, r: _Reader, strict: bool) -> M
     return x
 
 
-def _map_strs(m: Mapping, key: str, bkey: bytes, lower: bool, r: _Reader) -> object:
-    """``m[key]`` of a ``Map<Array<String>>`` as canonical strs, or MISSING. Keys may be
-    ``str`` or ``bytes``; for header maps (``lower``) names match case-insensitively."""
-    x = m.get(key, _ABSENT)
+def _map_strs(m: Mapping, x: object, key: str, bkey: bytes, lower: bool, r: _Reader) -> object:
+    """``m[key]`` of a ``Map<Array<String>>`` as canonical strs, or ``()`` when absent
+    (``x``: what ``m.get(key, A)`` gave). Keys may be ``str`` or ``bytes``; for header
+    maps (``lower``) names match case-insensitively (ASCII, as Context lowercases)."""
     if x is _ABSENT:
         x = m.get(bkey, _ABSENT)
         if x is _ABSENT:
             if not lower:
-                return MISSING
-            for k, v in m.items():  # ASCII case-insensitive, as Context lowercases them
+                return ()
+            for k, v in m.items():
                 name = k.encode("utf-8", "surrogateescape") if isinstance(k, str) else k
                 if isinstance(name, bytes) and name.lower() == bkey:
                     x = v
                     break
             else:
-                return MISSING
-    if x.__class__ is list or x.__class__ is tuple:
-        try:
-            if "".join(x).isascii():  # type: ignore[arg-type]
-                return x
-        except TypeError:
-            pass
+                return ()
     if not isinstance(x, (list, tuple)):
         raise r.fail(x, "Array<String> (list or tuple) as a map value")
     return tuple([canonical_str(v, r.fail) for v in x])
@@ -355,6 +351,8 @@ class _Gen:
         elif k == "i":
             lo, hi = self.const(INT64_MIN), self.const(INT64_MAX)
             code = f"({v} if {get}.__class__ is int and {lo} <= {v} <= {hi} else {slow})"
+        elif k == "m":
+            code = f"({v} if {get}.__class__ is dict else {slow})"
         else:
             code = f"({v} := {norm}(d, d.get({key}, A), {rd}, strict))"
         if self.sites.get(name):
@@ -527,8 +525,15 @@ class _Gen:
                 if end:
                     return f"{x}.endswith({c})"
                 return f"({c} in {x})"
-        m, a = self.const(rx.re2_match), self.const(rx.anchor)
         enc, err = self.const("utf-8"), self.const("surrogateescape")
+        if rx.python is not None:  # a linear-time ``re`` twin (regex._python_twin)
+            # ASCII text: the str twin (same pattern, code points = bytes); else bytes.
+            ps = self.const(_str_twin(rx.python).match)
+            pb = self.const(rx.python.match)
+            t = self.temp()
+            return (f"(({ps}({t}) is not None) if ({t} := {x}).isascii() else "
+                    f"({pb}({t}.encode({enc}, {err})) is not None))")
+        m, a = self.const(rx.re2_match), self.const(rx.anchor)
         prefix = _anchored_prefix(rx)
         if prefix:
             t = self.temp()
@@ -617,8 +622,13 @@ class _Gen:
                 return f"({code}, ())[1]", after  # header names are lowercased: never found
             r = self.const(_Reader(fld, self.scheme, {}))
             lower = "True" if fld.name in _HEADER_MAPS else "False"
-            got = f"MS({code}, {self.const(_canon_literal(key))}, {self.const(key)}, {lower}, {r})"
-            return f"(() if (m := {got}) is MISSING else m)", after
+            v = self.var[fld.name]
+            ks, kb = self.const(_canon_literal(key)), self.const(key)
+            m, e = self.temp(), self.temp()
+            # The common case inline: one ASCII str under the key as written.
+            return (f"({m} if ({m} := {code}.get({ks}, A)).__class__ is list and len({m}) == 1 "
+                    f"and ({e} := {m}[0]).__class__ is str and {e}.isascii() "
+                    f"else MS({v}, {m}, {ks}, {kb}, {lower}, {r}))"), after
         raise _Unsupported
 
     # -- the function ------------------------------------------------------------------
@@ -637,6 +647,13 @@ class _Gen:
             "            return BAD(d)\n"
             "    return matches\n"
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _str_twin(rx: Any) -> Any:
+    """The ``str`` version of a bytes ``re`` twin: the same pattern over code points,
+    which for ASCII text are its bytes."""
+    return re.compile(rx.pattern.decode("latin-1"))
 
 
 def _no_fail(value: object, expected: str) -> Exception:  # pragma: no cover - literals

@@ -54,11 +54,12 @@ syntax, Unicode off by default) to RE2, compiling it once, and running it. Invar
 
 from __future__ import annotations
 
+import re as _re
 import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import re2
 
@@ -1047,8 +1048,8 @@ class CompiledRegex:
     without capture groups, ``anchor`` its unanchored mode)."""
 
     __slots__ = ("__weakref__", "_capturing", "_finder", "anchor", "expansion", "groups",
-                 "literal", "pattern", "program_size", "re2_match", "search", "translated",
-                 "utf8")
+                 "literal", "pattern", "program_size", "python", "re2_match", "search",
+                 "translated", "utf8")
 
     pattern: str  # as given
     translated: bytes  # what RE2 compiled
@@ -1074,6 +1075,9 @@ class CompiledRegex:
             size += finder.ProgramSize()  # type: ignore[attr-defined]
         self.program_size: int = size
         self.expansion = 0  # copies made by counted repetitions (set by compile_regex)
+        # A Python ``re`` pattern (bytes) with the same answers and linear matching, for
+        # anchored patterns of a simple shape (``_python_twin``), else None.
+        self.python: Any = None
         self.literal = None
         self.anchor = _UNANCHORED
         match = self.re2_match = finder.Match  # type: ignore[attr-defined]
@@ -1124,6 +1128,163 @@ def _literal_shape(pattern: str) -> tuple[bytes, bool, bool] | None:
         out.append(c)
         i += 1
     return "".join(out).encode("utf-8"), start, end
+
+
+def _class_bytes(body: str) -> frozenset[int] | None:
+    """The byte set of a simple bracketed class body (ASCII characters, ranges, ``\\d
+    \\w \\s`` and their negations, escaped punctuation; a leading ``^`` negates), or
+    ``None`` for anything else (nesting, set operations, POSIX classes …)."""
+    negated = body.startswith("^")
+    if negated:
+        body = body[1:]
+    if not body:
+        return None  # "[]…" / "[^]…": a leading ] is literal in Rust; not handled here
+    items: list[int | frozenset[int]] = []
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\":
+            e = body[i + 1 : i + 2]
+            if e in ("d", "w", "s", "D", "W", "S"):
+                base = _PERL_BYTES[e.lower()]
+                items.append(base if e.islower() else _ALL - base)
+            elif e and e.isascii() and not e.isalnum() and e.isprintable() and e not in " <>":
+                items.append(ord(e))
+            else:
+                return None
+            i += 2
+            continue
+        if c in "[]&~" or not c.isascii() or not c.isprintable():
+            return None
+        items.append(ord(c))
+        i += 1
+    out: set[int] = set()
+    k = 0
+    while k < len(items):
+        item = items[k]
+        if (isinstance(item, int) and k + 2 < len(items) and items[k + 1] == 0x2D
+                and isinstance(items[k + 2], int)):
+            hi = items[k + 2]
+            assert isinstance(hi, int)
+            if hi < item:
+                return None
+            out.update(range(item, hi + 1))
+            k += 3
+            continue
+        if isinstance(item, int):
+            out.add(item)
+        else:
+            out |= item
+        k += 1
+    result = frozenset(out)
+    return _ALL - result if negated else result
+
+
+def _re_class(members: frozenset[int]) -> bytes:
+    """A ``re`` bytes class of exactly ``members`` (ranges of consecutive bytes)."""
+    ordered = sorted(members)
+    parts: list[bytes] = []
+    k = 0
+    while k < len(ordered):
+        j = k
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(b"\\x%02x" % ordered[k] if j == k else b"\\x%02x-\\x%02x" % (ordered[k], ordered[j]))
+        k = j + 1
+    return b"[" + b"".join(parts) + b"]"
+
+
+def _python_twin(pattern: str) -> Any:
+    """A Python ``re`` pattern (bytes) answering ``search`` exactly as RE2 does, for
+    patterns where backtracking is provably linear — else ``None``.
+
+    The class: ``^``, then items (an ASCII literal, escaped punctuation, ``.``, ``\\d
+    \\w \\s`` and negations, a simple class), each with an optional greedy quantifier,
+    then an optional ``$``; no groups, alternation or flags. Every item with a variable
+    count must match no byte that can come right after it (the bytes of the following
+    items up to the first mandatory one): then giving a byte back can never let the rest
+    match, each backtracking step fails at once, and with ``^`` there is one start
+    position, so a match costs O(length × items). ``re``'s ``match`` costs ~150 ns where
+    the ``re2`` binding costs ~500 ns per call. ``$`` becomes ``\\Z`` (Python's ``$``
+    also matches before a final newline); every item is an explicit byte class."""
+    if not pattern.startswith("^") or "|" in pattern or "(" in pattern:
+        return None
+    body = pattern[1:]
+    end = body.endswith("$") and not body.endswith("\\$")
+    if end:
+        body = body[:-1]
+    items: list[tuple[frozenset[int], int, int | None]] = []  # (bytes, min, max)
+    i = 0
+    n = len(body)
+    while i < n:
+        c = body[i]
+        if c == "\\":
+            e = body[i + 1 : i + 2]
+            if e in ("d", "w", "s", "D", "W", "S"):
+                base = _PERL_BYTES[e.lower()]
+                members = base if e.islower() else _ALL - base
+            elif e and e.isascii() and not e.isalnum() and e.isprintable() and e not in " <>":
+                members = frozenset([ord(e)])
+            else:
+                return None
+            i += 2
+        elif c == "[":
+            close = body.find("]", i + 2 if body.startswith("[^", i) else i + 1)
+            if close < 0:
+                return None
+            got = _class_bytes(body[i + 1 : close])
+            if got is None or not got:
+                return None
+            members = got
+            i = close + 1
+        elif c == ".":
+            members = _ALL - {0x0A}
+            i += 1
+        elif c in _META or c in "$^" or not c.isascii() or not c.isprintable():
+            return None
+        else:
+            members = frozenset([ord(c)])
+            i += 1
+        lo, hi = 1, 1
+        q = body[i : i + 1]
+        if q in ("?", "*", "+"):
+            lo, hi = {"?": (0, 1), "*": (0, None), "+": (1, None)}[q]
+            i += 1
+        elif q == "{":
+            close = body.find("}", i)
+            if close < 0:
+                return None
+            spec = body[i + 1 : close]
+            lo_s, comma, hi_s = spec.partition(",")
+            if not lo_s.isdigit() or not lo_s.isascii() or (hi_s and not (hi_s.isdigit() and hi_s.isascii())):
+                return None
+            lo = int(lo_s)
+            hi = (int(hi_s) if hi_s else None) if comma else lo
+            if (hi is not None and hi < lo) or lo > 1000 or (hi or 0) > 1000:
+                return None
+            i = close + 1
+        if body[i : i + 1] in ("?", "+", "*", "{"):
+            return None  # lazy or possessive-looking suffixes: not in the class
+        items.append((members, lo, hi))
+    for k, (members, lo, hi) in enumerate(items):
+        if hi == lo:
+            continue
+        follow: set[int] = set()
+        for nxt, nlo, _nhi in items[k + 1 :]:
+            follow |= nxt
+            if nlo > 0:
+                break
+        if members & follow:
+            return None
+    out = [b"^"]
+    for members, lo, hi in items:
+        cls = _re_class(members)
+        if (lo, hi) != (1, 1):
+            cls += b"{%d,%s}" % (lo, b"" if hi is None else b"%d" % hi)
+        out.append(cls)
+    if end:
+        out.append(b"\\Z")
+    return _re.compile(b"".join(out))
 
 
 def _literal_search(lit: bytes, start: bool, end: bool) -> Callable[[bytes], bool]:
@@ -1284,4 +1445,10 @@ def _compile_regex(pattern: str) -> CompiledRegex:
     if shape is not None:
         compiled.literal = shape
         compiled.search = _literal_search(*shape)
+    elif not utf8:
+        twin = _python_twin(pattern)
+        if twin is not None:
+            compiled.python = twin
+            match = twin.match
+            compiled.search = lambda data: match(data) is not None
     return compiled

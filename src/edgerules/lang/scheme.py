@@ -290,11 +290,13 @@ class Scheme:
         *,
         only: Iterable[str] | None = None,
         strict: bool = True,
+        lazy: bool = False,
     ) -> Context:
         """A new ``Context`` of this scheme, filled from ``values`` (only the ``only`` keys
         when given; ``strict=False`` ignores keys outside the scheme, see
-        ``Context.update``)."""
-        return _context_class()(self, values, only=only, strict=strict)
+        ``Context.update``; ``lazy=True`` converts a field only when a filter reads it,
+        see ``Context``)."""
+        return _context_class()(self, values, only=only, strict=strict, lazy=lazy)
 
 
 def _check_limits(limits: object) -> ExpressionLimits:
