@@ -198,6 +198,9 @@ def test_trace_closures_are_built_on_first_trace_only() -> None:
     from edgerules.lang.scheme import default_scheme
 
     f = _compile('http.host eq "a" and not ssl', default_scheme(), None, None)
-    assert f._compiled.closures == {} and f._traced is None
+    assert f._compiled is None and f._traced is None  # nothing compiled before use
+    assert f.execute(default_scheme().context({"http.host": "a"})) is True
+    assert f._closures()  # (the plain closures, when asked for)
+    assert f._compiled is not None and f._compiled.closures == {} and f._traced is None
     assert f.trace({"http.host": "a"}).value is True
     assert f._traced is not None and f._traced.closures

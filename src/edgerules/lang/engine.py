@@ -137,7 +137,7 @@ def _compile(
     source = Source(text, name)
     tree = parse_expression(text, name, limits=scheme.limits)
     checked = check(tree, scheme, source, lists=lists)
-    return Filter(checked, compile_checked(checked))
+    return Filter(checked)
 
 
 def format(expr: str | ast.Expr | Filter) -> str:
@@ -207,17 +207,38 @@ class Filter:
     execute: Callable[[Context], bool]
     matches: Callable[[Mapping[str, object]], bool]
 
-    def __init__(self, checked: Checked, compiled: Compiled) -> None:
+    def __init__(self, checked: Checked, compiled: Compiled | None = None) -> None:
         self.source: Source = checked.source
         self.ast: ast.Expr = checked.expr
         self.scheme: Scheme = checked.scheme
         self.fields: frozenset[str] = frozenset(checked.used)
         self._checked = checked
-        self._compiled = compiled
         self._traced: Compiled | None = None  # compiled with trace=True on first trace()
-        self._fn = compiled.fn
+        # The closure tree is compiled on first use: ``execute``/``matches`` mostly run
+        # generated code, and a ruleset compiles its own copy (rulesets/ruleset.py), so
+        # compiling it here would double a ruleset's compile time for nothing.
+        self._compiled = compiled
+        self._fn = compiled.fn if compiled is not None else self._lazy_fn()
         self.execute = self._make_execute()
         self.matches = self._make_lazy_matches()
+
+    def _lazy_fn(self) -> Callable[[list], bool]:
+        real: Callable[[list], bool] | None = None
+
+        def fn(values: list) -> bool:
+            nonlocal real
+            if real is None:
+                real = self._closures()
+            return real(values)
+
+        return fn
+
+    def _closures(self) -> Callable[[list], bool]:
+        """The closure tree's top function (``values -> bool``), compiled once."""
+        if self._compiled is None:
+            self._compiled = compile_checked(self._checked)
+            self._fn = self._compiled.fn
+        return self._compiled.fn
 
     # -- evaluation ----------------------------------------------------------------------
 
@@ -248,7 +269,7 @@ class Filter:
         generated = build_execute(self._checked, self._execute_other)
         if generated is not None:
             return generated
-        fn = self._fn
+        fn = self._closures()
         scheme = self.scheme
         other = self._execute_other
 
@@ -265,7 +286,7 @@ class Filter:
         if isinstance(ctx, Context):
             if ctx.scheme is not self.scheme:
                 raise ContextError("the context was built for another scheme than the filter's")
-            return self._fn(ctx.values)
+            return self._closures()(ctx.values)
         if isinstance(ctx, Mapping):
             return self.matches(ctx)
         raise ContextError(f"expected a Context, got {type(ctx).__name__}")
