@@ -198,8 +198,29 @@ def _coercer(name: str, t: Type) -> Callable[[object], object]:
     if isinstance(t, Map):
         elem = _coercer(f"{name}[]", t.value)
         lower = name in HEADER_MAPS
+        str_lists = t.value == Array(BYTES)
 
         def coerce_map(value: object) -> object:
+            if type(value) is dict:
+                # The common case without a call per entry: str keys, lists of str
+                # values, no two spellings of one header name. Anything else (a value
+                # that is not a list, bytes, a surrogate) leaves the comprehension short
+                # or raises, and the loop below converts it or says what is wrong.
+                try:
+                    if str_lists:
+                        out = {k.encode("utf-8", "surrogateescape").lower() if lower
+                               else k.encode("utf-8", "surrogateescape"): tuple(map(_str_encode, v))
+                               for k, v in value.items() if v.__class__ in _LIST_TYPES}
+                    elif lower:
+                        out = {k.encode("utf-8", "surrogateescape").lower(): elem(v)
+                               for k, v in value.items()}
+                    else:
+                        out = {k.encode("utf-8", "surrogateescape"): elem(v)
+                               for k, v in value.items()}
+                    if len(out) == len(value):
+                        return out
+                except (AttributeError, TypeError, UnicodeEncodeError):
+                    pass
             if not isinstance(value, Mapping):
                 raise fail(value, f"{t} (dict)")
             out: dict[bytes, object] = {}
@@ -286,6 +307,10 @@ class LazyMap(dict):
     def full(self) -> dict:
         """The whole map, converted and checked."""
         return self._whole(self._raw)  # type: ignore[return-value]
+
+
+_str_encode = str.encode
+_LIST_TYPES = (list, tuple)
 
 
 class _Unread:
@@ -439,13 +464,25 @@ class Context:
         scheme = self.scheme
         by_name = scheme._by_name
         if only is None:
+            values = self.values  # (a lazy Context is materialised first)
+            coercers = scheme._coercers
+            strings = scheme._string_slots
             for name, value in mapping.items():
                 fld = by_name.get(name) if type(name) is str else None
-                if fld is not None and fld.name != name and fld.name in mapping:
+                if fld is None:
+                    if not strict and type(name) is str:
+                        continue
+                    scheme.field(name)  # raises ContextError with a suggestion
+                if fld.name != name and fld.name in mapping:  # type: ignore[union-attr]
                     continue  # the canonical name wins over an alias
-                if fld is None and not strict and type(name) is str:
-                    continue
-                self.set(name, value)
+                i = fld.index  # type: ignore[union-attr]
+                if value.__class__ is str and i in strings:
+                    try:
+                        values[i] = value.encode("utf-8", "surrogateescape")  # type: ignore[attr-defined]
+                        continue
+                    except UnicodeEncodeError:
+                        pass  # the coercer reports it
+                values[i] = coercers[i](value)
             return
         # ``set`` inline (this runs once per field per request).
         coercers = scheme._coercers

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgerules.lang.errors import ContextError, SchemeError
 from edgerules.lang.limits import DEFAULT_LIMITS, ExpressionLimits
-from edgerules.lang.types import MISSING, Type, default_value
+from edgerules.lang.types import BYTES, MISSING, Type, default_value
 
 if TYPE_CHECKING:
     from edgerules.lang.context import Context
@@ -89,6 +89,7 @@ class Scheme:
         "_lazy_coercers",
         "_limits",
         "_names",
+        "_string_slots",
         "_token_configs",
         "_unread",
     )
@@ -156,6 +157,10 @@ class Scheme:
         self._unread: tuple[object, ...] = (UNREAD,) * len(out)  # a lazy Context's slots
         self._coercers: tuple[Callable[[object], object], ...] = tuple(
             make_coercer(f.name, f.type, f.optional) for f in out
+        )
+        # Non-optional String slots (Context.update converts str values inline).
+        self._string_slots: frozenset[int] = frozenset(
+            f.index for f in out if f.type == BYTES and not f.optional
         )
         # A lazy Context's: maps convert only the keys a rule reads.
         self._lazy_coercers: tuple[Callable[[object], object], ...] = tuple(
@@ -271,7 +276,7 @@ class Scheme:
         """
         new = object.__new__(Scheme)
         for name in ("_aliases", "_aliases_of", "_by_name", "_coercers", "_defaults",
-                     "_fields", "_lazy_coercers", "_names", "_unread"):
+                     "_fields", "_lazy_coercers", "_names", "_string_slots", "_unread"):
             setattr(new, name, getattr(self, name))
         new._check_cache = {}
         new._limits = self._limits if limits is None else _check_limits(limits)
