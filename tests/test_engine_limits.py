@@ -160,3 +160,10 @@ def test_budget_fuzz_target_on_the_reproducers() -> None:
     ]
     for text in rules:
         assert fuzz_budget.check(text, inputs) is None, text[:200]
+
+
+def test_filter_reports_its_regex_size_for_ruleset_budgets() -> None:
+    small = edgerules.compile('http.host matches "^a[0-9]+$"')
+    big = edgerules.compile('http.host matches "[a-z]{500}x" or http.host matches "^b"')
+    assert 0 < small.regex_size < big.regex_size
+    assert edgerules.compile("ssl").regex_size == 0

@@ -463,6 +463,15 @@ class Filter:
                     children.append(TraceNode(format_expr(side), side.span, getter(values)))
         return TraceNode(format_expr(node), node.span, value, tuple(children))
 
+    @property
+    def regex_size(self) -> int:
+        """RE2 instructions of the filter's regexes (``matches`` patterns): the unit of
+        the per-rule regex budget (``regex.MAX_RULE_PROGRAM``), for a caller that caps a
+        whole ruleset's total."""
+        return sum(
+            getattr(p, "program_size", 0) for p in self._checked.patterns.values()
+        )
+
     # -- text ----------------------------------------------------------------------------
 
     def __str__(self) -> str:
