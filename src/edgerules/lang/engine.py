@@ -1,17 +1,20 @@
 """The public engine API: ``parse``, ``compile``, ``format``, ``Filter``, ``TraceNode``.
 
 Data flow: text -> ``parser.parse_expression`` (AST with spans) -> ``checker.check``
-(names, types, patterns) -> ``compiler.compile_checked`` (closures) -> ``Filter``.
+(names, types, patterns) -> ``Filter``; on first use ``execgen``/``matchgen`` generate
+the filter's ``execute``/``matches`` functions, or (expressions they do not cover)
+``compiler.compile_checked`` builds closures.
 
 Invariants:
 
 * A ``Filter`` is immutable and holds no per-request state, so one filter may be shared
-  by threads and tasks. (The closures for the ``matches(dict)`` path and the per-node
-  closures ``trace`` reads are built on first use and cached on the filter; building
-  them twice is harmless.)
-* ``Filter.execute(ctx)`` checks once that the context belongs to the filter's scheme and
-  then never raises for data: values were coerced by the Context, types were checked,
-  patterns were compiled.
+  by threads and tasks. (Its generated functions, closures and the per-node closures
+  ``trace`` reads are built on first use and cached on the filter; building them twice
+  is harmless.)
+* ``Filter.execute(ctx)`` checks that the context belongs to the filter's scheme and
+  then raises for data only when it reads a bad value from a lazily built Context
+  (``scheme.context(mapping, lazy=True)``); a filled Context's values were coerced and
+  checked when it was built.
 * ``compile`` keeps a small ``functools.lru_cache`` keyed by (text, scheme, name) for
   calls without named lists; a cached ``Filter`` is immutable, so sharing it is safe.
 """
