@@ -1,4 +1,4 @@
-"""Upstream client benchmark: the proxy's pooled h11 client (``edgerules.proxy.upstream``)
+"""Upstream client benchmark: the proxy's pooled client (``edgerules.proxy.upstream``)
 against an ``aiohttp.ClientSession`` with a ``TCPConnector`` pool, same origin, same run.
 
 Three groups, each holding both clients:
@@ -27,7 +27,7 @@ chunks; the warm-up call checks the full 1 MiB content by CRC-32). Timings:
 
 The script mode alternates the two clients within each repetition (so load from other
 processes hits both alike) and prints the median, minimum and maximum µs per request,
-the client-process CPU µs per request, and the aiohttp/h11 ratios.
+the client-process CPU µs per request, and the aiohttp/pool ratios.
 """
 
 from __future__ import annotations
@@ -131,19 +131,18 @@ def origin_process() -> Iterator[int]:
 
 
 # -- the two clients, same interface -------------------------------------------------------
-class H11Client:
-    """The proxy's own client, used only through ``UpstreamPool``'s public API, the way
-    ``server.py`` uses it (acquire, send head + end in one write, events, release)."""
+class PoolClient:
+    """The proxy's own client, used only through ``UpstreamPool``'s API, the way
+    ``server.py`` uses it (acquire, one write of the head, the response head, body
+    pieces, release). (Before issue 14 it was built on h11; the figures in
+    docs/proxy-bench.md "Upstream client" were measured on that version.)"""
 
-    name = "h11 pool"
+    name = "edgerules pool"
 
     def __init__(self, port: int) -> None:
-        import h11
-
         from edgerules.proxy.config import Upstream
         from edgerules.proxy.upstream import UpstreamPool
 
-        self.h11 = h11
         self.pool = UpstreamPool(
             Upstream("http", "127.0.0.1", port, ""),
             connect_timeout=CONNECT_TIMEOUT,
@@ -152,33 +151,20 @@ class H11Client:
         self.host = f"127.0.0.1:{port}".encode()
 
     async def _exchange(self, path: str, on_data: Callable[[bytes], None]) -> int:
-        h11 = self.h11
         conn, _reused = await self.pool.acquire()
         try:
-            request = h11.Request(
-                method=b"GET", target=path.encode(), headers=[(b"Host", self.host)]
+            await conn.write(
+                b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + self.host + b"\r\n\r\n",
+                timeout=READ_TIMEOUT,
             )
-            await conn.send(request, h11.EndOfMessage(), timeout=READ_TIMEOUT)
-            while True:
-                event = await conn.next_event(READ_TIMEOUT)
-                if isinstance(event, h11.Response):
-                    status = event.status_code
-                    break
-                if isinstance(event, h11.ConnectionClosed):
-                    raise ConnectionError("origin closed the connection")
-            while True:
-                event = await conn.next_event(READ_TIMEOUT)
-                if isinstance(event, h11.Data):
-                    on_data(event.data)
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-                else:
-                    raise ConnectionError(f"response ended early: {event!r}")
+            head = await conn.response_head(b"GET", READ_TIMEOUT)
+            while (piece := await conn.body_piece(READ_TIMEOUT)) is not None:
+                on_data(piece)
         except BaseException:
             conn.close()
             raise
         self.pool.release(conn)
-        return status
+        return head.status
 
     async def get(self, path: str) -> tuple[int, bytes]:
         parts: list[bytes] = []
@@ -238,7 +224,7 @@ class AiohttpClient:
         await self.session.close()
 
 
-CLIENTS: dict[str, Any] = {"h11": H11Client, "aiohttp": AiohttpClient}
+CLIENTS: dict[str, Any] = {"pool": PoolClient, "aiohttp": AiohttpClient}
 
 
 # -- workloads (each asserts what it got; returns the number of requests) ------------------
@@ -311,7 +297,7 @@ def test_sequential(benchmark: Any, env: Any, name: str) -> None:
 @pytest.mark.parametrize("name", list(CLIENTS))
 def test_concurrent(benchmark: Any, env: Any, name: str) -> None:
     _bench(benchmark, env, name, "concurrent")
-    if name == "h11":  # pooling works: no more connections than concurrent requests
+    if name == "pool":  # pooling works: no more connections than concurrent requests
         assert env[1][name].pool.opened <= CONCURRENCY + 1
 
 
@@ -366,14 +352,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     import aiohttp
-    import h11
 
     load0 = os.getloadavg()
     with origin_process() as port:
         results = asyncio.run(_run(port, args.repeats, args.seconds))
     load1 = os.getloadavg()
     print(
-        f"Python {platform.python_version()}, h11 {h11.__version__}, aiohttp {aiohttp.__version__}"
+        f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}"
         f" (C parser: {'yes' if not aiohttp.helpers.NO_EXTENSIONS else 'no'}); {os.cpu_count()} CPUs;"
         f" load average {load0[0]:.2f} -> {load1[0]:.2f}"
     )
@@ -383,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = (
         f"{'workload':<12} {'client':<8} {'wall µs/req: median':>19} {'[min - max]':>17} "
-        f"{'req/s':>6} {'CPU µs/req: median':>18} {'min':>6}  {'aiohttp/h11: wall':>17} "
+        f"{'req/s':>6} {'CPU µs/req: median':>18} {'min':>6}  {'aiohttp/pool: wall':>17} "
         f"{'CPU':>5} {'CPU min':>7}"
     )
     print(header)
@@ -395,8 +380,8 @@ def main(argv: list[str] | None = None) -> int:
             cpu = [c for _, c in results[(workload, name)]]
             stats[name] = (statistics.median(wall), statistics.median(cpu), min(cpu))
             ratios = ""
-            if name == "aiohttp" and "h11" in stats:
-                a, h = stats["aiohttp"], stats["h11"]
+            if name == "aiohttp" and "pool" in stats:
+                a, h = stats["aiohttp"], stats["pool"]
                 ratios = f"{a[0] / h[0]:>17.2f} {a[1] / h[1]:>5.2f} {a[2] / h[2]:>7.2f}"
             spread = f"[{min(wall):.0f} - {max(wall):.0f}]"
             print(
@@ -407,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in CLIENTS:
         us = statistics.median(w for w, _ in results[("stream-1mib", name)])
         print(f"stream-1mib, {name}: {1e6 / us:.0f} MiB/s (median wall)")
-    print("ratio < 1: aiohttp faster / less CPU than the h11 pool; every response was checked")
+    print("ratio < 1: aiohttp faster / less CPU than the edgerules pool; every response was checked")
     return 0
 
 

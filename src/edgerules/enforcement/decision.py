@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edgerules.enforcement.request_fields import RequestInfo, request_fields
+from edgerules.enforcement.request_fields import RequestInfo, connection_level, request_fields
 
 __all__ = [
     "AllowAll",
@@ -99,6 +99,10 @@ def verdict_from_decision(decision: Any, *, ruleset: str | None = None) -> Verdi
 class RulesetDecider:
     """Evaluates an ``edgerules.Ruleset`` with a context holding only ``ruleset.fields``.
 
+    ``connection_level``: the ruleset reads only fields fixed for a connection (given its
+    certificate verdict) and ``http.host``; evaluation is a pure function of the fields,
+    so a server may reuse a verdict for the same connection, verdict and host.
+
     ``version`` (optional) names the ruleset's content; every verdict carries it.
     """
 
@@ -106,6 +110,7 @@ class RulesetDecider:
         self.ruleset = ruleset
         self.fields = frozenset(ruleset.fields)
         self.version = version
+        self.connection_level = connection_level(self.fields)
 
     def decide(self, info: RequestInfo, client_auth: Any) -> Verdict:
         values = request_fields(self.fields, info, client_auth)

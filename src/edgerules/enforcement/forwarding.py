@@ -41,6 +41,7 @@ __all__ = [
     "certificate_headers",
     "client_response_headers",
     "is_cert_header",
+    "origin_request_head",
     "origin_request_headers",
 ]
 
@@ -146,6 +147,33 @@ def certificate_headers(
     ]
 
 
+# Lower-case name -> how a client header is treated on its way to the origin: _KEEP,
+# _DROP (hop-by-hop, proxy-owned or a certificate header), or special handling. Filled
+# as names are met (bounded): the per-header test ran on every header of every request.
+_KEEP, _DROP, _XFF, _HOST, _LENGTH, _CONNECTION = range(6)
+_NAME_KINDS: dict[bytes, int] = {}
+
+
+def _name_kind(lower: bytes) -> int:
+    kind = _NAME_KINDS.get(lower)
+    if kind is None:
+        if lower == b"x-forwarded-for":
+            kind = _XFF
+        elif lower == b"host":
+            kind = _HOST
+        elif lower == b"content-length":
+            kind = _LENGTH
+        elif lower == b"connection":
+            kind = _CONNECTION
+        elif lower in HOP_BY_HOP or lower in _OVERWRITTEN or is_cert_header(lower):
+            kind = _DROP
+        else:
+            kind = _KEEP
+        if len(_NAME_KINDS) < 4096:
+            _NAME_KINDS[lower] = kind
+    return kind
+
+
 def origin_request_headers(
     headers: Iterable[tuple[bytes, bytes]],
     *,
@@ -156,27 +184,44 @@ def origin_request_headers(
     cert_headers: Iterable[tuple[bytes, bytes]] = (),
     chunked_body: bool = False,
 ) -> list[tuple[bytes, bytes]]:
-    """The request headers sent to the origin, in the client's order, plus the proxy's."""
-    headers = list(headers)
-    drop = HOP_BY_HOP | _connection_tokens(headers) | _OVERWRITTEN
-    out: list[tuple[bytes, bytes]] = []
-    xff: list[bytes] = []
-    for name, value in headers:
-        lower = name.lower()
-        if lower in drop or is_cert_header(lower):
-            continue
-        if lower == b"x-forwarded-for":
-            xff.append(value.strip())
-            continue
-        if lower == b"host":
-            continue  # re-added first, below
-        if chunked_body and lower == b"content-length":
-            continue  # never sent beside Transfer-Encoding (RFC 9112 §6.2)
-        out.append((name, value))
+    """The request headers sent to the origin, in the client's order, plus the proxy's:
+    ``Host`` first, then the client's headers (hop-by-hop, names listed in
+    ``Connection``, proxy-owned and certificate headers removed), ``X-Forwarded-For``
+    (appended), ``X-Forwarded-Proto``, ``X-Forwarded-Host``, ``Transfer-Encoding`` for a
+    chunked body, the certificate headers."""
     netloc = upstream_netloc.encode("ascii")
-    out.insert(0, (b"Host", (original_host or netloc) if preserve_host else netloc))
+    out: list[tuple[bytes, bytes]] = [
+        (b"Host", (original_host or netloc) if preserve_host else netloc)
+    ]
+    xff: list[bytes] = []
+    tokens: set[bytes] = set()
+    kinds = _NAME_KINDS
+    for item in headers:
+        name = item[0]
+        kind = kinds.get(name)  # exact spelling first: most names arrive one way
+        if kind is None:
+            kind = _name_kind(name.lower())
+            if len(kinds) < 4096:
+                kinds[name] = kind
+        if kind == _KEEP:
+            out.append(item)
+        elif kind == _XFF:
+            value = item[1].strip()
+            if value:
+                xff.append(value)
+        elif kind == _LENGTH:
+            if not chunked_body:  # never sent beside Transfer-Encoding (RFC 9112 §6.2)
+                out.append(item)
+        elif kind == _CONNECTION:
+            tokens.update(t.strip().lower() for t in item[1].split(b",") if t.strip())
+    tokens -= _NEVER_CONNECTION_OPTIONS
+    if tokens:
+        # names listed in Connection are hop-by-hop too (framing headers excepted)
+        out[1:] = [item for item in out[1:] if item[0].lower() not in tokens]
+        if b"x-forwarded-for" in tokens:
+            xff.clear()
     xff.append(client_ip.encode("ascii", "replace"))
-    out.append((b"X-Forwarded-For", b", ".join(v for v in xff if v)))
+    out.append((b"X-Forwarded-For", b", ".join(xff)))
     out.append((b"X-Forwarded-Proto", b"https"))
     if original_host:
         out.append((b"X-Forwarded-Host", original_host))
@@ -184,6 +229,20 @@ def origin_request_headers(
         out.append((b"Transfer-Encoding", b"chunked"))
     out.extend(cert_headers)
     return out
+
+
+def origin_request_head(
+    method: bytes,
+    target: bytes,
+    headers: Iterable[tuple[bytes, bytes]],
+    **options: Any,
+) -> bytes:
+    """The whole request head for the origin (HTTP/1.1, ``origin_request_headers``)."""
+    lines = [method + b" " + target + b" HTTP/1.1"]
+    for name, value in origin_request_headers(headers, **options):
+        lines.append(name + b": " + value)
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)
 
 
 def client_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["PROVIDED_FIELDS", "RequestInfo", "request_fields"]
+__all__ = ["CONNECTION_FIELDS", "PROVIDED_FIELDS", "RequestInfo", "connection_level", "request_fields"]
 
 _AUTH_PREFIX = "cf.tls_client_auth."
 
@@ -244,6 +244,29 @@ for _name in (
     _GETTERS["raw." + _name] = _GETTERS[_name]
 
 PROVIDED_FIELDS = frozenset(_GETTERS)
+
+#: Fields whose value is the same for every request of a connection (given its
+#: certificate verdict): with ``http.host`` they are all a per-connection verdict cache
+#: needs as a key (``proxy/server.py``). ``cf.tls_client_auth.*`` are connection-level too.
+CONNECTION_FIELDS = frozenset(
+    {
+        "ssl",
+        "cf.tls_version",
+        "cf.tls_cipher",
+        "cf.edge.server_port",
+        "cf.edge.server_ip",
+        "cf.edge.client_tcp",
+        "ip.src",
+    }
+)
+
+
+def connection_level(fields: Iterable[str]) -> bool:
+    """Whether ``fields`` are connection-level fields and ``http.host`` only."""
+    return all(
+        name in CONNECTION_FIELDS or name == "http.host" or name.startswith(_AUTH_PREFIX)
+        for name in fields
+    )
 
 
 def request_fields(

@@ -1,7 +1,7 @@
-"""The proxy server: accepts TCP, terminates TLS, speaks HTTP/1.1 (h11), decides, forwards.
+"""The proxy server: accepts TCP, terminates TLS, speaks HTTP/1.1, decides, forwards.
 
 Owns: connection lifecycle (limit and eviction, handshake, keep-alive loop, timeouts,
-lifetime caps), the client-certificate verdict of a connection (path validation once,
+lifetime caps; one ``TLSProtocol`` and one task per connection, no streams), the client-certificate verdict of a connection (path validation once,
 after the handshake, off the event loop; re-checked against the current trust and
 revocation state on every request), the per request decision and forwarding, error
 responses, graceful shutdown and the access log records.
@@ -12,13 +12,13 @@ Invariants:
 * A request is answered at most once; when a response cannot be completed (origin dies
   mid-body) the client connection is closed so the truncation is visible.
 * Client-sent certificate headers never reach the origin (``forwarding``).
-* Header names and values are validated once, by h11, when they are parsed (from the
-  client or the origin); events the proxy builds from them are created with h11's
-  ``_parsed=True`` (no second regex pass), so everything else the proxy adds to a head
-  must be ASCII it produced itself (``forwarding``; ``config`` checks the upstream path).
+* Header names and values are validated once, by ``http1`` (h11's grammar), when they
+  are parsed (from the client or the origin); heads the proxy builds from them are not
+  validated again, so everything else the proxy adds to a head must be ASCII it produced
+  itself (``forwarding``; ``config`` checks the upstream path).
 * The proxy and the origin frame every request alike: a head with both
   ``Content-Length`` and ``Transfer-Encoding``, or an HTTP/1.0 head with
-  ``Transfer-Encoding``, is refused (400, closed); h11 refuses the other ambiguous
+  ``Transfer-Encoding``, is refused (400, closed); ``http1`` refuses the other ambiguous
   framings; ``Connection`` tokens never remove framing headers (``forwarding``).
 * A ``Host`` naming an mTLS host other than the SNI is refused (421, closed) before any
   rule runs (``_misdirected``): the certificate verdict belongs to the SNI's host.
@@ -50,20 +50,20 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-import h11
-
 from edgerules.enforcement.decision import AllowAll, Decider, Verdict, block_page
 from edgerules.enforcement.forwarding import (
+    ForwardingPolicy,
     certificate_headers,
     client_response_headers,
-    origin_request_headers,
+    origin_request_head,
 )
 from edgerules.enforcement.request_fields import RequestInfo
+from edgerules.proxy import http1
 from edgerules.proxy.accesslog import AccessLog
 from edgerules.proxy.certstate import TrustState, ValidationPool
 from edgerules.proxy.config import ProxyConfig
 from edgerules.proxy.observer import NullObserver, ProxyObserver
-from edgerules.proxy.tls import ServerTLS, TLSError, TLSInfo, TLSStream, close_transport
+from edgerules.proxy.tls import ServerTLS, TLSError, TLSInfo, TLSProtocol
 from edgerules.proxy.upstream import UpstreamConnection, UpstreamError, UpstreamPool
 from edgerules.tls import NOT_REQUESTED
 
@@ -197,8 +197,8 @@ class ProxyServer:
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> int:
         self._stopped = asyncio.Event()
-        self._server = await asyncio.start_server(
-            self._on_client,
+        self._server = await asyncio.get_running_loop().create_server(
+            self._new_protocol,
             self.config.listen_host,
             self.config.listen_port,
             backlog=min(self.limits.max_connections, 1024),
@@ -250,24 +250,30 @@ class ProxyServer:
                 return True
         return False
 
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _new_protocol(self) -> TLSProtocol:
+        return TLSProtocol(self.tls, self._on_connection)
+
+    def _on_connection(self, proto: TLSProtocol) -> None:
+        """A TCP connection was accepted: admit it (issue 9 item 3) and start its task."""
         if self.draining:
-            close_transport(writer)
+            proto.transport.close()  # type: ignore[union-attr]
             return
         overflow = False
         if len(self._conns) >= self.limits.max_connections and not self._evict_one():
             if self._overflow >= self.max_overflow:
                 self.stats["rejected"] += 1
-                close_transport(writer)
+                proto.transport.close()  # type: ignore[union-attr]
                 return
             overflow = True  # every slot is in a request: answer this one 503
-        task = asyncio.current_task()
-        assert task is not None
-        conn = _ClientConnection(self, reader, writer, task, overflow=overflow)
+        conn = _ClientConnection(self, proto, overflow=overflow)
+        task = asyncio.get_running_loop().create_task(self._serve(conn))
+        conn.task = task
         if overflow:
             self._overflow += 1
         else:
             self._conns[task] = conn
+
+    async def _serve(self, conn: _ClientConnection) -> None:
         try:
             await conn.run()
         except asyncio.CancelledError:
@@ -275,27 +281,32 @@ class ProxyServer:
         except Exception:
             log.exception("unexpected error on a client connection")
         finally:
-            close_transport(writer)
+            transport = conn.proto.transport
+            if transport is not None:
+                transport.close()
             conn.forget()
-            if overflow:
+            if conn.overflow:
                 self._overflow -= 1
 
 
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
 class _ClientConnection:
-    def __init__(
-        self,
-        server: ProxyServer,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        task: asyncio.Task[Any],
-        *,
-        overflow: bool = False,
-    ) -> None:
+    """One client connection: its TLS protocol, its verdict and its request loop.
+
+    Per-connection parts are computed once and reused by every request while they stay
+    valid: the connection's rule-field values (``RequestInfo`` template), the verdict of
+    a decider that reads only connection-level fields and ``http.host`` (keyed by the
+    decider, the ``ClientAuth`` and the host, so a hot reload or a re-verification (issue
+    9 item 1) invalidates it), the certificate forwarding headers (keyed by the
+    ``ClientAuth`` and the policy) and the block page bytes (keyed by the verdict)."""
+
+    def __init__(self, server: ProxyServer, proto: TLSProtocol, *, overflow: bool = False) -> None:
         self.server = server
         self.limits = server.limits
-        self.reader = reader
-        self.writer = writer
-        self.task = task
+        self.proto = proto
+        self.task: asyncio.Task[Any] | None = None
         self.overflow = overflow  # beyond the connection limit: answer 503 and close
         self.idle = True  # True while no request is being handled (shutdown may cancel)
         self.started = time.monotonic()
@@ -307,21 +318,30 @@ class _ClientConnection:
         self.cert_requested = False  # the current state asks this host for a certificate
         if not overflow:
             server._fresh[self] = None
-        peer = writer.get_extra_info("peername") or ("0.0.0.0", 0)
-        sock = writer.get_extra_info("sockname") or ("0.0.0.0", 0)
+        transport = proto.transport
+        assert transport is not None
+        peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
+        sock = transport.get_extra_info("sockname") or ("0.0.0.0", 0)
         self.client_ip = str(peer[0])
         self.server_ip = str(sock[0])
         self.server_port = int(sock[1])
         self.requests = 0
         server.stats["connections"] += 1
         self.id = server.stats["connections"]  # for the access log: requests sharing a connection
-        self.stream: TLSStream | None = None
-        self.h: h11.Connection | None = None
         self.client_auth: Any = None
         self.tls_info: TLSInfo | None = None
-        self._out: list[bytes] = []  # serialized client output not yet written
         self._timed_out = False  # a 408 was due: close without lingering
         self._last = False  # the request being answered is the connection's last
+        self._bad_input = False  # the client broke HTTP: what follows is not read
+        self._request: http1.RequestHead | None = None  # the request being answered
+        self._body: http1.LengthReader | http1.ChunkedReader | None = None  # its body
+        self._body_started = False  # a body byte was consumed (no 100 Continue any more)
+        self._responded = False  # a response to the current request has started
+        # per-connection caches (see the class docstring)
+        self._verdicts: dict[tuple[Any, Any, bytes], Verdict] = {}
+        self._cert_headers: tuple[Any, Any, bool, list[tuple[bytes, bytes]]] | None = None
+        self._pages: dict[tuple[Any, ...], tuple[bytes, int, int]] = {}
+        self._log_auth: tuple[Any, dict[str, Any]] | None = None
 
     # -- slots: which connections may be evicted (issue 9 item 3) ------------------
     def _busy(self) -> None:
@@ -338,27 +358,27 @@ class _ClientConnection:
     def evict(self) -> None:
         """Close this connection now, for a newcomer (it is in no request)."""
         self.forget()
-        close_transport(self.writer)
-        self.task.cancel()
+        if self.proto.transport is not None:
+            self.proto.transport.close()
+        if self.task is not None:
+            self.task.cancel()
 
     def forget(self) -> None:
         """Release the slot (idempotent)."""
         server = self.server
         server._fresh.pop(self, None)
         server._between.pop(self, None)
-        if server._conns.get(self.task) is self:
+        if self.task is not None and server._conns.get(self.task) is self:
             del server._conns[self.task]
 
     # -- connection ----------------------------------------------------------------
     async def run(self) -> None:
-        ssl_conn, info = self.server.tls.new_connection()
-        stream = TLSStream(
-            ssl_conn, info, self.reader, self.writer, write_timeout=self.limits.body_timeout
-        )
-        self.stream = stream
-        accepted = time.monotonic()
+        proto = self.proto
+        info = proto.info
+        assert info is not None
         try:
-            await asyncio.wait_for(stream.handshake(), self.limits.handshake_timeout)
+            async with asyncio.timeout(self.limits.handshake_timeout):
+                await proto.handshake()
         except (TLSError, OSError, TimeoutError) as exc:
             self.server.stats["tls_failures"] += 1
             log.info("TLS handshake with %s failed: %s", self.client_ip, exc or type(exc).__name__)
@@ -369,8 +389,7 @@ class _ClientConnection:
             return
         self.tls_info = info
         observer = self.server.observer
-        observer.handshake(time.monotonic() - accepted)
-        self.h = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        observer.handshake(time.monotonic() - self.started)
         if self.overflow:
             await self._answer_overflow()
             return
@@ -388,37 +407,36 @@ class _ClientConnection:
                 )
         except Exception:
             log.exception("client certificate validation failed unexpectedly; closing")
-            await stream.close()
+            await proto.close()
             return
         if self.validator is not None:
             observer.validated(self.validator, self.client_auth)
+        server = self.server
         try:
-            while not self.server.draining:
+            while not server.draining:
                 request = await self._read_request()
                 if request is None:
                     break
                 keep_alive = await self._handle(request)
                 self.requests += 1
-                self.server.stats["requests"] += 1
+                server.stats["requests"] += 1
                 self._between_requests()
-                if not keep_alive or self._last or self.server.draining:
+                if not keep_alive or self._last or server.draining:
                     break
-                h = self.h
-                if h.our_state is h11.DONE and h.their_state is h11.DONE:
-                    h.start_next_cycle()
-                else:
+                body = self._body
+                if not request.keep_alive or (body is not None and not body.done):
                     break
+                self._request = self._body = None
         except _ClientGone:
             pass
         except (TLSError, OSError, TimeoutError) as exc:
             log.debug("connection from %s ended: %s", self.client_ip, exc)
-        await stream.close(linger=_LINGER_SECONDS if self._input_unread() else 0.0)
+        await proto.close(linger=_LINGER_SECONDS if self._input_unread() else 0.0)
 
     async def _answer_overflow(self) -> None:
         """Every slot is in a request: read this connection's first request head and
         answer 503 (instead of resetting a client that cannot know why)."""
         self.server.stats["overflow_503"] += 1
-        assert self.stream is not None
         request = await self._read_request()
         if request is not None:
             self._busy()
@@ -429,7 +447,7 @@ class _ClientConnection:
                 close=True,
                 extra=[(b"Retry-After", b"1")],
             )
-        await self.stream.close(linger=_LINGER_SECONDS if self._input_unread() else 0.0)
+        await self.proto.close(linger=_LINGER_SECONDS if self._input_unread() else 0.0)
 
     async def _current_client_auth(self, info: RequestInfo) -> bool:
         """Bring the connection's verdict up to the current trust and revocation state
@@ -470,35 +488,27 @@ class _ClientConnection:
     def _input_unread(self) -> bool:
         """Whether the client may still be sending what we will not read: a request body
         left unread (answered early: blocked, refused, 502) or bytes after a bad head."""
-        h = self.h
-        if h is None or self._timed_out:
+        if self._timed_out:
             return False  # a client too slow for our timeouts gets no extra time
-        return h.their_state in (h11.SEND_BODY, h11.ERROR) or bool(h.trailing_data[0])
+        body = self._body
+        return self._bad_input or (body is not None and not body.done) or bool(self.proto.buf)
 
     # -- reading from the client ---------------------------------------------------
-    async def _recv(self, timeout: float) -> bytes:
-        assert self.stream is not None
-        # asyncio.timeout, not wait_for: no task per read (docs/proxy-bench.md).
-        async with asyncio.timeout(timeout):
-            return await self.stream.recv()
+    async def _more(self, timeout: float) -> None:
+        """Wait for more plaintext (TimeoutError after ``timeout``); _ClientGone at EOF."""
+        proto = self.proto
+        if proto.eof:
+            raise _ClientGone(None, proto.error or "client closed the connection")
+        await proto.wait(timeout)
 
-    def _next_event(self) -> Any:
-        assert self.h is not None
-        try:
-            return self.h.next_event()
-        except h11.RemoteProtocolError as exc:
-            status = exc.error_status_hint if exc.error_status_hint in (400, 431) else 400
-            raise _ClientGone(status, str(exc)) from None
-
-    async def _read_request(self) -> h11.Request | None:
+    async def _read_request(self) -> http1.RequestHead | None:
         """The next request head, or None when the connection should just close."""
         limits = self.limits
+        proto = self.proto
         first = self.requests == 0
+        self._responded = self._body_started = False
         try:
-            event = self._next_event()
-            if event is not h11.NEED_DATA:
-                self._busy()  # a pipelined request was already buffered
-            else:
+            if not proto.buf:
                 # Waiting for a request, silently closed on timeout: the first one must
                 # come soon after the handshake (an idle newcomer holds a slot), a later
                 # one within the keep-alive idle time, and none after the age cap.
@@ -509,14 +519,18 @@ class _ClientConnection:
                     wait = min(limits.idle_timeout, self.expires - now)
                 if wait <= 0:
                     return None
-                try:
-                    data = await self._recv(wait)
-                except TimeoutError:
-                    return None
-                if not data:
-                    return None
-                self._busy()
-                self.h.receive_data(data)  # type: ignore[union-attr]
+                deadline = now + wait
+                while not proto.buf:
+                    remaining = deadline - time.monotonic()
+                    if proto.eof or remaining <= 0:
+                        return None
+                    try:
+                        await proto.wait(remaining)
+                    except TimeoutError:
+                        return None
+            self._busy()
+            end = http1.find_head_end(proto.buf)
+            if end < 0:
                 # Once a request started, its whole head must arrive in header_timeout
                 # (the first one within first_request_timeout of the handshake): a
                 # slowloris client trickling bytes cannot hold the connection.
@@ -526,90 +540,124 @@ class _ClientConnection:
                         head_time,
                         max(0.0, limits.first_request_timeout - (time.monotonic() - self.started)),
                     )
-                async with asyncio.timeout(head_time):
-                    while True:
-                        event = self._next_event()
-                        if event is not h11.NEED_DATA:
-                            break
-                        data = await self.stream.recv()  # type: ignore[union-attr]
-                        self.h.receive_data(data)  # type: ignore[union-attr]
+                deadline = time.monotonic() + head_time
+                while end < 0:
+                    buf = proto.buf
+                    if http1.obviously_not_http(buf):
+                        raise http1.ProtocolError("illegal request line")
+                    if len(buf) > limits.max_header_bytes:
+                        raise http1.ProtocolError("request header fields too large", 431)
+                    if proto.eof:
+                        return None  # closed mid-head: nobody to answer
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError
+                    await proto.wait(remaining)
+                    end = http1.find_head_end(proto.buf)
+            buf = proto.buf
+            head = buf[:end]
+            proto.buf = buf[end:]
+            proto.consumed()
+            request = http1.parse_request_head(head)
         except TimeoutError:
             await self._send_error(408, "request head not received in time", close=True)
             return None
-        except _ClientGone as gone:
-            if gone.status is not None:
-                await self._send_error(gone.status, gone.args[0] if gone.args else "", close=True)
+        except http1.ProtocolError as exc:
+            self._bad_input = True
+            await self._send_error(exc.status, str(exc), close=True)
             return None
-        if isinstance(event, h11.Request):
-            # h11 bounds only a head that arrives in pieces; one that arrived whole in a
-            # single read is measured here (request line + header lines).
-            size = len(event.method) + len(event.target) + 12
-            size += sum(len(n) + len(v) + 4 for n, v in event.headers.raw_items())
-            if size > self.limits.max_header_bytes:
-                await self._send_error(431, "request header fields too large", close=True)
-                return None
-            if len(event.headers) > self.limits.max_header_count:
-                await self._send_error(431, "too many header fields", close=True)
-                return None
-            names = {name for name, _ in event.headers}
-            if b"transfer-encoding" in names and b"content-length" in names:
-                # h11 frames by Transfer-Encoding; an origin framing by Content-Length
-                # would read the rest as another request (TE.CL smuggling). RFC 9112
-                # §6.1 allows refusing and requires closing the connection either way.
+        except _ClientGone:
+            return None
+        self._request = request
+        self._body = http1.request_reader(request)
+        # A head within the limit in one piece is measured here (request line + fields).
+        if request.size > limits.max_header_bytes:
+            self._bad_input = True
+            await self._send_error(431, "request header fields too large", close=True)
+            return None
+        if len(request.headers) > limits.max_header_count:
+            self._bad_input = True
+            await self._send_error(431, "too many header fields", close=True)
+            return None
+        if request.chunked:
+            if request.content_length is not None:
+                # An origin framing by Content-Length would read the rest as another
+                # request (TE.CL smuggling). RFC 9112 §6.1 allows refusing and requires
+                # closing the connection either way.
+                self._bad_input = True
                 await self._send_error(
                     400, "Content-Length and Transfer-Encoding together", close=True
                 )
                 return None
-            if b"transfer-encoding" in names and event.http_version == b"1.0":
+            if request.http_version == b"1.0":
                 # RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty
                 # framing (1.0 origins do not know chunked): refuse, then close.
-                await self._send_error(
-                    400, "Transfer-Encoding in an HTTP/1.0 request", close=True
-                )
+                self._bad_input = True
+                await self._send_error(400, "Transfer-Encoding in an HTTP/1.0 request", close=True)
                 return None
-            return event
-        return None  # ConnectionClosed or similar
+        return request
 
-    async def _client_body_event(self) -> Any:
-        while True:
-            event = self._next_event()
-            if event is not h11.NEED_DATA:
-                return event
+    async def _body_piece(self) -> bytes | None:
+        """The next piece of the request body, None at its end."""
+        body = self._body
+        assert body is not None
+        proto = self.proto
+        while not body.done:
+            if proto.buf:
+                try:
+                    data, proto.buf = body.read(proto.buf)
+                except http1.ProtocolError as exc:
+                    self._bad_input = True
+                    raise _ClientGone(exc.status, str(exc)) from None
+                proto.consumed()
+                if data:
+                    self._body_started = True
+                    return data
+                if body.done:
+                    break
             try:
-                data = await self._recv(self.limits.body_timeout)
+                await self._more(self.limits.body_timeout)
             except TimeoutError:
                 raise _ClientGone(408, "request body not received in time") from None
-            self.h.receive_data(data)  # type: ignore[union-attr]
+            except _ClientGone:
+                raise _ClientGone(None, "client closed during the request body") from None
+        self._body_started = True
+        return None
+
+    def _request_body_done(self) -> bool:
+        """Consume an already-buffered body; True when the request is complete."""
+        body = self._body
+        if body is None or body.done:
+            return True
+        proto = self.proto
+        if proto.buf:
+            try:
+                _data, proto.buf = body.read(proto.buf)
+            except http1.ProtocolError as exc:
+                self._bad_input = True
+                raise _ClientGone(exc.status, str(exc)) from None
+            proto.consumed()
+        return body.done
 
     # -- writing to the client -----------------------------------------------------
-    def _queue(self, event: Any) -> None:
-        """Serialize an event for the client without writing it yet."""
-        assert self.h is not None
+    async def _write(self, data: bytes) -> None:
+        """Encrypt and send; wait only while the client is not taking data."""
+        proto = self.proto
         try:
-            data = self.h.send(event)
-        except h11.LocalProtocolError as exc:
-            raise _ClientGone(None, f"cannot send to client: {exc}") from None
-        if data:
-            self._out.append(data)
-
-    async def _flush(self) -> None:
-        """Write everything queued as one TLS write (one syscall for small responses)."""
-        if not self._out:
-            return
-        assert self.stream is not None
-        data = b"".join(self._out)
-        self._out.clear()
-        try:
-            await self.stream.send(data)
+            proto.send(data)
+            if proto.write_blocked:
+                await proto.drain(self.limits.body_timeout)
         except (TLSError, OSError, TimeoutError) as exc:
             raise _ClientGone(None, f"client write failed: {exc}") from None
 
-    async def _send(self, event: Any) -> None:
-        self._queue(event)
-        await self._flush()
-
-    def _can_respond(self) -> bool:
-        return self.h is not None and self.h.our_state in (h11.IDLE, h11.SEND_RESPONSE)
+    def _close_after(self, close: bool) -> bool:
+        request = self._request
+        return (
+            close
+            or self._last
+            or self.server.draining
+            or (request is not None and not request.keep_alive)
+        )
 
     async def _send_simple(
         self,
@@ -620,26 +668,14 @@ class _ClientConnection:
         close: bool = False,
         extra: list[tuple[bytes, bytes]] | None = None,
     ) -> bool:
-        if not self._can_respond():
+        if self._responded:
             return False
-        headers = [
-            (b"Content-Type", content_type),
-            (b"Content-Length", str(len(body)).encode()),
-            (b"Cache-Control", b"no-store"),
-        ]
-        if extra:
-            headers.extend(extra)
-        if close or self._last or self.server.draining:
-            headers.append((b"Connection", b"close"))
+        self._responded = True
+        data = _simple_response(
+            status, content_type, body, extra, self._close_after(close), self._request
+        )
         try:
-            self._queue(
-                h11.Response(
-                    status_code=status, headers=headers, reason=_reason(status), _parsed=True
-                )
-            )
-            self._queue(h11.Data(data=body))
-            self._queue(h11.EndOfMessage())
-            await self._flush()
+            await self._write(data)
         except _ClientGone:
             return False
         return True
@@ -659,25 +695,14 @@ class _ClientConnection:
             )
 
     # -- one request ---------------------------------------------------------------
-    async def _handle(self, request: h11.Request) -> bool:
-        """Answer one request; returns whether the connection may be kept alive."""
-        started = time.monotonic()
+    def _request_info(self, request: http1.RequestHead) -> RequestInfo:
         tls = self.tls_info
         assert tls is not None
-        # Defence in depth (issue 9 item 1): a connection serves a bounded number of
-        # requests for a bounded time; the last response says "Connection: close".
-        self._last = (
-            self.requests + 1 >= self.limits.max_connection_requests or started >= self.expires
-        )
-        if request.method == b"CONNECT":
-            # A reverse proxy does not tunnel; h11 would also switch protocols on a 2xx.
-            await self._send_error(405, "CONNECT is not supported", close=True)
-            return False
-        info = RequestInfo(
+        return RequestInfo(
             method=request.method,
             target=request.target,
             http_version=request.http_version,
-            headers=list(request.headers.raw_items()),
+            headers=request.headers,
             client_ip=self.client_ip,
             server_ip=self.server_ip,
             server_port=self.server_port,
@@ -686,6 +711,34 @@ class _ClientConnection:
             tls_cipher=tls.cipher,
             sni=tls.sni,
         )
+
+    def _decide(self, info: RequestInfo) -> Verdict:
+        decider = self.server.decider
+        if getattr(decider, "connection_level", False):
+            # Only connection-level fields and http.host: the verdict cannot change while
+            # the decider, the certificate verdict and the host stay the same.
+            key = (decider, self.client_auth, info.hostname())
+            verdict = self._verdicts.get(key)
+            if verdict is None:
+                if len(self._verdicts) > 16:
+                    self._verdicts.clear()
+                verdict = self._verdicts[key] = decider.decide(info, self.client_auth)
+            return verdict
+        return decider.decide(info, self.client_auth)
+
+    async def _handle(self, request: http1.RequestHead) -> bool:
+        """Answer one request; returns whether the connection may be kept alive."""
+        started = time.monotonic()
+        # Defence in depth (issue 9 item 1): a connection serves a bounded number of
+        # requests for a bounded time; the last response says "Connection: close".
+        self._last = (
+            self.requests + 1 >= self.limits.max_connection_requests or started >= self.expires
+        )
+        if request.method == b"CONNECT":
+            # A reverse proxy does not tunnel.
+            await self._send_error(405, "CONNECT is not supported", close=True)
+            return False
+        info = self._request_info(request)
         try:
             if not await self._current_client_auth(info):
                 return False
@@ -707,13 +760,13 @@ class _ClientConnection:
             )
             return False
         try:
-            verdict = self.server.decider.decide(info, self.client_auth)
+            verdict = self._decide(info)
         except Exception:
             log.exception("rule evaluation failed; answering 500")
             return await self._internal_error(info, started, "rule evaluation failed")
         if verdict.outcome != "allow":
-            return await self._answer_blocked(info, verdict, started)
-        return await self._forward(info, verdict, started)
+            return await self._answer_blocked(request, info, verdict, started)
+        return await self._forward(request, info, verdict, started)
 
     async def _internal_error(self, info: RequestInfo, started: float, detail: str) -> bool:
         """Answer 500 and close (our side failed, the request may be fine); logged."""
@@ -737,93 +790,91 @@ class _ClientConnection:
             return False
         return self.server.validator_for(host) is not None
 
-    async def _request_body_done(self) -> bool:
-        """Consume an already-buffered empty body; True when the request is complete."""
-        while True:
-            event = self._next_event()
-            if isinstance(event, h11.EndOfMessage):
-                return True
-            if not isinstance(event, h11.Data):
-                return False  # NEED_DATA: body still on the wire
-
-    async def _answer_blocked(self, info: RequestInfo, verdict: Verdict, started: float) -> bool:
-        status, ctype, body = block_page(
-            verdict,
-            self.client_auth,
-            accept=info.header(b"accept") or b"",
-            cert_requested=self.cert_requested,
-        )
+    async def _answer_blocked(
+        self, request: http1.RequestHead, info: RequestInfo, verdict: Verdict, started: float
+    ) -> bool:
         try:
-            complete = await self._request_body_done()
+            complete = self._request_body_done()
         except _ClientGone:
             complete = False
         # An unread request body would be parsed as the next request: close instead.
-        await self._send_simple(status, ctype, body, close=not complete)
-        self._log(info, verdict, status, len(body), started)
-        return complete
+        close = self._close_after(not complete)
+        html = b"text/html" in (info.header(b"accept") or b"").lower()
+        # The page's bytes depend on nothing else (the method too: HEAD gets no body).
+        key = (verdict, self.client_auth, html, close, request.method == b"HEAD")
+        cached = self._pages.get(key)
+        if cached is None:
+            status, ctype, body = block_page(
+                verdict,
+                self.client_auth,
+                accept=b"text/html" if html else b"",
+                cert_requested=self.cert_requested,
+            )
+            cached = (_simple_response(status, ctype, body, None, close, request), status, len(body))
+            if len(self._pages) > 16:
+                self._pages.clear()
+            self._pages[key] = cached
+        page, status, nbytes = cached
+        if not self._responded:
+            self._responded = True
+            try:
+                await self._write(page)
+            except _ClientGone:
+                pass
+        self._log(info, verdict, status, nbytes, started)
+        return complete and not close
 
-    async def _forward(self, info: RequestInfo, verdict: Verdict, started: float) -> bool:
+    def _certificate_headers(self, policy: ForwardingPolicy) -> list[tuple[bytes, bytes]]:
+        first = self.requests == 0
+        cached = self._cert_headers
+        if (
+            cached is not None
+            and cached[0] is self.client_auth
+            and cached[1] is policy
+            and (cached[2] == first or not policy.cf_client_cert)
+        ):
+            return cached[3]
+        headers = certificate_headers(self.client_auth, policy, first_request=first)
+        self._cert_headers = (self.client_auth, policy, first, headers)
+        return headers
+
+    async def _forward(
+        self, request: http1.RequestHead, info: RequestInfo, verdict: Verdict, started: float
+    ) -> bool:
         config = self.server.config
         up = config.upstream_parsed
         hostname = info.hostname().decode("ascii", "replace")
         policy = config.forwarding_for(hostname)
-        headers = info.header_map()
-        chunked = b"transfer-encoding" in headers
-        has_body = chunked or any(
-            v.strip() not in (b"0", b"") for v in headers.get(b"content-length", ())
-        )
-        cert_headers = certificate_headers(
-            self.client_auth, policy, first_request=self.requests == 0
-        )
-        out_headers = origin_request_headers(
-            info.headers,
+        chunked = request.chunked
+        has_body = chunked or bool(request.content_length)
+        target = info.origin_target()
+        if up.base_path:
+            target = up.base_path.encode() + target
+        head = origin_request_head(
+            request.method,
+            target,
+            request.headers,
             client_ip=self.client_ip,
             original_host=info.host_header(),
             upstream_netloc=up.netloc,
             preserve_host=config.preserve_host,
-            cert_headers=cert_headers,
+            cert_headers=self._certificate_headers(policy),
             chunked_body=chunked,
         )
-        target = (
-            (up.base_path.encode() + info.origin_target()) if up.base_path else info.origin_target()
-        )
-        # _parsed=True: h11 skips re-validating what it validated when it parsed the
-        # client's request (names, values, target) — the headers we add are ASCII we
-        # built (addresses, Base64, hex, escaped DNs). It still checks the framing
-        # headers. The profile showed the regex validation as h11's largest cost.
-        upstream_request = h11.Request(
-            method=info.method, target=target, headers=out_headers, _parsed=True
-        )
-        if not has_body:
-            try:
-                if not await self._request_body_done():
-                    has_body = True  # framing said empty but h11 disagrees: stream it
-            except _ClientGone as gone:
-                await self._send_error(gone.status or 400, str(gone), close=True)
-                return False
         pool = self.server.pool
         timeout = self.limits.upstream_timeout
         conn: UpstreamConnection | None = None
-        response: h11.Response | None = None
+        response: http1.ResponseHead | None = None
         for attempt in (0, 1):
             try:
                 conn, reused = await pool.acquire(fresh=attempt > 0)
             except UpstreamError as err:
                 return await self._upstream_failed(info, verdict, err, started)
             try:
+                await conn.write(head, timeout=timeout)
                 if has_body:
-                    await conn.send(upstream_request, timeout=timeout)
-                    await self._pump_request_body(conn)
-                else:
-                    await conn.send(upstream_request, h11.EndOfMessage(), timeout=timeout)
-                while True:
-                    event = await conn.next_event(timeout)
-                    if isinstance(event, h11.Response):
-                        response = event
-                        break
-                    if isinstance(event, h11.ConnectionClosed):
-                        raise UpstreamError(502, "upstream closed the connection")
-                    # InformationalResponse (1xx): not relayed
+                    await self._pump_request_body(conn, request)
+                response = await conn.response_head(request.method, timeout)
                 break
             except UpstreamError as err:
                 conn.close()
@@ -837,59 +888,81 @@ class _ClientConnection:
                 return False
         assert conn is not None and response is not None
         # -- relay the response ----------------------------------------------------
-        resp_headers = client_response_headers(response.headers.raw_items())
-        if self.server.draining or self._last:
-            resp_headers.append((b"Connection", b"close"))
+        # Framing towards the client as h11 chose it: the origin's Content-Length when
+        # it sent one (and no chunking); otherwise chunked to HTTP/1.1 clients and
+        # until-close to HTTP/1.0 ones. HEAD, 204 and 304 carry no body.
+        headers = client_response_headers(response.headers)
+        send_body = request.method != b"HEAD"
+        close = self._close_after(False)
+        chunk_out = False
+        if response.status not in (204, 304) and (
+            response.chunked or response.content_length is None
+        ):
+            if response.chunked:
+                headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
+            if request.http_version >= b"1.1":
+                headers.append((b"Transfer-Encoding", b"chunked"))
+                chunk_out = send_body
+            elif send_body:
+                close = True
+        if close:
+            headers.append((b"Connection", b"close"))
+        status = response.status
+        out = [
+            http1.serialise_head(
+                b"HTTP/1.1 %d %s" % (status, response.reason or _reason(status)), headers
+            )
+        ]
+        self._responded = True
         sent = 0
         try:
-            # Head and body are queued and written together: a small response leaves in
-            # one TLS write; a streamed one is flushed whenever the origin makes us wait.
-            self._queue(
-                h11.Response(
-                    status_code=response.status_code,
-                    headers=resp_headers,  # validated by h11 when the origin's were parsed
-                    reason=response.reason or _reason(response.status_code),
-                    _parsed=True,
-                )
-            )
+            # Head and body pieces are gathered and written together: a small response
+            # leaves in one TLS write; a streamed one is flushed whenever the origin
+            # makes us wait.
+            async def flush() -> None:
+                if out:
+                    data = out[0] if len(out) == 1 else b"".join(out)
+                    out.clear()
+                    await self._write(data)
+
             while True:
-                event = await conn.next_event(timeout, before_wait=self._flush)
-                if isinstance(event, h11.Data):
-                    sent += len(event.data)
-                    self._queue(h11.Data(data=event.data))
-                elif isinstance(event, h11.EndOfMessage):
-                    self._queue(h11.EndOfMessage())
-                    await self._flush()
+                piece = await conn.body_piece(timeout, flush)
+                if piece is None:
                     break
-                else:
-                    raise UpstreamError(502, "upstream response ended early", before_response=False)
+                sent += len(piece)
+                if send_body:
+                    if chunk_out:
+                        out.extend(http1.chunk(piece))
+                    else:
+                        out.append(piece)
+            if chunk_out:
+                out.append(http1.LAST_CHUNK)
+            await flush()
         except UpstreamError as err:
-            # Headers already went out: the only honest signal left is closing.
+            # Headers may already be out: the only honest signal left is closing.
             conn.close()
-            self._log(info, verdict, response.status_code, sent, started, error=err.message)
+            self._log(info, verdict, status, sent, started, error=err.message)
             return False
         except _ClientGone:
             conn.close()
-            self._log(info, verdict, response.status_code, sent, started, error="client went away")
+            self._log(info, verdict, status, sent, started, error="client went away")
             return False
         pool.release(conn)
-        self._log(info, verdict, response.status_code, sent, started)
-        return True
+        self._log(info, verdict, status, sent, started)
+        return not close
 
-    async def _pump_request_body(self, conn: UpstreamConnection) -> None:
-        assert self.h is not None
+    async def _pump_request_body(self, conn: UpstreamConnection, request: http1.RequestHead) -> None:
         timeout = self.limits.upstream_timeout
-        if self.h.client_is_waiting_for_100_continue:
-            await self._send(h11.InformationalResponse(status_code=100, headers=[]))
+        if request.expect_continue and not self._body_started:
+            await self._write(_CONTINUE)
+        chunked = request.chunked
         while True:
-            event = await self._client_body_event()
-            if isinstance(event, h11.Data):
-                await conn.send(h11.Data(data=event.data), timeout=timeout)
-            elif isinstance(event, h11.EndOfMessage):
-                await conn.send(h11.EndOfMessage(), timeout=timeout)
+            piece = await self._body_piece()
+            if piece is None:
+                if chunked:
+                    await conn.write(http1.LAST_CHUNK, timeout=timeout)
                 return
-            else:
-                raise _ClientGone(None, "client closed during the request body")
+            await conn.write(http1.chunk(piece) if chunked else piece, timeout=timeout)
 
     async def _upstream_failed(
         self, info: RequestInfo, verdict: Verdict, err: UpstreamError, started: float
@@ -904,12 +977,28 @@ class _ClientConnection:
             body = b"504 Gateway Timeout\nThe origin server did not answer in time.\n"
         else:
             body = b"502 Bad Gateway\nThe origin server could not be reached or answered badly.\n"
-        complete = self.h is not None and self.h.their_state is h11.DONE
+        complete = self._body is None or self._body.done
         await self._send_simple(err.status, b"text/plain; charset=utf-8", body, close=not complete)
         self._log(info, verdict, err.status, len(body), started, error=err.message)
-        return complete
+        return complete and not self._close_after(False)
 
     # -- access log ----------------------------------------------------------------
+    def _auth_record(self) -> dict[str, Any]:
+        """The certificate part of a log record, computed once per ``ClientAuth``."""
+        auth = self.client_auth
+        cached = self._log_auth
+        if cached is not None and cached[0] is auth:
+            return cached[1]
+        part = {
+            "cert_presented": bool(getattr(auth, "presented", False)),
+            "cert_verified": bool(getattr(auth, "verified", False)),
+            "cert_revoked": bool(getattr(auth, "revoked", False)),
+            "cert_serial": _cert_serial(auth),
+            "cert_status": _cert_status(auth),
+        }
+        self._log_auth = (auth, part)
+        return part
+
     def _log(
         self,
         info: RequestInfo | None,
@@ -921,7 +1010,11 @@ class _ClientConnection:
         decision: str | None = None,
         error: str | None = None,
     ) -> None:
-        auth = self.client_auth
+        server = self.server
+        access_log = server.access_log
+        observer = server.observer
+        if not access_log.enabled and access_log.records is None and type(observer) is NullObserver:
+            return  # nobody reads the record: do not build it
         tls = self.tls_info
         record: dict[str, Any] = {
             "client": self.client_ip,
@@ -932,11 +1025,7 @@ class _ClientConnection:
             "path": info.path_query()[0].decode("ascii", "replace") if info else None,
             "decision": decision or (verdict.outcome if verdict else None),
             "rule": verdict.rule_ref if verdict else None,
-            "cert_presented": bool(getattr(auth, "presented", False)),
-            "cert_verified": bool(getattr(auth, "verified", False)),
-            "cert_revoked": bool(getattr(auth, "revoked", False)),
-            "cert_serial": _cert_serial(auth),
-            "cert_status": _cert_status(auth),
+            **self._auth_record(),
             "status": status,
             "bytes": nbytes,
             "duration_ms": round((time.monotonic() - started) * 1000, 3),
@@ -945,8 +1034,32 @@ class _ClientConnection:
         }
         if error:
             record["upstream_error" if status in (502, 504) else "error"] = error
-        self.server.access_log.write(record)
-        self.server.observer.request(record)
+        access_log.write(record)
+        observer.request(record)
+
+
+def _simple_response(
+    status: int,
+    content_type: bytes,
+    body: bytes,
+    extra: list[tuple[bytes, bytes]] | None,
+    close: bool,
+    request: http1.RequestHead | None,
+) -> bytes:
+    """A whole response the proxy answers itself (no body for HEAD, as h11)."""
+    headers = [
+        (b"Content-Type", content_type),
+        (b"Content-Length", b"%d" % len(body)),
+        (b"Cache-Control", b"no-store"),
+    ]
+    if extra:
+        headers.extend(extra)
+    if close:
+        headers.append((b"Connection", b"close"))
+    head = http1.serialise_head(b"HTTP/1.1 %d %s" % (status, _reason(status)), headers)
+    if request is not None and request.method == b"HEAD":
+        return head
+    return head + body
 
 
 # -- running -------------------------------------------------------------------------

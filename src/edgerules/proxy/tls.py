@@ -1,9 +1,11 @@
 """TLS termination with pyOpenSSL driven from asyncio through memory BIOs.
 
 Owns: the server ``SSL.Context`` (certificate, protocol floor, session policy), the SNI
-callback that decides per connection whether to *request* a client certificate, and
+callback that decides per connection whether to *request* a client certificate,
+``TLSProtocol`` — the proxy's connection: an ``asyncio.Protocol`` that feeds ciphertext
+from ``data_received`` straight into OpenSSL and keeps the plaintext it yields — and
 ``TLSStream``, an async byte stream over one ``SSL.Connection`` whose ciphertext moves
-through asyncio's ``StreamReader``/``StreamWriter``.
+through asyncio's ``StreamReader``/``StreamWriter`` (``edgerules serve``).
 
 Why pyOpenSSL: Python's ``ssl`` module aborts the handshake when a requested client
 certificate does not verify; the spec (mtls.md §3.1) requires the handshake to complete
@@ -23,6 +25,12 @@ Invariants:
   resumed session carries no peer chain, so an mTLS verdict would silently vanish. A
   session id context is still set, as OpenSSL requires one whenever VERIFY_PEER is on.
 * Only ``TLSError`` (or ``EOFError``/``OSError``/``TimeoutError``) leaves this module.
+* ``TLSProtocol``'s record path (``SSL_read``/``SSL_write``/``BIO_read``/``BIO_write``)
+  calls OpenSSL through pyOpenSSL's own cffi binding on the connection's ``SSL`` and
+  BIO pointers, with one reusable read buffer per thread: pyOpenSSL's methods allocate
+  a fresh 64 KiB buffer per call and wrap every call in Python-level checks, which was
+  most of the TLS share of a keep-alive request (issue 14). Anything but data or
+  "want read" goes back through pyOpenSSL's error mapping, so errors are reported alike.
 * No cryptography X.509 calls here (the validator and ``pki`` own those): the peer's
   certificates stay pyOpenSSL ``X509`` objects and leave as DER through
   ``crypto.dump_certificate(FILETYPE_ASN1, …)`` — cheaper than ``as_cryptography=True``,
@@ -37,15 +45,25 @@ import asyncio
 import logging
 import os
 import stat
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from OpenSSL import SSL, crypto
+from OpenSSL._util import ffi as _ffi
+from OpenSSL._util import lib as _lib
 
 from edgerules.errors import ConfigError
 
-__all__ = ["ServerTLS", "TLSError", "TLSInfo", "TLSStream", "boringssl_cipher_name"]
+__all__ = [
+    "ServerTLS",
+    "TLSError",
+    "TLSInfo",
+    "TLSProtocol",
+    "TLSStream",
+    "boringssl_cipher_name",
+]
 
 log = logging.getLogger("edgerules.proxy")
 
@@ -335,23 +353,8 @@ class TLSStream:
         info.cipher = boringssl_cipher_name(self._conn.get_cipher_name() or "")
         info.session_reused = bool(self._conn.get_session() and _session_reused(self._conn))
         if info.cert_requested:
-            info.chain_der = self._peer_chain_der()
+            info.chain_der = _peer_chain_der(self._conn)
         return info
-
-    def _peer_chain_der(self) -> tuple[bytes, ...]:
-        leaf = self._conn.get_peer_certificate()
-        if leaf is None:
-            return ()
-        leaf_der = _der(leaf)
-        ders = [leaf_der]
-        # Server side: the chain excludes the leaf (OpenSSL documents this asymmetry);
-        # stay defensive in case a future version includes it.
-        for cert in self._conn.get_peer_cert_chain() or ():
-            der = _der(cert)
-            if der == leaf_der and len(ders) == 1:
-                continue
-            ders.append(der)
-        return tuple(ders)
 
     # -- application data ----------------------------------------------------------
     async def recv(self) -> bytes:
@@ -418,6 +421,291 @@ class TLSStream:
             except Exception:  # timeout, reset: close anyway
                 pass
         close_transport(self._writer)
+
+
+# -- the proxy's connection: a Protocol over memory BIOs --------------------------------
+_WANT_READ = _lib.SSL_ERROR_WANT_READ
+_PLAINTEXT_HIGH = 256 * 1024  # buffered plaintext above which the socket is not read
+_WRITE_PIECE = 256 * 1024  # plaintext encrypted per SSL_write (bounds the BIO's growth)
+_buffers = threading.local()
+
+
+def _read_buffer() -> Any:
+    """A reusable 64 KiB C buffer for SSL_read/BIO_read, one per thread (cffi releases
+    the GIL during the call, and tests run several proxies in one process)."""
+    buf = getattr(_buffers, "buf", None)
+    if buf is None:
+        buf = _buffers.buf = _ffi.new("char[]", _READ_SIZE)
+    return buf
+
+
+def _on_timeout(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+class TLSProtocol(asyncio.Protocol):
+    """One server-side TLS connection as an ``asyncio.Protocol``.
+
+    Ciphertext is written into OpenSSL's memory BIO as it arrives; after the handshake
+    every record is decrypted at once into ``buf`` (plaintext not consumed yet; the
+    consumer slices what it used off the front). ``eof`` turns True at the peer's
+    ``close_notify``, TCP EOF, a TLS error (``error`` says which) or a lost connection.
+    One coroutine (the connection's) consumes it: ``wait(timeout)`` suspends it until
+    something new arrived. Writing is synchronous (``send``: encrypt and hand to the
+    transport); ``drain`` waits only while the transport's buffer is over its mark.
+    """
+
+    def __init__(self, tls: ServerTLS, on_connect: Callable[[TLSProtocol], None]) -> None:
+        self._tls = tls
+        self._on_connect = on_connect
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.eof = False
+        self.error: str | None = None
+        self.closed = False
+        self.handshaken = False
+        self.discarded = 0  # lingering close: bytes dropped unread
+        self._discarding = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._read_paused = False
+        self.conn: SSL.Connection | None = None
+        self.info: TLSInfo | None = None
+
+    # -- asyncio callbacks --------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.conn, self.info = self._tls.new_connection()
+        conn = self.conn
+        self._ssl, self._bio_in, self._bio_out = conn._ssl, conn._into_ssl, conn._from_ssl  # type: ignore[attr-defined]
+        self._on_connect(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            self.discarded += len(data)
+            if self.discarded >= _LINGER_MAX and self.transport is not None:
+                self.transport.close()
+            return
+        if self.eof:
+            return  # after close_notify or an error nothing more is read
+        _lib.BIO_write(self._bio_in, data, len(data))
+        if self.handshaken:
+            self._decrypt()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return True  # keep the transport: the response may still have to be written
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = self.closed = True
+        self._wake()
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionResetError("connection lost"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- records ------------------------------------------------------------------------
+    def _decrypt(self) -> None:
+        ssl = self._ssl
+        buf = _read_buffer()
+        chunks = []
+        while True:
+            n = _lib.SSL_read(ssl, buf, _READ_SIZE)
+            if n > 0:
+                chunks.append(_ffi.buffer(buf, n)[:])
+                continue
+            if _lib.SSL_get_error(ssl, n) != _WANT_READ:
+                self._read_failed(n)
+            break
+        if chunks:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self.buf = self.buf + data if self.buf else data
+            if len(self.buf) > _PLAINTEXT_HIGH and not self._read_paused and self.transport:
+                self._read_paused = True
+                self.transport.pause_reading()
+        self._flush()  # e.g. TLS 1.3 post-handshake messages, alerts
+
+    def _read_failed(self, result: int) -> None:
+        assert self.conn is not None
+        try:
+            self.conn._raise_ssl_error(self._ssl, result)  # type: ignore[attr-defined]
+        except (SSL.ZeroReturnError, SSL.SysCallError, SSL.WantReadError):
+            pass  # close_notify / EOF
+        except SSL.Error as exc:
+            self.error = f"TLS error: {_describe(exc)}"
+        self.eof = True
+
+    def consumed(self) -> None:
+        """The consumer took from ``buf``: read the socket again when it was paused."""
+        if self._read_paused and len(self.buf) <= _PLAINTEXT_HIGH // 2 and self.transport:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    def _flush(self) -> None:
+        bio = self._bio_out
+        buf = _read_buffer()
+        n = _lib.BIO_read(bio, buf, _READ_SIZE)
+        if n <= 0:
+            return
+        data = _ffi.buffer(buf, n)[:]
+        while n == _READ_SIZE:
+            n = _lib.BIO_read(bio, buf, _READ_SIZE)
+            if n > 0:
+                data += _ffi.buffer(buf, n)[:]
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def send(self, data: bytes) -> None:
+        """Encrypt ``data`` and hand it to the transport (never waits). Raises
+        ``TLSError`` when the connection is gone or TLS fails."""
+        if self.closed or self.transport is None or self.transport.is_closing():
+            raise TLSError("connection closed")
+        ssl = self._ssl
+        total = len(data)
+        done = flushed = 0
+        with _ffi.from_buffer(data) as ptr:
+            while done < total:
+                # pyOpenSSL's contexts allow partial writes: one record may be all that
+                # SSL_write takes. The BIO is emptied every _WRITE_PIECE (bounded).
+                n = _lib.SSL_write(ssl, ptr + done, total - done)
+                if n <= 0:
+                    assert self.conn is not None
+                    try:
+                        self.conn._raise_ssl_error(ssl, n)  # type: ignore[attr-defined]
+                    except SSL.Error as exc:
+                        raise TLSError(f"TLS error while sending: {_describe(exc)}") from None
+                    raise TLSError("TLS write failed")
+                done += n
+                if done - flushed >= _WRITE_PIECE and done < total:
+                    self._flush()
+                    flushed = done
+        self._flush()
+
+    @property
+    def write_blocked(self) -> bool:
+        return self._write_paused
+
+    async def drain(self, timeout: float) -> None:
+        """Wait until the transport's buffer is under its mark (TimeoutError after
+        ``timeout``; ConnectionResetError when the connection is lost)."""
+        if not self._write_paused:
+            if self.closed:
+                raise ConnectionResetError("connection lost")
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._drain_waiter = loop.create_future()
+        handle = loop.call_later(timeout, _on_timeout, waiter)
+        try:
+            await waiter
+        finally:
+            handle.cancel()
+            self._drain_waiter = None
+
+    # -- waiting ------------------------------------------------------------------------
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self, timeout: float) -> None:
+        """Until something arrives (plaintext, ciphertext during the handshake, EOF or
+        an error), at most ``timeout`` seconds (then TimeoutError)."""
+        if self.eof:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        handle = loop.call_later(timeout, _on_timeout, waiter)
+        try:
+            await waiter
+        finally:
+            handle.cancel()
+            self._waiter = None
+
+    # -- handshake and closing ----------------------------------------------------------
+    async def handshake(self) -> TLSInfo:
+        """Drive the handshake (the caller bounds it with a timeout)."""
+        conn, info = self.conn, self.info
+        assert conn is not None and info is not None
+        while True:
+            try:
+                conn.do_handshake()
+                break
+            except SSL.WantReadError:
+                self._flush()
+                if self.eof:
+                    raise TLSError("connection closed during the TLS handshake") from None
+                await self.wait(3600.0)
+            except SSL.Error as exc:
+                self._flush()  # the alert OpenSSL queued
+                raise TLSError(f"TLS handshake failed: {_describe(exc)}") from None
+        self._flush()
+        self.handshaken = True
+        info.version = conn.get_protocol_version_name()
+        info.cipher = boringssl_cipher_name(conn.get_cipher_name() or "")
+        info.session_reused = bool(conn.get_session() and _session_reused(conn))
+        if info.cert_requested:
+            info.chain_der = _peer_chain_der(conn)
+        self._decrypt()  # application data that came with the last handshake flight
+        return info
+
+    async def close(self, linger: float = 0.0) -> None:
+        """close_notify when possible, then close the socket (never raises); with
+        ``linger``, half-close first and discard what the client still sends for up to
+        ``linger`` seconds (see ``TLSStream.close``)."""
+        transport = self.transport
+        if transport is None:
+            return
+        conn = self.conn
+        try:
+            if (
+                conn is not None
+                and self.handshaken
+                and not self.closed
+                and not conn.get_shutdown() & SSL.SENT_SHUTDOWN
+            ):
+                conn.shutdown()
+                self._flush()
+        except Exception:  # the peer may be gone; closing must not fail
+            pass
+        if linger > 0 and not self.eof and not self.closed:
+            try:
+                if transport.can_write_eof():
+                    transport.write_eof()
+                self._discarding = True  # data_received drops what comes (16 MiB at most)
+                await self.wait(linger)  # until the client's FIN, a reset or the time
+            except Exception:  # timeout, reset: close anyway
+                pass
+        transport.close()
+        self.closed = True
+        self.buf = b""
+
+
+def _peer_chain_der(conn: SSL.Connection) -> tuple[bytes, ...]:
+    leaf = conn.get_peer_certificate()
+    if leaf is None:
+        return ()
+    leaf_der = _der(leaf)
+    ders = [leaf_der]
+    # Server side: the chain excludes the leaf (OpenSSL documents this asymmetry);
+    # stay defensive in case a future version includes it.
+    for cert in conn.get_peer_cert_chain() or ():
+        der = _der(cert)
+        if der == leaf_der and len(ders) == 1:
+            continue
+        ders.append(der)
+    return tuple(ders)
 
 
 def close_transport(writer: asyncio.StreamWriter) -> None:

@@ -1,10 +1,19 @@
-"""Pooled HTTP/1.1 client to the origin, built on h11 over asyncio streams.
+"""Pooled HTTP/1.1 client to the origin: one ``asyncio.Protocol`` per connection, heads
+and bodies parsed by :mod:`edgerules.proxy.http1`.
 
 Owns: ``UpstreamPool`` (keep-alive connections to one origin, bounded idle pool with a
-TTL) and ``UpstreamConnection`` (one h11 client connection with per-operation
-timeouts). Invariants: a connection returns to the pool only when both h11 sides
-finished the exchange cleanly; every failure surfaces as ``UpstreamError`` carrying the
-status the client should get (502 refused/bad response, 504 timeout).
+TTL) and ``UpstreamConnection`` (one connection: write a request, read the response head
+and its body pieces, each wait bounded by a timeout).
+
+Invariants:
+* A connection returns to the pool only when the exchange finished cleanly on both sides:
+  the request was written whole, the response body was read to its end as framed, the
+  response allows keep-alive, and nothing beyond it arrived.
+* Every failure surfaces as ``UpstreamError`` carrying the status the client should get
+  (502 refused/bad response, 504 timeout) and whether any response byte had arrived.
+* The origin's response is held to the same grammar as a client's request (``http1``:
+  h11's acceptance); a ``101`` nobody asked for is a bad response (the proxy never
+  forwards ``Upgrade``); other ``1xx`` are skipped.
 """
 
 from __future__ import annotations
@@ -14,15 +23,14 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import h11
-
+from edgerules.proxy import http1
 from edgerules.proxy.config import Upstream
 
 __all__ = ["UpstreamConnection", "UpstreamError", "UpstreamPool"]
 
-_READ_SIZE = 65536
+_MAX_HEAD = 64 * 1024  # an origin's response head larger than this is a bad response
+_READ_HIGH = 256 * 1024  # buffered response bytes above which the socket is not read
 
 
 class UpstreamError(Exception):
@@ -35,81 +43,198 @@ class UpstreamError(Exception):
         self.before_response = before_response  # no response byte was received yet
 
 
-class UpstreamConnection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.h11 = h11.Connection(h11.CLIENT)
+def _on_timeout(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One connection to the origin (also its own protocol object)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.eof = False
+        self.closed = False
         self.idle_since = time.monotonic()
         self.requests = 0
         self.got_response_bytes = False
+        self.reader: http1.LengthReader | http1.ChunkedReader | http1.EOFReader | None = None
+        self.reusable = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._read_paused = False
 
-    async def send(self, *events: Any, timeout: float) -> None:
-        """Send events in one write (fewer syscalls and TCP segments)."""
+    # -- asyncio callbacks --------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf = self.buf + data if self.buf else data
+        self.got_response_bytes = True
+        if len(self.buf) > _READ_HIGH and not self._read_paused and self.transport:
+            self._read_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = self.closed = True
+        self._wake()
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionResetError("upstream connection lost"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- writing ------------------------------------------------------------------------
+    async def write(self, data: bytes | list[bytes], *, timeout: float) -> None:
+        """Write (one call, no copy for a list); wait only when the transport's buffer is
+        over its mark (504 after ``timeout``)."""
+        transport = self.transport
+        if transport is None or self.closed or transport.is_closing():
+            raise UpstreamError(502, "upstream connection failed: closed")
+        if isinstance(data, list):
+            transport.writelines(data)
+        else:
+            transport.write(data)
+        if not self._write_paused:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._drain_waiter = loop.create_future()
+        handle = loop.call_later(timeout, _on_timeout, waiter)
         try:
-            data = b"".join(self.h11.send(event) or b"" for event in events)
-        except h11.LocalProtocolError as exc:
-            raise UpstreamError(502, f"cannot forward the request: {exc}") from None
-        if data:
-            try:
-                writer = self.writer
-                writer.write(data)
-                # Wait only when the kernel did not take it all (a timer per write costs
-                # several µs); asyncio.timeout, not wait_for: wait_for creates a task per
-                # call on 3.11 (~12 µs against ~4 µs; docs/proxy-bench.md).
-                transport = writer.transport
-                if transport.get_write_buffer_size() or transport.is_closing():
-                    async with asyncio.timeout(timeout):
-                        await writer.drain()
-            except TimeoutError:
-                raise UpstreamError(504, "upstream did not accept data in time") from None
-            except OSError as exc:
-                raise UpstreamError(502, f"upstream connection failed: {exc}") from None
+            await waiter
+        except TimeoutError:
+            raise UpstreamError(504, "upstream did not accept data in time") from None
+        except OSError as exc:
+            raise UpstreamError(502, f"upstream connection failed: {exc}") from None
+        finally:
+            handle.cancel()
+            self._drain_waiter = None
 
-    async def next_event(
-        self, timeout: float, before_wait: Callable[[], Awaitable[None]] | None = None
-    ) -> Any:
-        """Next h11 event; ``before_wait`` runs before blocking on the socket (the proxy
-        flushes what it buffered for the client there)."""
+    # -- reading ------------------------------------------------------------------------
+    async def _wait(self, timeout: float, before_wait: Callable[[], Awaitable[None]] | None) -> None:
+        if before_wait is not None:
+            await before_wait()
+        if self.buf or self.eof:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        handle = loop.call_later(timeout, _on_timeout, waiter)
+        try:
+            await waiter
+        except TimeoutError:
+            raise UpstreamError(
+                504, "upstream timed out", before_response=not self.got_response_bytes
+            ) from None
+        finally:
+            handle.cancel()
+            self._waiter = None
+
+    def _consumed(self) -> None:
+        if self._read_paused and len(self.buf) <= _READ_HIGH // 2 and self.transport:
+            self._read_paused = False
+            self.transport.resume_reading()
+
+    async def response_head(self, method: bytes, timeout: float) -> http1.ResponseHead:
+        """The final response head (1xx skipped); its body is then read with
+        ``body_piece``."""
         while True:
-            try:
-                event = self.h11.next_event()
-            except h11.RemoteProtocolError as exc:
+            end = http1.find_head_end(self.buf)
+            if end > 0:
+                try:
+                    head = http1.parse_response_head(self.buf[:end])
+                except http1.ProtocolError as exc:
+                    raise self._bad(f"bad response from upstream: {exc}") from None
+                self.buf = self.buf[end:]
+                if head.status == 101:
+                    raise self._bad("bad response from upstream: unexpected 101")
+                if head.status >= 200:
+                    self.reader = http1.response_reader(head, method)
+                    self.reusable = head.keep_alive and not isinstance(self.reader, http1.EOFReader)
+                    return head
+                continue  # 1xx: not relayed
+            if end == 0:
+                raise self._bad("bad response from upstream: no response line received")
+            if http1.obviously_not_http(self.buf) or len(self.buf) > _MAX_HEAD:
+                raise self._bad("bad response from upstream: illegal status line")
+            if self.eof:
                 raise UpstreamError(
                     502,
-                    f"bad response from upstream: {exc}",
-                    before_response=not self.got_response_bytes,
-                ) from None
-            if event is not h11.NEED_DATA:
-                return event
-            if before_wait is not None:
-                await before_wait()
-            try:
-                async with asyncio.timeout(timeout):
-                    data = await self.reader.read(_READ_SIZE)
-            except TimeoutError:
-                raise UpstreamError(
-                    504, "upstream timed out", before_response=not self.got_response_bytes
-                ) from None
-            except OSError as exc:
-                raise UpstreamError(
-                    502,
-                    f"upstream connection failed: {exc}",
-                    before_response=not self.got_response_bytes,
-                ) from None
-            if data:
-                self.got_response_bytes = True
-            self.h11.receive_data(data)  # b"" signals EOF; h11 raises if it was premature
+                    "upstream closed the connection",
+                    before_response=not self.buf and not self.got_response_bytes,
+                )
+            await self._wait(timeout, None)
+            self._consumed()
 
+    def _bad(self, message: str) -> UpstreamError:
+        return UpstreamError(502, message, before_response=not self.got_response_bytes)
+
+    async def body_piece(
+        self, timeout: float, before_wait: Callable[[], Awaitable[None]] | None = None
+    ) -> bytes | None:
+        """The next piece of the response body, ``None`` at its end. ``before_wait`` runs
+        before blocking on the socket (the proxy flushes what it holds for the client)."""
+        reader = self.reader
+        assert reader is not None
+        while True:
+            if reader.done:
+                return None
+            if self.buf:
+                try:
+                    data, self.buf = reader.read(self.buf)
+                except http1.ProtocolError as exc:
+                    raise UpstreamError(502, f"bad response from upstream: {exc}", before_response=False) from None
+                self._consumed()
+                if data:
+                    return data
+                continue
+            if self.eof:
+                try:
+                    reader.at_eof()
+                except http1.ProtocolError as exc:
+                    raise UpstreamError(502, f"upstream response ended early: {exc}", before_response=False) from None
+                return None
+            await self._wait(timeout, before_wait)
+
+    # -- life -----------------------------------------------------------------------------
     def close(self) -> None:
-        try:
-            self.writer.close()
-        except Exception:
-            pass
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def finished_cleanly(self) -> bool:
+        """Whether this connection may serve another request."""
+        return (
+            self.reusable
+            and self.reader is not None
+            and self.reader.done
+            and not self.buf
+            and not self.eof
+            and not self.closed
+        )
 
     def looks_alive(self) -> bool:
         # The origin may have closed an idle keep-alive connection; EOF shows up here.
-        return not self.reader.at_eof() and not self.writer.is_closing()
+        return not self.eof and not self.closed and not self.buf and self.transport is not None and not self.transport.is_closing()
 
 
 class UpstreamPool:
@@ -133,46 +258,38 @@ class UpstreamPool:
         self.opened = 0  # connections ever opened (tests check pooling)
 
     async def _connect(self) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
+            async with asyncio.timeout(self.connect_timeout):
+                _transport, conn = await loop.create_connection(
+                    UpstreamConnection,
                     self.upstream.host,
                     self.upstream.port,
                     ssl=self._ssl,
                     server_hostname=self.upstream.host if self._ssl else None,
-                ),
-                self.connect_timeout,
-            )
+                )
         except TimeoutError:
             raise UpstreamError(504, "timed out connecting to the upstream") from None
         except (OSError, ssl.SSLError) as exc:
             raise UpstreamError(502, f"cannot connect to the upstream: {exc}") from None
         self.opened += 1
-        return UpstreamConnection(reader, writer)
+        return conn
 
     async def acquire(self, *, fresh: bool = False) -> tuple[UpstreamConnection, bool]:
         """A connection and whether it was reused from the pool."""
-        now = time.monotonic()
-        while self._idle and not fresh:
-            conn = self._idle.pop()  # most recently used first: least likely to be stale
-            if now - conn.idle_since <= self.idle_ttl and conn.looks_alive():
-                conn.got_response_bytes = False
-                return conn, True
-            conn.close()
+        if self._idle and not fresh:
+            now = time.monotonic()
+            while self._idle:
+                conn = self._idle.pop()  # most recently used first: least likely to be stale
+                if now - conn.idle_since <= self.idle_ttl and conn.looks_alive():
+                    conn.got_response_bytes = False
+                    conn.reader = None
+                    return conn, True
+                conn.close()
         return await self._connect(), False
 
     def release(self, conn: UpstreamConnection) -> None:
-        h = conn.h11
-        if (
-            h.our_state is h11.DONE
-            and h.their_state is h11.DONE
-            and len(self._idle) < self.max_idle
-        ):
-            try:
-                h.start_next_cycle()
-            except h11.LocalProtocolError:
-                conn.close()
-                return
+        if conn.finished_cleanly() and len(self._idle) < self.max_idle:
             conn.idle_since = time.monotonic()
             conn.requests += 1
             self._idle.append(conn)
