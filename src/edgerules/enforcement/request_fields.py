@@ -43,9 +43,14 @@ class RequestInfo:
     tls_cipher: str = ""
     sni: str | None = None
     received: float = field(default_factory=time.time)
+    # The Host field's value when the caller parsed it already (the proxy: at most one
+    # Host field, http1 enforces it); None: taken from ``headers``.
+    host: bytes | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # -- derived pieces, each computed at most once ----------------------------------
+    # (inline ``cache.get`` rather than a helper taking a closure: the proxy calls
+    # ``hostname`` and ``origin_target`` on every request.)
     def _memo(self, key: str, fn: Callable[[], Any]) -> Any:
         try:
             return self._cache[key]
@@ -61,59 +66,53 @@ class RequestInfo:
         return b", ".join(values) if name != b"cookie" else b"; ".join(values)
 
     def header_map(self) -> dict[bytes, tuple[bytes, ...]]:
-        def build() -> dict[bytes, tuple[bytes, ...]]:
+        value = self._cache.get("headers")
+        if value is None:
             out: dict[bytes, list[bytes]] = {}
-            for name, value in self.headers:
-                out.setdefault(name.lower(), []).append(value)
-            return {k: tuple(v) for k, v in out.items()}
-
-        return self._memo("headers", build)
+            for name, item in self.headers:
+                out.setdefault(name.lower(), []).append(item)
+            value = self._cache["headers"] = {k: tuple(v) for k, v in out.items()}
+        return value  # type: ignore[no-any-return]
 
     def origin_target(self) -> bytes:
         """Path + query, converting an absolute-form target to origin-form."""
-
-        def build() -> bytes:
-            t = self.target
-            if t.startswith(b"/"):
-                return t
-            if b"://" in t:
-                rest = t.split(b"://", 1)[1]
-                slash = rest.find(b"/")
-                question = rest.find(b"?")
-                if slash < 0 and question < 0:
-                    return b"/"
-                cut = min(i for i in (slash, question) if i >= 0)
-                rest = rest[cut:]
-                return rest if rest.startswith(b"/") else b"/" + rest
-            return t  # "*" (OPTIONS) or garbage: keep as is
-
-        return self._memo("target", build)
+        t = self.target
+        if t.startswith(b"/"):
+            return t
+        value = self._cache.get("target")
+        if value is None:
+            value = self._cache["target"] = _origin_form(t)
+        return value  # type: ignore[no-any-return]
 
     def path_query(self) -> tuple[bytes, bytes]:
-        def build() -> tuple[bytes, bytes]:
+        value = self._cache.get("pq")
+        if value is None:
             t = self.origin_target().split(b"#", 1)[0]
             path, _, query = t.partition(b"?")
-            return path, query
-
-        return self._memo("pq", build)
+            value = self._cache["pq"] = (path, query)
+        return value  # type: ignore[no-any-return]
 
     def host_header(self) -> bytes:
-        host = self.header(b"host")
+        host = self.host
         if host is None:
-            return (self.sni or self.server_ip or "").encode("ascii", "replace")
+            host = self.header(b"host")
+            if host is None:
+                return (self.sni or self.server_ip or "").encode("ascii", "replace")
         return host.split(b",")[0].strip()
 
     def hostname(self) -> bytes:
-        def build() -> bytes:
+        value = self._cache.get("hostname")
+        if value is None:
             host = self.host_header().lower()
             if host.startswith(b"["):
-                return host.split(b"]", 1)[0] + b"]"
-            name = host.rsplit(b":", 1)[0] if host.count(b":") == 1 else host
-            # "api.example.com." is the same host (the DNS root label), and origins
-            # treat it so: a rule comparing http.host must not miss it.
-            return name.removesuffix(b".")
-
-        return self._memo("hostname", build)
+                value = host.split(b"]", 1)[0] + b"]"
+            else:
+                name = host.rsplit(b":", 1)[0] if host.count(b":") == 1 else host
+                # "api.example.com." is the same host (the DNS root label), and origins
+                # treat it so: a rule comparing http.host must not miss it.
+                value = name.removesuffix(b".")
+            self._cache["hostname"] = value
+        return value  # type: ignore[no-any-return]
 
     def args(self) -> tuple[list[bytes], list[bytes]]:
         def build() -> tuple[list[bytes], list[bytes]]:
@@ -128,6 +127,19 @@ class RequestInfo:
             return names, values
 
         return self._memo("args", build)
+
+
+def _origin_form(t: bytes) -> bytes:
+    if b"://" in t:
+        rest = t.split(b"://", 1)[1]
+        slash = rest.find(b"/")
+        question = rest.find(b"?")
+        if slash < 0 and question < 0:
+            return b"/"
+        cut = min(i for i in (slash, question) if i >= 0)
+        rest = rest[cut:]
+        return rest if rest.startswith(b"/") else b"/" + rest
+    return t  # "*" (OPTIONS) or garbage: keep as is
 
 
 def _ip(text: str | None) -> Any:

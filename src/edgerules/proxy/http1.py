@@ -96,6 +96,7 @@ class RequestHead:
         "content_length",
         "expect_continue",
         "headers",
+        "host",
         "http_version",
         "keep_alive",
         "method",
@@ -116,6 +117,7 @@ class RequestHead:
         self.content_length: int | None = None
         self.keep_alive = http_version >= b"1.1"
         self.expect_continue = False
+        self.host: bytes | None = None  # the Host field's value (at most one)
 
 
 class ResponseHead:
@@ -258,6 +260,7 @@ def parse_request_head(head: bytes) -> RequestHead:
     for name, value in request.headers:
         if len(name) == 4 and name.lower() == b"host":
             hosts += 1
+            request.host = value
         elif len(name) == 6 and name.lower() == b"expect":
             expect = expect or b"100-continue" in _comma_tokens(value)
     if hosts == 0 and version == b"1.1":

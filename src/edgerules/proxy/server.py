@@ -710,6 +710,7 @@ class _ClientConnection:
             tls_version=tls.version,
             tls_cipher=tls.cipher,
             sni=tls.sni,
+            host=request.host,
         )
 
     def _decide(self, info: RequestInfo) -> Verdict:

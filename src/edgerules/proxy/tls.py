@@ -55,6 +55,7 @@ from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
 from edgerules.errors import ConfigError
+from edgerules.proxy.waiter import Waiter
 
 __all__ = [
     "ServerTLS",
@@ -467,7 +468,7 @@ class TLSProtocol(asyncio.Protocol):
         self.handshaken = False
         self.discarded = 0  # lingering close: bytes dropped unread
         self._discarding = False
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter = Waiter()
         self._drain_waiter: asyncio.Future[None] | None = None
         self._write_paused = False
         self._read_paused = False
@@ -502,7 +503,7 @@ class TLSProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = self.closed = True
-        self._wake()
+        self._waiter.close()
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionResetError("connection lost"))
@@ -615,23 +616,14 @@ class TLSProtocol(asyncio.Protocol):
 
     # -- waiting ------------------------------------------------------------------------
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._waiter.wake()
 
     async def wait(self, timeout: float) -> None:
         """Until something arrives (plaintext, ciphertext during the handshake, EOF or
         an error), at most ``timeout`` seconds (then TimeoutError)."""
         if self.eof:
             return
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        handle = loop.call_later(timeout, _on_timeout, waiter)
-        try:
-            await waiter
-        finally:
-            handle.cancel()
-            self._waiter = None
+        await self._waiter.wait(timeout)
 
     # -- handshake and closing ----------------------------------------------------------
     async def handshake(self) -> TLSInfo:

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 
 from edgerules.proxy import http1
 from edgerules.proxy.config import Upstream
+from edgerules.proxy.waiter import Waiter
 
 __all__ = ["UpstreamConnection", "UpstreamError", "UpstreamPool"]
 
@@ -61,7 +62,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_response_bytes = False
         self.reader: http1.LengthReader | http1.ChunkedReader | http1.EOFReader | None = None
         self.reusable = False
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter = Waiter()
         self._drain_waiter: asyncio.Future[None] | None = None
         self._write_paused = False
         self._read_paused = False
@@ -85,7 +86,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = self.closed = True
-        self._wake()
+        self._waiter.close()
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionResetError("upstream connection lost"))
@@ -100,9 +101,7 @@ class UpstreamConnection(asyncio.Protocol):
             waiter.set_result(None)
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._waiter.wake()
 
     # -- writing ------------------------------------------------------------------------
     async def write(self, data: bytes | list[bytes], *, timeout: float) -> None:
@@ -136,18 +135,12 @@ class UpstreamConnection(asyncio.Protocol):
             await before_wait()
         if self.buf or self.eof:
             return
-        loop = asyncio.get_running_loop()
-        waiter = self._waiter = loop.create_future()
-        handle = loop.call_later(timeout, _on_timeout, waiter)
         try:
-            await waiter
+            await self._waiter.wait(timeout)
         except TimeoutError:
             raise UpstreamError(
                 504, "upstream timed out", before_response=not self.got_response_bytes
             ) from None
-        finally:
-            handle.cancel()
-            self._waiter = None
 
     def _consumed(self) -> None:
         if self._read_paused and len(self.buf) <= _READ_HIGH // 2 and self.transport:
