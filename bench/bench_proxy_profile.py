@@ -32,8 +32,9 @@ from bench_proxy_load import HOST, RULES, build_loadclient, server_certificate  
 # component -> path fragments (first match wins; checked in this order)
 GROUPS = [
     ("TLS (pyOpenSSL + proxy/tls.py)", ("OpenSSL/", "proxy/tls.py", "_cffi", "_openssl")),
+    ("waiting (proxy/waiter.py)", ("proxy/waiter.py",)),
     ("socket syscalls", ("method 'send'", "method 'recv'", "sendmsg", "recv_into")),
-    ("HTTP parse/serialise (h11)", ("h11/",)),
+    ("HTTP parse/serialise (proxy/http1.py)", ("h11/", "proxy/http1.py")),
     ("upstream client", ("proxy/upstream.py",)),
     ("rule evaluation (rulesets, lang)", ("edgerules/rulesets/", "edgerules/lang/")),
     ("rule fields + context", ("enforcement/request_fields.py",)),
@@ -41,7 +42,7 @@ GROUPS = [
     ("certificate state (9.1)", ("proxy/certstate.py", "store/")),
     ("access log", ("proxy/accesslog.py",)),
     ("proxy/server.py (request loop)", ("proxy/server.py",)),
-    ("asyncio + event loop", ("asyncio/", "selectors.py", "method 'poll'", "method 'control'")),
+    ("asyncio + event loop", ("asyncio/", "selectors.py", "method 'poll'", "method 'control'", "uvloop")),
 ]
 
 
@@ -65,10 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop",
+                        help="event loop (the CLI's default is uvloop when installed)")
     args = parser.parse_args(argv)
 
     from edgerules.cli.proxy_cmd import build_server, register
-    from edgerules.proxy.server import ServerThread
+    from edgerules.proxy.server import ServerThread, event_loop_factory
     from edgerules.store import open_store
 
     with tempfile.TemporaryDirectory(prefix="edgerules-prof-") as tmp_name:
@@ -94,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "--store", str(tmp / "store.db"), "--cert", str(cert),
                                  "--key", str(key), "--access-log", "off"])
             server = build_server(ns)
-            thread = ServerThread(server).start()
+            thread = ServerThread(server, event_loop_factory(args.loop)).start()
             expect = "403" if args.no_cert else "200"
             certs = ["-", "-"] if args.no_cert else [str(tmp / "c.crt"), str(tmp / "c.key")]
 

@@ -72,9 +72,9 @@ def log_record(dep, path, count=1):
     deadline = time.monotonic() + 5
     while True:
         text = dep["log"].read_text() if dep["log"].exists() else ""
-        recs = [
-            r for r in (json.loads(x) for x in text.splitlines() if x.strip()) if r["path"] == path
-        ]
+        # complete lines only: the log thread may be in the middle of writing the last one
+        lines = text.split("\n")[:-1]
+        recs = [r for r in (json.loads(x) for x in lines if x.strip()) if r["path"] == path]
         if len(recs) >= count or time.monotonic() > deadline:
             return recs
 

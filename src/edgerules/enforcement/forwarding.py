@@ -177,9 +177,9 @@ def _name_kind(lower: bytes) -> int:
 def origin_request_headers(
     headers: Iterable[tuple[bytes, bytes]],
     *,
-    client_ip: str,
+    client_ip: str | bytes,
     original_host: bytes,
-    upstream_netloc: str,
+    upstream_netloc: str | bytes,
     preserve_host: bool,
     cert_headers: Iterable[tuple[bytes, bytes]] = (),
     chunked_body: bool = False,
@@ -189,7 +189,7 @@ def origin_request_headers(
     ``Connection``, proxy-owned and certificate headers removed), ``X-Forwarded-For``
     (appended), ``X-Forwarded-Proto``, ``X-Forwarded-Host``, ``Transfer-Encoding`` for a
     chunked body, the certificate headers."""
-    netloc = upstream_netloc.encode("ascii")
+    netloc = upstream_netloc if isinstance(upstream_netloc, bytes) else upstream_netloc.encode("ascii")
     out: list[tuple[bytes, bytes]] = [
         (b"Host", (original_host or netloc) if preserve_host else netloc)
     ]
@@ -220,7 +220,7 @@ def origin_request_headers(
         out[1:] = [item for item in out[1:] if item[0].lower() not in tokens]
         if b"x-forwarded-for" in tokens:
             xff.clear()
-    xff.append(client_ip.encode("ascii", "replace"))
+    xff.append(client_ip if isinstance(client_ip, bytes) else client_ip.encode("ascii", "replace"))
     out.append((b"X-Forwarded-For", b", ".join(xff)))
     out.append((b"X-Forwarded-Proto", b"https"))
     if original_host:
@@ -246,7 +246,30 @@ def origin_request_head(
 
 
 def client_response_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """Origin response headers minus hop-by-hop ones (h11 re-frames the body)."""
-    headers = list(headers)
-    drop = HOP_BY_HOP | _connection_tokens(headers)
-    return [(n, v) for n, v in headers if n.lower() not in drop]
+    """Origin response headers minus hop-by-hop ones (the proxy re-frames the body)."""
+    out: list[tuple[bytes, bytes]] = []
+    tokens: set[bytes] | None = None
+    kinds = _RESPONSE_KINDS
+    for item in headers:
+        name = item[0]
+        drop = kinds.get(name)
+        if drop is None:
+            drop = name.lower() in HOP_BY_HOP
+            if len(kinds) < 4096:
+                kinds[name] = drop
+        if not drop:
+            out.append(item)
+        elif len(name) == 10 and name.lower() == b"connection":
+            if tokens is None:
+                tokens = set()
+            tokens.update(t.strip().lower() for t in item[1].split(b",") if t.strip())
+    if tokens:
+        tokens -= _NEVER_CONNECTION_OPTIONS
+        if tokens:
+            out = [item for item in out if item[0].lower() not in tokens]
+    return out
+
+
+# name as sent -> whether it is hop-by-hop (bounded; the per-header test ran on every
+# header of every response)
+_RESPONSE_KINDS: dict[bytes, bool] = {}

@@ -151,6 +151,8 @@ class ProxyServer:
             mtls_lookup=self.validator_for,
         )
         up = config.upstream_parsed
+        self.upstream_netloc = up.netloc.encode("ascii")
+        self.upstream_base = up.base_path.encode("ascii")
         self.pool = UpstreamPool(
             up,
             connect_timeout=self.limits.connect_timeout,
@@ -323,6 +325,7 @@ class _ClientConnection:
         peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
         sock = transport.get_extra_info("sockname") or ("0.0.0.0", 0)
         self.client_ip = str(peer[0])
+        self.client_ip_bytes = self.client_ip.encode("ascii", "replace")
         self.server_ip = str(sock[0])
         self.server_port = int(sock[1])
         self.requests = 0
@@ -342,6 +345,7 @@ class _ClientConnection:
         self._cert_headers: tuple[Any, Any, bool, list[tuple[bytes, bytes]]] | None = None
         self._pages: dict[tuple[Any, ...], tuple[bytes, int, int]] = {}
         self._log_auth: tuple[Any, dict[str, Any]] | None = None
+        self._host_policy: tuple[bytes, ForwardingPolicy] | None = None
 
     # -- slots: which connections may be evicted (issue 9 item 3) ------------------
     def _busy(self) -> None:
@@ -455,11 +459,18 @@ class _ClientConnection:
         the connection cannot be judged any more (answered 421 and to be closed)."""
         tls = self.tls_info
         assert tls is not None
-        server = self.server
-        validator = server.trust.validator_for(tls.sni)
-        version = server.trust.revocation_version()
+        trust = self.server.trust
+        validator = trust.validator_for(tls.sni)
+        version = trust.revocation_version()
         if validator is self.validator and version == self.revocation_version:
             return True
+        return await self._reverify(info, validator, version)
+
+    async def _reverify(self, info: RequestInfo, validator: Any, version: int) -> bool:
+        """The trust or revocation state moved: recompute the verdict (see above)."""
+        tls = self.tls_info
+        assert tls is not None
+        server = self.server
         server.stats["reverified"] += 1
         if validator is None:
             # mTLS is off for the SNI now: judged as a new connection would be.
@@ -640,6 +651,19 @@ class _ClientConnection:
         return body.done
 
     # -- writing to the client -----------------------------------------------------
+    def _send_now(self, data: bytes) -> None:
+        """Encrypt and hand to the transport (no waiting; see ``_drain``)."""
+        try:
+            self.proto.send(data)
+        except (TLSError, OSError) as exc:
+            raise _ClientGone(None, f"client write failed: {exc}") from None
+
+    async def _drain(self) -> None:
+        try:
+            await self.proto.drain(self.limits.body_timeout)
+        except (OSError, TimeoutError) as exc:
+            raise _ClientGone(None, f"client write failed: {exc}") from None
+
     async def _write(self, data: bytes) -> None:
         """Encrypt and send; wait only while the client is not taking data."""
         proto = self.proto
@@ -741,7 +765,13 @@ class _ClientConnection:
             return False
         info = self._request_info(request)
         try:
-            if not await self._current_client_auth(info):
+            # Issue 9 item 1: the current trust and revocation state, two in-memory reads.
+            trust = self.server.trust
+            validator = trust.validator_for(self.tls_info.sni)  # type: ignore[union-attr]
+            version = trust.revocation_version()
+            if (
+                validator is not self.validator or version != self.revocation_version
+            ) and not await self._reverify(info, validator, version):
                 return False
         except Exception:  # the store lookup or the validator failed: fail closed
             log.exception("re-checking the client certificate failed; answering 500")
@@ -825,6 +855,14 @@ class _ClientConnection:
         self._log(info, verdict, status, nbytes, started)
         return complete and not close
 
+    def _policy(self, hostname: bytes) -> ForwardingPolicy:
+        cached = self._host_policy
+        if cached is not None and cached[0] == hostname:
+            return cached[1]
+        policy = self.server.config.forwarding_for(hostname.decode("ascii", "replace"))
+        self._host_policy = (hostname, policy)
+        return policy
+
     def _certificate_headers(self, policy: ForwardingPolicy) -> list[tuple[bytes, bytes]]:
         first = self.requests == 0
         cached = self._cert_headers
@@ -842,24 +880,22 @@ class _ClientConnection:
     async def _forward(
         self, request: http1.RequestHead, info: RequestInfo, verdict: Verdict, started: float
     ) -> bool:
-        config = self.server.config
-        up = config.upstream_parsed
-        hostname = info.hostname().decode("ascii", "replace")
-        policy = config.forwarding_for(hostname)
+        server = self.server
+        config = server.config
         chunked = request.chunked
         has_body = chunked or bool(request.content_length)
         target = info.origin_target()
-        if up.base_path:
-            target = up.base_path.encode() + target
+        if server.upstream_base:
+            target = server.upstream_base + target
         head = origin_request_head(
             request.method,
             target,
             request.headers,
-            client_ip=self.client_ip,
+            client_ip=self.client_ip_bytes,
             original_host=info.host_header(),
-            upstream_netloc=up.netloc,
+            upstream_netloc=server.upstream_netloc,
             preserve_host=config.preserve_host,
-            cert_headers=self._certificate_headers(policy),
+            cert_headers=self._certificate_headers(self._policy(info.hostname())),
             chunked_body=chunked,
         )
         pool = self.server.pool
@@ -896,9 +932,8 @@ class _ClientConnection:
         send_body = request.method != b"HEAD"
         close = self._close_after(False)
         chunk_out = False
-        if response.status not in (204, 304) and (
-            response.chunked or response.content_length is None
-        ):
+        status = response.status
+        if status not in (204, 304) and (response.chunked or response.content_length is None):
             if response.chunked:
                 headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
             if request.http_version >= b"1.1":
@@ -908,7 +943,6 @@ class _ClientConnection:
                 close = True
         if close:
             headers.append((b"Connection", b"close"))
-        status = response.status
         out = [
             http1.serialise_head(
                 b"HTTP/1.1 %d %s" % (status, response.reason or _reason(status)), headers
@@ -916,29 +950,37 @@ class _ClientConnection:
         ]
         self._responded = True
         sent = 0
+        reader = conn.reader
+        assert reader is not None
+        proto = self.proto
         try:
             # Head and body pieces are gathered and written together: a small response
             # leaves in one TLS write; a streamed one is flushed whenever the origin
             # makes us wait.
-            async def flush() -> None:
-                if out:
-                    data = out[0] if len(out) == 1 else b"".join(out)
-                    out.clear()
-                    await self._write(data)
-
             while True:
-                piece = await conn.body_piece(timeout, flush)
-                if piece is None:
+                piece = conn.body_now()
+                if piece:
+                    sent += len(piece)
+                    if send_body:
+                        if chunk_out:
+                            out.extend(http1.chunk(piece))
+                        else:
+                            out.append(piece)
+                if reader.done:
                     break
-                sent += len(piece)
-                if send_body:
-                    if chunk_out:
-                        out.extend(http1.chunk(piece))
-                    else:
-                        out.append(piece)
+                if not piece:
+                    if out:
+                        self._send_now(out[0] if len(out) == 1 else b"".join(out))
+                        out.clear()
+                        if proto.write_blocked:
+                            await self._drain()
+                    await conn.more(timeout)
             if chunk_out:
                 out.append(http1.LAST_CHUNK)
-            await flush()
+            if out:
+                self._send_now(out[0] if len(out) == 1 else b"".join(out))
+                if proto.write_blocked:
+                    await self._drain()
         except UpstreamError as err:
             # Headers may already be out: the only honest signal left is closing.
             conn.close()
@@ -948,7 +990,7 @@ class _ClientConnection:
             conn.close()
             self._log(info, verdict, status, sent, started, error="client went away")
             return False
-        pool.release(conn)
+        self.server.pool.release(conn)
         self._log(info, verdict, status, sent, started)
         return not close
 
@@ -1068,9 +1110,11 @@ class ServerThread:
     """Runs a ``ProxyServer`` (or any ``start``/``shutdown`` server) on an event loop in a
     background thread: for tests and the demo. ``stop()`` always joins the thread."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(
+        self, server: Any, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    ) -> None:
         self.server = server
-        self.loop = asyncio.new_event_loop()
+        self.loop = (loop_factory or asyncio.new_event_loop)()
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.port: int | None = None

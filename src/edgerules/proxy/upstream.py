@@ -181,30 +181,43 @@ class UpstreamConnection(asyncio.Protocol):
     def _bad(self, message: str) -> UpstreamError:
         return UpstreamError(502, message, before_response=not self.got_response_bytes)
 
+    def body_now(self) -> bytes:
+        """Response body bytes already received (``b""`` when none); at the peer's EOF
+        the framing is checked (``reader.done`` says when the body is complete)."""
+        reader = self.reader
+        assert reader is not None
+        buf = self.buf
+        if buf:
+            try:
+                data, self.buf = reader.read(buf)
+            except http1.ProtocolError as exc:
+                raise UpstreamError(502, f"bad response from upstream: {exc}", before_response=False) from None
+            if self._read_paused:
+                self._consumed()
+            return data
+        if self.eof and not reader.done:
+            try:
+                reader.at_eof()
+            except http1.ProtocolError as exc:
+                raise UpstreamError(502, f"upstream response ended early: {exc}", before_response=False) from None
+        return b""
+
+    async def more(self, timeout: float) -> None:
+        """Wait for more response bytes (504 after ``timeout``)."""
+        await self._wait(timeout, None)
+
     async def body_piece(
         self, timeout: float, before_wait: Callable[[], Awaitable[None]] | None = None
     ) -> bytes | None:
         """The next piece of the response body, ``None`` at its end. ``before_wait`` runs
-        before blocking on the socket (the proxy flushes what it holds for the client)."""
+        before blocking on the socket."""
         reader = self.reader
         assert reader is not None
         while True:
+            data = self.body_now()
+            if data:
+                return data
             if reader.done:
-                return None
-            if self.buf:
-                try:
-                    data, self.buf = reader.read(self.buf)
-                except http1.ProtocolError as exc:
-                    raise UpstreamError(502, f"bad response from upstream: {exc}", before_response=False) from None
-                self._consumed()
-                if data:
-                    return data
-                continue
-            if self.eof:
-                try:
-                    reader.at_eof()
-                except http1.ProtocolError as exc:
-                    raise UpstreamError(502, f"upstream response ended early: {exc}", before_response=False) from None
                 return None
             await self._wait(timeout, before_wait)
 
