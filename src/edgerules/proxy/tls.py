@@ -183,7 +183,7 @@ def _accept_any_certificate(
     return True
 
 
-@dataclass
+@dataclass(slots=True)
 class TLSInfo:
     """What the handshake established; filled in by the SNI callback and ``TLSStream``."""
 
@@ -428,6 +428,7 @@ class TLSStream:
 _WANT_READ = _lib.SSL_ERROR_WANT_READ
 _PLAINTEXT_HIGH = 256 * 1024  # buffered plaintext above which the socket is not read
 _WRITE_PIECE = 256 * 1024  # plaintext encrypted per SSL_write (bounds the BIO's growth)
+_BIO_KEEP = 4096  # a memory BIO that held more is replaced when the connection idles
 _buffers = threading.local()
 
 
@@ -457,6 +458,12 @@ class TLSProtocol(asyncio.Protocol):
     transport); ``drain`` waits only while the transport's buffer is over its mark.
     """
 
+    __slots__ = (
+        "_bio_in", "_bio_out", "_bios_grown", "_discarding", "_drain_waiter", "_on_connect",
+        "_read_paused", "_ssl", "_tls", "_waiter", "_write_paused", "buf", "closed", "conn",
+        "discarded", "eof", "error", "handshaken", "info", "transport",
+    )
+
     def __init__(self, tls: ServerTLS, on_connect: Callable[[TLSProtocol], None]) -> None:
         self._tls = tls
         self._on_connect = on_connect
@@ -467,6 +474,7 @@ class TLSProtocol(asyncio.Protocol):
         self.closed = False
         self.handshaken = False
         self.discarded = 0  # lingering close: bytes dropped unread
+        self._bios_grown = True  # the BIOs held more than _BIO_KEEP (the handshake does)
         self._discarding = False
         self._waiter = Waiter()
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -492,6 +500,8 @@ class TLSProtocol(asyncio.Protocol):
         if self.eof:
             return  # after close_notify or an error nothing more is read
         _lib.BIO_write(self._bio_in, data, len(data))
+        if len(data) > _BIO_KEEP:
+            self._bios_grown = True
         if self.handshaken:
             self._decrypt()
         self._wake()
@@ -548,6 +558,30 @@ class TLSProtocol(asyncio.Protocol):
             self.error = f"TLS error: {_describe(exc)}"
         self.eof = True
 
+    def release_buffers(self) -> None:
+        """Give OpenSSL's memory BIOs back to the allocator when they grew (a memory BIO
+        keeps the capacity of the largest data it ever held: the handshake flights, a
+        large response). Called after the handshake and when the connection goes idle;
+        what the input BIO still holds (part of a record) moves to the new one."""
+        if not self._bios_grown or self.conn is None or self.closed:
+            return
+        self._bios_grown = False
+        self._flush()  # the output BIO is empty after this
+        buf = _read_buffer()
+        pending = []
+        while (n := _lib.BIO_read(self._bio_in, buf, _READ_SIZE)) > 0:
+            pending.append(_ffi.buffer(buf, n)[:])
+        bio_in = _lib.BIO_new(_lib.BIO_s_mem())
+        bio_out = _lib.BIO_new(_lib.BIO_s_mem())
+        if bio_in == _ffi.NULL or bio_out == _ffi.NULL:
+            raise MemoryError("BIO_new failed")
+        for data in pending:
+            _lib.BIO_write(bio_in, data, len(data))
+        _lib.SSL_set_bio(self._ssl, bio_in, bio_out)  # frees the old pair (SSL owned them)
+        conn = self.conn
+        conn._into_ssl, conn._from_ssl = bio_in, bio_out  # type: ignore[attr-defined]
+        self._bio_in, self._bio_out = bio_in, bio_out
+
     def consumed(self) -> None:
         """The consumer took from ``buf``: read the socket again when it was paused."""
         if self._read_paused and len(self.buf) <= _PLAINTEXT_HIGH // 2 and self.transport:
@@ -565,6 +599,8 @@ class TLSProtocol(asyncio.Protocol):
             n = _lib.BIO_read(bio, buf, _READ_SIZE)
             if n > 0:
                 data += _ffi.buffer(buf, n)[:]
+        if len(data) > _BIO_KEEP:
+            self._bios_grown = True
         if self.transport is not None and not self.closed:
             self.transport.write(data)
 
@@ -644,6 +680,7 @@ class TLSProtocol(asyncio.Protocol):
                 raise TLSError(f"TLS handshake failed: {_describe(exc)}") from None
         self._flush()
         self.handshaken = True
+        self.release_buffers()  # the handshake flights (certificate chains) are the largest
         info.version = conn.get_protocol_version_name()
         info.cipher = boringssl_cipher_name(conn.get_cipher_name() or "")
         info.session_reused = bool(conn.get_session() and _session_reused(conn))

@@ -52,6 +52,11 @@ def _on_timeout(waiter: asyncio.Future[None]) -> None:
 class UpstreamConnection(asyncio.Protocol):
     """One connection to the origin (also its own protocol object)."""
 
+    __slots__ = (
+        "_drain_waiter", "_read_paused", "_waiter", "_write_paused", "buf", "closed", "eof",
+        "got_response_bytes", "idle_since", "reader", "requests", "reusable", "transport",
+    )
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buf = b""
