@@ -170,7 +170,9 @@ class _SlotGen(_Gen):
             return f"(({t} := {x}).__class__ is IPV4 and {check(v4)})"
         if v6:
             return f"(({t} := {x}).__class__ is IPV6 and {check(v6)})"
-        return "False"
+        # An empty set matches nothing, but the read must still run: it may bind the
+        # field's temporary that later tests of the same field reuse.
+        return f"(({x}) is None and False)"
 
     def quantifier(self, node: ast.Quantifier, ready: frozenset[str]) -> tuple[str, frozenset[str]]:
         cmp = node.arg

@@ -579,7 +579,9 @@ class _Gen:
             return f"({self.const(lo)} <= {x} <= {self.const(hi)})"
         test = interval_test(intervals)
         if test is None:
-            return "False"
+            # An empty set matches nothing, but the read must still run: it may bind
+            # the field's temporary that later tests of the same field reuse.
+            return f"(({x}) is None and False)"
         return f"{self.const(test)}({x})"
 
     def quantifier(self, node: ast.Quantifier, ready: frozenset[str]) -> tuple[str, frozenset[str]]:
