@@ -153,7 +153,7 @@ def workload(
 
 def make_filter(w: Workload) -> Filter:
     """Compile a workload. The 500-CIDR and 1,000-string sets exceed the language's
-    4,096-character limit (spec §1), so those are built from a hand-made AST and go
+    4,096-character limit, so those are built from a hand-made AST and go
     through the same checker and compiler (Cloudflare users would put such sets in a
     named list; the inline form measures the compiler's set handling)."""
     if w.tree is None:

@@ -333,6 +333,8 @@ def _function_arguments(v: Verdict) -> bool:
     return _we_accept(v) and bool(_ARGUMENT_MESSAGE.search(v.theirs or ""))
 
 
+# Tags in the reasons: [D] documented by Cloudflare, [E] behaviour of the open-source
+# wirefilter engine, [U] left unspecified by Cloudflare (the reason states our choice).
 DEVIATIONS: tuple[Deviation, ...] = (
     Deviation(
         "tab-whitespace",
@@ -345,9 +347,9 @@ DEVIATIONS: tuple[Deviation, ...] = (
     Deviation(
         "byte-string-separators",
         "hex byte strings written with - or . (61-62-63, 61.62.63)",
-        "rules-language-2026 §4 and wirefilter's lexer at af1a1e9 accept the three "
+        "wirefilter's lexer at commit af1a1e9 accepts the three "
         "separators (one per literal); the oracle's newer wirefilter revision accepts only "
-        "`:`. edgerules keeps the documented forms (existing rules use them).",
+        "`:`. edgerules keeps the three forms (existing rules use them).",
         side="ours",
         rewrite=_hex_bytes_with_colons,
     ),
@@ -356,15 +358,16 @@ DEVIATIONS: tuple[Deviation, ...] = (
         "and/or/xor right after a comparison inside any(…), all(…) or a function call",
         "wirefilter's argument lexer stops after the first comparison unless the argument "
         "starts with ( or not (`any(a eq 1 or b eq 2)` → expected `)`), although "
-        "`any((a eq 1) or b eq 2)` parses; edgerules reads the whole argument, as the "
-        "spec's grammar (§10: arg = expression) and element-wise logic (§4) describe.",
+        "`any((a eq 1) or b eq 2)` parses; edgerules reads the whole argument, as its "
+        "grammar (grammar/rules.lark: an argument is any expression) and element-wise logic "
+        "(docs/engine-back.md, `[*]`) describe.",
         side="ours",
         rewrite=_parenthesized_arguments,
     ),
     Deviation(
         "glued-keywords",
         'an English keyword glued to the next word (notssl, ssl andssl, x eq1, x containsr"a")',
-        "wirefilter matches keywords as prefixes (the spec's §10 note: a field starting with "
+        "wirefilter matches keywords as prefixes (so a field whose name starts with "
         "`not` would be mis-lexed); edgerules reads keywords as whole words, so a glued one "
         "is an error naming the unknown word (docs/engine-front.md), never another meaning.",
         side="theirs",
@@ -397,7 +400,7 @@ DEVIATIONS: tuple[Deviation, ...] = (
         "ip-ordering",
         "lt/le/gt/ge on IP addresses",
         "Cloudflare's documentation marks ordering on IPs unsupported [D]; wirefilter "
-        "accepts it [E] (rules-language-2026 §3: keep rejecting).",
+        "accepts it [E]; edgerules keeps rejecting it.",
         refuses=lambda v: _they_accept(v) and "is not allowed on IP addresses" in (v.ours or ""),
     ),
     Deviation(
@@ -410,7 +413,8 @@ DEVIATIONS: tuple[Deviation, ...] = (
     Deviation(
         "third-party-functions",
         "contains(), wildcard(), ip_in_range(), hmac(), sha512() as functions",
-        "Only in third-party schemes (rules-language-2026 §1: not Cloudflare functions).",
+        "Only in third-party schemes: not Cloudflare functions (its functions reference has "
+        "none of them; contains and wildcard are operators).",
         refuses=lambda v: _they_accept(v) and _THIRD_PARTY_CALL.search(v.text) is not None,
     ),
     Deviation(

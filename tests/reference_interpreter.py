@@ -1,8 +1,8 @@
 """A deliberately naive tree-walking interpreter of the Rules language, for differential
-tests against the closure compiler (DESIGN B4.10 / B8).
+tests against the closure compiler (a second, independent reading of the semantics).
 
 It walks the AST on every evaluation, dispatches on node type, and implements each rule
-of spec rules-language §4–§6 the obvious way (linear scans over sets, ``ipaddress``
+of field access, missing values, comparisons and logic (docs/engine-back.md) the obvious way (linear scans over sets, ``ipaddress``
 membership for CIDRs, a ``re``-based translation of wildcards). It shares with the engine
 only what is not under test here: the checker's resolution (fields, bound function
 implementations, named lists, node types) and the regex engine.
@@ -173,7 +173,7 @@ class _Interp:
 
     def compare(self, x: Any, node: ast.Comparison) -> bool:
         if x is MISSING:
-            return False  # spec §4.1: every comparison on a missing value is false
+            return False  # documented: every comparison on a missing value is false
         op, rhs = node.op, node.rhs
         if op == "in":
             if isinstance(rhs, ast.ListRef):
@@ -186,7 +186,7 @@ class _Interp:
             rx = _wildcard_regex(rhs.value, op == "strict_wildcard")
             return rx.fullmatch(x) is not None
         if isinstance(rhs, (ast.FieldRef, ast.Index, ast.FunctionCall)):
-            lit = self.value(rhs)  # a dynamic right-hand side (rules-language-2026 §3)
+            lit = self.value(rhs)  # a dynamic right-hand side (eq…ge)
             if lit is MISSING:
                 return False
         else:

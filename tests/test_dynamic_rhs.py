@@ -1,4 +1,4 @@
-"""Dynamic right-hand sides (rules-language-2026 §3): a field or a function result after
+"""Dynamic right-hand sides (added by Cloudflare on 2026-10-01): a field or a function result after
 eq ne lt le gt ge. The semantics are in tests/cases/spec_2026.toml (run through every
 path by tests/test_cases.py); this file covers what the case runner does not: the AST,
 the canonical form, the trace's children, the fields a filter reads, the ruleset rule

@@ -1,4 +1,4 @@
-"""Hypothesis properties of the engine (DESIGN B8): generated well-typed expressions over
+"""Hypothesis properties of the engine: generated well-typed expressions over
 a small scheme with one field of each type, generated contexts.
 
 * the compiled closures agree with the naive reference interpreter;

@@ -1,4 +1,4 @@
-"""Golden caret renderings of parse errors, compared as whole strings (DESIGN B8), plus the
+"""Golden caret renderings of parse errors, compared as whole strings (not just "an error was raised"), plus the
 ParseError cases of ``tests/cases/syntax.toml`` checked against the parser alone (so the
 syntax cases hold even where the checker/compiler would fail first)."""
 

@@ -1,4 +1,6 @@
-"""The field catalogue against the spec's field tables (fields.md §1–7)."""
+"""The field catalogue against a Markdown transcription of Cloudflare's fields reference
+(https://developers.cloudflare.com/ruleset-engine/rules-language/fields/reference/), kept
+outside this repository; the tests that need it skip without it."""
 
 from __future__ import annotations
 

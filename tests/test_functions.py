@@ -1,4 +1,4 @@
-"""Built-in functions (spec rules-language §7), called through FUNCTIONS[name].check/bind
+"""Built-in functions (docs/functions.md), called through FUNCTIONS[name].check/bind
 directly with ArgInfo, as the checker does."""
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def test_every_function_is_there() -> None:
         "lookup_json_integer", "lookup_json_string", "lower", "regex_replace",
         "remove_bytes", "remove_query_args", "sha256", "split", "starts_with",
         "substring", "to_string", "upper", "url_decode", "uuidv4", "wildcard_replace",
-        # rules-language-2026 §1
+        # added in 2026
         "coalesce", "hash_in_range", "trim", "trim_start", "trim_end",
         "is_jwt_present", "is_jwt_valid",
     }
@@ -305,7 +305,7 @@ def test_has_key_has_value() -> None:
     assert call("has_value", E(arr, (b"GB", b"FR")), F(BYTES, "FR")) is True
     assert call("has_value", E(arr, (b"GB", b"FR")), L("DE")) is False
     assert call("has_value", F(Map(INT), {b"a": 3}), L(3)) is True
-    # rules-language-2026 §2: the value is of a primitive type, so no array of arrays
+    # documented: the value is of a primitive type, so no array of arrays
     assert problem("has_value", F(headers, h), F(arr, (b"1",))).arg_index == 0
     assert call("has_value", E(arr, MISSING), L("x")) is MISSING
     assert problem("has_value", F(arr), L(1)).arg_index == 1
@@ -468,7 +468,7 @@ def test_uuidv4() -> None:
     assert short[19:20] in b"89ab"
 
 
-# --- HMAC (§7.2) -----------------------------------------------------------------------------
+# --- HMAC -----------------------------------------------------------------------------------
 
 
 def _token(key: bytes, message: bytes, ts: int, separator: bytes = b"", urlsafe: bool = False) -> bytes:
@@ -567,7 +567,7 @@ def test_hmac_doc_example_layout_splits() -> None:
     assert split_hmac_token(token, 40) is None  # no room for a message
 
 
-# --- rules-language-2026 §1: coalesce -----------------------------------------------------
+# --- added in 2026: coalesce --------------------------------------------------------------
 
 
 def test_coalesce_first_present() -> None:
@@ -685,7 +685,7 @@ def test_trim_missing_and_rules() -> None:
     assert problem("trim_start", E(INT, 1)).arg_index == 0
 
 
-# --- changed in 2026 (§2) --------------------------------------------------------------
+# --- changed in 2026 ------------------------------------------------------------------
 
 
 def test_concat_at_most_32_arguments() -> None:

@@ -1,4 +1,4 @@
-"""is_jwt_present / is_jwt_valid (rules-language-2026 §1): token configurations registered
+"""is_jwt_present / is_jwt_valid (docs/functions.md): token configurations registered
 on a scheme, verification (signature, exp, nbf), the request sources, compile errors, and
 the rule that only edgerules.lang.jwt imports PyJWT, lazily.
 
@@ -86,7 +86,7 @@ def run(expr: str, fields: dict[str, Any], s: Any = None) -> bool:
     return answers.pop()
 
 
-# --- the spec's semantics -----------------------------------------------------------------
+# --- the documented semantics -------------------------------------------------------------
 
 
 def test_valid_token_with_and_without_bearer() -> None:

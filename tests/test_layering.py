@@ -1,5 +1,5 @@
-"""The core engine is importable without the proxy, the PKI or the CLI (DEVELOPERS.md:
-"core engine importable without proxy, PKI or CLI"), and only the parser knows Lark."""
+"""The core engine is importable without the proxy, the PKI or the CLI (docs/architecture.md,
+"Layers"), and only the parser knows Lark."""
 
 from __future__ import annotations
 

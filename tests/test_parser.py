@@ -1,4 +1,4 @@
-"""Parser: the whole syntax of rules-language §1-7/§10 as AST expectations, spans,
+"""Parser: the whole syntax of the Rules language (docs/engine-front.md) as AST expectations, spans,
 limits, the grammar's build under lark's strict mode, and formatter canonical forms."""
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def Call(name: str, *args: object) -> ast.FunctionCall:
 
 
 POSITIVE: list[tuple[str, str, ast.Expr]] = [
-    # --- dynamic right-hand sides (rules-language-2026 §3)
+    # --- dynamic right-hand sides
     ("rhs-field", "x ne y.z", C("x", "ne", F("y.z"))),
     ("rhs-call", "len(x) > len(y)", C(Call("len", F("x")), "gt", Call("len", F("y")))),
     ("rhs-index", 'a["k"][0] == b["k"][0]',
@@ -77,7 +77,7 @@ POSITIVE: list[tuple[str, str, ast.Expr]] = [
     # the grammar reads a value after any operator; the checker limits it to eq…ge
     ("rhs-field-after-contains", "x contains y", C("x", "contains", F("y"))),
     ("negative-decimal-leading-zero", "x eq -012", C("x", "eq", I(-12))),
-    # --- every comparison operator in both spellings (§5)
+    # --- every comparison operator in both spellings
     ("eq", 'http.host eq "a.com"', C("http.host", "eq", S("a.com"))),
     ("eq-c", 'http.host == "a.com"', C("http.host", "eq", S("a.com"))),
     ("ne", "x ne 1", C("x", "ne", I(1))),
@@ -99,7 +99,7 @@ POSITIVE: list[tuple[str, str, ast.Expr]] = [
     ("in-set", "x in {1 2}", C("x", "in", Set(I(1), I(2)))),
     ("bitwise-and", "x bitwise_and 4", C("x", "bitwise_and", I(4))),
     ("bitwise-and-c", "x & 4", C("x", "bitwise_and", I(4))),
-    # --- logic, precedence, flattening (§6)
+    # --- logic, precedence, flattening
     ("and", "a and b", And(B("a"), B("b"))),
     ("and-c", "a && b", And(B("a"), B("b"))),
     ("or-c", "a || b", Or(B("a"), B("b"))),
@@ -109,7 +109,7 @@ POSITIVE: list[tuple[str, str, ast.Expr]] = [
     ("flatten", "a and b and c", And(B("a"), B("b"), B("c"))),
     ("and-over-or", "a and b or c", Or(And(B("a"), B("b")), B("c"))),
     (
-        "spec-precedence",
+        "documented-precedence",
         "a or b xor c and d",
         Or(B("a"), Xor(B("b"), And(B("c"), B("d")))),
     ),
@@ -125,7 +125,7 @@ POSITIVE: list[tuple[str, str, ast.Expr]] = [
     ("redundant-parens", "((a))", B("a")),
     ("true", "true", ast.BoolConst(True)),
     ("false", " false ", ast.BoolConst(False)),
-    # --- strings (§3.1-3.4)
+    # --- strings
     ("escape-quote", r'x eq "a\"b"', C("x", "eq", S('a"b'))),
     ("escape-backslash", r'x eq "a\\b"', C("x", "eq", S("a\\b"))),
     ("escape-hex", r'x eq "\x2e\x77\xFF"', C("x", "eq", S(b".w\xff"))),
@@ -140,7 +140,7 @@ POSITIVE: list[tuple[str, str, ast.Expr]] = [
     ("hex-bytes-dot", "x eq 01.2e.f3", C("x", "eq", S(b"\x01\x2e\xf3"))),
     ("hex-bytes-dashes", "x eq ab-cd-ef", C("x", "eq", S(b"\xab\xcd\xef"))),
     ("hex-bytes-dots", "x eq 01.cd.ef", C("x", "eq", S(b"\x01\xcd\xef"))),
-    # --- regex right-hand side (§3.2)
+    # --- regex right-hand side
     (
         "regex-backslash-kept",
         r'x matches "^/v\d+\.json$"',
@@ -151,14 +151,14 @@ POSITIVE: list[tuple[str, str, ast.Expr]] = [
     ("regex-bare-quote-in-class", 'x matches "["]"', C("x", "matches", ast.Regex('["]'))),
     ("regex-raw", r'x ~ r"\d"', C("x", "matches", ast.Regex(r"\d"))),
     ("regex-escaped-bracket", r'x ~ "\[a"', C("x", "matches", ast.Regex(r"\[a"))),
-    # --- integers (§3.5)
+    # --- integers
     ("int-negative", "x eq -12", C("x", "eq", I(-12))),
     ("int-hex", "x eq 0x1f5", C("x", "eq", I(501))),
     ("int-octal", "x eq 0123", C("x", "eq", I(83))),
     ("int-zero", "x eq 0", C("x", "eq", I(0))),
     ("int-max", "x eq 9223372036854775807", C("x", "eq", I(2**63 - 1))),
     ("int-min", "x eq -9223372036854775808", C("x", "eq", I(-(2**63)))),
-    # --- IPs, CIDRs, ranges, sets (§3.6-3.7)
+    # --- IPs, CIDRs, ranges, sets
     ("ipv4", "ip.src eq 203.0.113.7", C("ip.src", "eq", IP("203.0.113.7"))),
     ("ipv6", "ip.src ne 2001:db8::1", C("ip.src", "ne", IP("2001:db8::1"))),
     ("ipv6-loopback", "ip.src eq ::1", C("ip.src", "eq", IP("::1"))),
@@ -205,7 +205,7 @@ POSITIVE: list[tuple[str, str, ast.Expr]] = [
     ("empty-set", "x in {}", C("x", "in", Set())),
     ("set-dup", "x in {1 1}", C("x", "in", Set(I(1), I(1)))),
     ("set-ip", "x in {1.2.3.4 ::1}", C("x", "in", Set(IP("1.2.3.4"), IP("::1")))),
-    # --- named lists (§3.8)
+    # --- named lists
     ("list", "ip.src in $bad_ips", C("ip.src", "in", ast.ListRef("bad_ips"))),
     (
         "list-managed",
@@ -213,7 +213,7 @@ POSITIVE: list[tuple[str, str, ast.Expr]] = [
         C("ip.src", "in", ast.ListRef("cf.open_proxies")),
     ),
     ("not-in-list", "not ip.src in $x1", ast.Not(C("ip.src", "in", ast.ListRef("x1")))),
-    # --- fields vs keywords (§1, §10 note)
+    # --- fields vs keywords
     ("field-with-keyword-prefix", "http.index eq 1", C("http.index", "eq", I(1))),
     ("field-starting-with-not", "notable", B("notable")),
     ("field-segment-keyword", "ip.src.in_list", B("ip.src.in_list")),
@@ -223,7 +223,7 @@ POSITIVE: list[tuple[str, str, ast.Expr]] = [
     ("field-underscore", "_x eq 1", C("_x", "eq", I(1))),
     ("host-in", 'http.host in {"a"}', C("http.host", "in", Set(S("a")))),
     ("field-named-anything", "anything", B("anything")),
-    # --- indexing (§4)
+    # --- indexing
     ("index-int", "x[0] eq 1", C(ast.Index(F("x"), 0), "eq", I(1))),
     ("index-key", 'x["k"] eq 1', C(ast.Index(F("x"), b"k"), "eq", I(1))),
     ("index-key-escape", r'x["\x41"]', ast.BoolValue(ast.Index(F("x"), b"A"))),
@@ -234,7 +234,7 @@ POSITIVE: list[tuple[str, str, ast.Expr]] = [
     ),
     ("index-star", "x[*]", ast.BoolValue(ast.Index(F("x"), ast.Star()))),
     ("index-spaces-inside", "x[ 0 ] eq 1", C(ast.Index(F("x"), 0), "eq", I(1))),
-    # --- functions, quantifiers (§7)
+    # --- functions, quantifiers
     (
         "call",
         'starts_with(http.host, "a")',
@@ -265,7 +265,7 @@ POSITIVE: list[tuple[str, str, ast.Expr]] = [
     ),
     ("all", "all(x[*])", ast.Quantifier("all", ast.BoolValue(ast.Index(F("x"), ast.Star())))),
     ("not-any", "not any(a)", ast.Not(ast.Quantifier("any", B("a")))),
-    # --- whitespace (§1): space, CR, LF and TAB [U: accepted]
+    # --- whitespace: space, CR, LF and TAB (TAB: our choice, accepted)
     ("newlines", "a\r\nand\nb", And(B("a"), B("b"))),
     ("tab", "a\tand\tb", And(B("a"), B("b"))),
     ("no-space-before-string", 'x eq"a"', C("x", "eq", S("a"))),
@@ -422,7 +422,7 @@ def test_raw_string_hash_limit() -> None:
 
 
 def test_grammar_builds_in_strict_mode() -> None:
-    """Shift/reduce conflicts or terminal collisions fail here (DESIGN B5)."""
+    """Shift/reduce conflicts or terminal collisions fail here (lark's strict mode)."""
     from importlib import resources
 
     from lark import Lark

@@ -1,4 +1,4 @@
-"""The regex dialect (spec rules-language §5.2) on RE2: modes, flags, errors, limits."""
+"""The regex dialect (docs/functions.md; Cloudflare's operators page) on RE2: modes, flags, errors, limits."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""fields.md examples for fields computed from a request (the case files give field
+"""Examples of Cloudflare's fields reference (https://developers.cloudflare.com/ruleset-engine/rules-language/fields/reference/)
+for fields computed from a request (the case files give field
 values directly; these go request → ``request_fields`` → filter).
 
-Each test names the fields.md row it transcribes.
+Each test quotes (or closely paraphrases) the reference row it transcribes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ def _run(expr: str, info: RequestInfo) -> bool:
     return f.matches(request_fields(f.fields, info))
 
 
-# fields.md §3 "http.request.uri.path.extension | lowercased text after the last . of the
+# "http.request.uri.path.extension | lowercased text after the last . of the
 # last path segment; "" if none or if the segment starts with its only dot (/foo→"",
 # /foo.MP3→"mp3", /.mp3→"", /.foo.mp3→"mp3", /foo.tar.bz2→"bz2", /foo.→"")"
 @pytest.mark.parametrize(
@@ -43,7 +44,7 @@ def test_f3_path_extension(path: str, extension: str) -> None:
     assert _run(f'http.request.uri.path.extension eq "{extension}"', info)
 
 
-# rules-language §4 / fields.md §4: "For http.request.headers the keys are the lowercased
+# Fields reference and values page: "For http.request.headers the keys are the lowercased
 # header names, so http.request.headers["X-Foo"] can never match; write ["x-foo"]";
 # ".names | header names in original case"
 def test_f4_header_keys_lowercased_names_original_case() -> None:
@@ -57,7 +58,7 @@ def test_f4_header_keys_lowercased_names_original_case() -> None:
     assert _run('http.request.headers.values[1] eq "bar"', info)
 
 
-# fields.md §4 "repeated headers in order; values unmodified"
+# "http.request.headers | repeated headers in order; values unmodified"
 def test_f4_repeated_headers_in_order() -> None:
     info = RequestInfo(
         method=b"GET", target=b"/", headers=[(b"Accept", b"text/html"), (b"accept", b"application/json")]
@@ -67,7 +68,7 @@ def test_f4_repeated_headers_in_order() -> None:
     assert _run('len(http.request.headers["accept"]) eq 2', info)
 
 
-# fields.md §3 full_uri "scheme + host + path + query, no #fragment"; uri "path + ? + query";
+# full_uri "scheme + host + path + query, no #fragment"; uri "path + ? + query";
 # path "path only"; query "query string without ?"; example
 # "https://www.example.org/articles/index?section=539061&expand=comments"
 def test_f3_uri_fields_doc_example() -> None:
@@ -86,7 +87,7 @@ def test_f3_uri_fields_doc_example() -> None:
     )
 
 
-# fields.md §3 "http.request.uri.args | query arguments; repeated names keep request order;
+# "http.request.uri.args | query arguments; repeated names keep request order;
 # no decoding; case preserved | {"search": ["red+apples"]}"
 def test_f3_args_doc_example() -> None:
     info = RequestInfo(method=b"GET", target=b"/s?search=red+apples&Search=x&search=%41")
@@ -100,7 +101,7 @@ def test_f3_args_doc_example() -> None:
     )
 
 
-# fields.md §3 "http.request.method | method, uppercase | GET"
+# "http.request.method | method, uppercase | GET"
 def test_f3_method_uppercase() -> None:
     info = RequestInfo(method=b"GET", target=b"/")
     assert _run('http.request.method eq "GET"', info)

@@ -1,4 +1,4 @@
-"""Wildcard patterns (spec rules-language §5.1): parsing, matching, lazy captures."""
+"""Wildcard patterns (docs/functions.md; Cloudflare's operators page): parsing, matching, lazy captures."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def wc(pattern: bytes, value: bytes, *, strict: bool = False) -> bool:
     return compile_wildcard(pattern, case_sensitive=strict)(value)
 
 
-# --- doc examples (§5.1) -------------------------------------------------------------
+# --- doc examples --------------------------------------------------------------------
 
 @pytest.mark.parametrize(
     ("value", "expected"),

@@ -25,7 +25,7 @@ stripping, fields, decision, block page) lives in ``edgerules.enforcement.gate``
 * ``websocket`` scopes are checked too (a block closes with code 1008 before accept);
   other scopes (``lifespan``) pass through untouched.
 * Which hostname selects the store's validator: the ``Host`` header (an ASGI server
-  does not expose the SNI) [U].
+  does not expose the SNI); Cloudflare does not say which name selects it.
 """
 
 from __future__ import annotations

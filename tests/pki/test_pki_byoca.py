@@ -1,4 +1,4 @@
-"""BYOCA: upload validation (spec mtls.md §6, §12), quota 1489, names, delete rules."""
+"""BYOCA: upload validation (docs/pki.md; Cloudflare's BYOCA page), quota 1489, names, delete rules."""
 
 from __future__ import annotations
 
@@ -164,7 +164,7 @@ def test_delete_only_when_unused(store, customer_ca):
     store.set_hostname_associations(["a.example.com", "b.example.com"], ca.id)
     with pytest.raises(PKIError, match=r"still associated with a\.example\.com, b\.example\.com"):
         store.delete_uploaded_ca(ca.id)
-    store.set_hostname_associations([], ca.id)  # spec §6: PUT [] first, then DELETE
+    store.set_hostname_associations([], ca.id)  # as at Cloudflare: PUT [] first, then DELETE
     assert store.delete_uploaded_ca("acme").id == ca.id
     assert store.list_uploaded_cas() == []
     with pytest.raises(PKIError, match="not found"):

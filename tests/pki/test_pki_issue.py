@@ -88,7 +88,7 @@ def test_generated_key_record_has_every_field(store):
     ca = store.managed_ca()
     assert re.fullmatch(r"[0-9a-f]{32}", r.id)
     assert d["certificate_authority"] == {"id": ca.id, "name": ca.name}
-    # spec §5.1: a Cloudflare-generated key gets exactly CN=Cloudflare, C=US
+    # documented by Cloudflare: a Cloudflare-generated key gets exactly CN=Cloudflare, C=US
     assert cert.subject.rfc4514_string() == "CN=Cloudflare,C=US"
     assert (r.common_name, r.country, r.organization) == ("Cloudflare", "US", "")
     assert r.serial_number == str(cert.serial_number) and r.serial_number.isdigit()

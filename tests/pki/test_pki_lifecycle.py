@@ -108,7 +108,7 @@ def test_byoca_certificate_verifies_only_on_its_hostnames(store, byoca):
         assert v.validate([leaf]).verified is byoca_ok, host
         assert v.validate([managed_leaf]).verified is managed_ok, host
     assert store.validator_for_hostname("other.example.com") is None
-    # BYOCA certificates are never revoked by the store (spec §6)
+    # BYOCA certificates are never revoked by the store (Cloudflare has no BYOCA revocation)
     assert store.validator_for_hostname("byoca.example.com").validate([leaf]).revoked is False
 
     # remove the association (PUT []) and the host stops trusting the CA, then delete it

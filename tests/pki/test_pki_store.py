@@ -184,7 +184,7 @@ def test_revocation_source_answers_for_managed_leaves_only(store, reopen):
     reopen().revoke_certificate(r.id)
     assert source.version > v0
     assert source.is_revoked(leaf, ca)
-    # same serial, other issuer: uploaded CAs have no revocation (spec §6)
+    # same serial, other issuer: uploaded CAs have no revocation (as at Cloudflare)
     foreign_ca = make_cert(name("Foreign"), ec_key())
     assert not source.is_revoked(leaf, foreign_ca)
     store.restore_certificate(r.id)

@@ -101,7 +101,7 @@ def test_hostname_list() -> None:
     assert lst.contains(b"api.example.com.")
     assert lst.contains(b"a.iot.example.com")
     assert lst.contains(b"a.b.iot.example.com")
-    assert not lst.contains(b"iot.example.com")  # [U] *.x does not match the apex
+    assert not lst.contains(b"iot.example.com")  # our choice (unspecified): *.x does not match the apex
     assert not lst.contains(b"evil-iot.example.com")
     assert not lst.contains(b"www.api.example.com")
     assert lst.contains(b"example.org")

@@ -388,7 +388,7 @@ def test_policy_account_then_zone() -> None:
 
 
 def test_skip_phase_in_a_ruleset_the_account_executes_is_refused() -> None:
-    # §9.2: skip phase "current" is zone-level only. A custom ruleset executed by the
+    # skip phase "current" is zone-level only (Cloudflare's skip options). A custom ruleset executed by the
     # account entry point runs at account level: its phase skip would end the zone's
     # rules too, which Cloudflare does not offer. The same ruleset under the zone is fine.
     shared = Ruleset.from_dict({"name": "shared", "kind": "custom", "rules": [

@@ -162,7 +162,7 @@ def test_fields_match_openssl(cid: str) -> None:
 
 
 def test_docs_examples() -> None:
-    """The documentation's own example values (fields.md §1, mtls.md §9)."""
+    """Cloudflare's own example values (client-certificate variables page, mTLS learning path)."""
     case = CASES["docs-subject"]
     auth = ClientCertValidator(case.trusted).validate(case.chain, now=NOW)
     assert auth.verified

@@ -1,4 +1,4 @@
-"""Forwarding headers (spec mtls.md §8) and the RFC 9440 encodings and limits."""
+"""Forwarding headers (docs/validator.md, "Forwarding headers") and the RFC 9440 encodings and limits."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ Mapping of a limbo case onto the validator:
 * `trusted_certs` -> `ClientCertValidator(trusted=...)` (the anchors);
 * `peer_certificate` + `untrusted_intermediates` -> the presented chain, leaf first;
 * `validation_time` -> `now` (null means "now"; the certificates are valid 1970..2970);
-* `expected_peer_names` [U]: Cloudflare's client validation does not match names, so they
+* `expected_peer_names` (unspecified by Cloudflare; our choice): Cloudflare's client validation does not match names, so they
   are not passed anywhere. The cases are about RFC 822 name constraints on the leaf's SAN,
   which path validation enforces by itself, so the verdict must still match.
 

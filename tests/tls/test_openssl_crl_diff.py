@@ -8,8 +8,8 @@ each run through our validator (both stale-CRL policies where they differ) and
         -crl_check_all -CRLfile crls.pem -CAfile trusted.pem -untrusted chain.pem leaf.pem
 
 Mapping: OpenSSL's `certificate revoked` is our (verified, revoked) — in Cloudflare's
-model a revoked certificate still verifies and `cert_revoked` is set (spec mtls.md
-§3.2); OK is (verified, not revoked); any other error is (not verified, that reason).
+model a revoked certificate still verifies and `cert_revoked` is set (Cloudflare's
+revocation page); OK is (verified, not revoked); any other error is (not verified, that reason).
 Every scenario supplies a CRL for both issuers (root and int), because
 `-crl_check_all` requires one per level while we check only issuers that have CRLs.
 Deliberate differences are listed in `CRL_DIFFERENCES`, each asserted exactly.

@@ -74,7 +74,7 @@ class FormatDifference:
 # (certificate id, field) -> the designed difference
 _UTF8_DN = FormatDifference(
     ("-subject", "-issuer", "-nameopt", "RFC2253,-esc_msb"), None,
-    "[U] cert_subject_dn/cert_issuer_dn keep non-ASCII characters as UTF-8 (OpenSSL's "
+    "Our choice (unspecified by Cloudflare): cert_subject_dn/cert_issuer_dn keep non-ASCII characters as UTF-8 (OpenSSL's "
     "RFC2253 minus esc_msb), while the *_rfc2253 variants escape them as \\XX like "
     "`-nameopt RFC2253`: the docs show the two variants identical for ASCII names and "
     "say nothing else, so the plain one is the readable one (validator's choice, "

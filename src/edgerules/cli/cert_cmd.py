@@ -70,7 +70,7 @@ def _cert_pairs(record: Any) -> list[tuple[str, object]]:
 
 def _p12_password_or_refusal(args: argparse.Namespace, option: str) -> bytes | None:
     """The PKCS#12 password; a bundle holding a private key without one is refused unless
-    ``--p12-no-password`` says so (issue 9.10: [U] refuse rather than warn)."""
+    ``--p12-no-password`` says so (issue 9.10: our choice is to refuse rather than warn)."""
     password = p12_password(args)
     if password is None and not args.p12_no_password:
         raise ConfigError(

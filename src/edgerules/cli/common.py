@@ -4,7 +4,7 @@ Owns: the options every store command takes (``--store``, ``--account``,
 ``--passphrase-file``, ``--json``), opening the store from them, reading input files,
 output files that are opened (so checked) before anything irreversible happens, and the
 table/field/JSON printers. Nothing here raises for a user mistake: problems become
-``ConfigError`` messages (DESIGN.md anti-pattern 12).
+``ConfigError`` messages (an exit status and one line, never a traceback).
 """
 
 from __future__ import annotations

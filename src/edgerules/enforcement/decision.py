@@ -4,7 +4,7 @@ Owns: ``Verdict`` (what the proxy needs from a decision), ``RulesetDecider`` (th
 adapter over ``edgerules.Ruleset``: builds only ``ruleset.fields`` and evaluates), and
 the default block / challenge responses.
 
-Choices [U] (docs/proxy.md): a block without a custom response answers 403 with a short
+Choices on points Cloudflare leaves unspecified (docs/proxy.md): a block without a custom response answers 403 with a short
 page — HTML when the client accepts ``text/html``, plain text otherwise — that names the
 rule and, when the certificate is missing, unverified or revoked, says that a valid
 client certificate is required. A *challenge* cannot be solved by an API client behind

@@ -12,10 +12,13 @@ Invariants:
   removed (case-insensitively, and in any ``_`` for ``-`` spelling) for every request,
   whatever the forwarding policy.
 * ``Client-Cert``/``Client-Cert-Chain`` are added only when the certificate verified,
-  is not revoked and is not too large (the spec's safe recipe, §8.3), so their presence
+  is not revoked and is not too large (the safe recipe of Cloudflare's forwarding page,
+  https://developers.cloudflare.com/ssl/client-certificates/forward-a-client-certificate/),
+  so their presence
   at the origin implies a verified, non-revoked certificate. ``Cf-Client-Cert-*`` follow
-  the same condition [U]. ``cf-cert-*`` mirror the rule fields whatever the verdict
-  (booleans as ``true``/``false``), like the managed transform (§8.2). All three are
+  the same condition (our choice; Cloudflare does not say). ``cf-cert-*`` mirror the rule fields whatever the verdict
+  (booleans as ``true``/``false``), like the managed transform "Add TLS client auth headers"
+  (https://developers.cloudflare.com/rules/transform/managed-transforms/reference/). All three are
   built by :func:`edgerules.tls.headers.forwarding_headers`.
 * Names listed in ``Connection`` are removed as hop-by-hop, except the framing headers
   (``Content-Length``, ``Transfer-Encoding``) and ``Host``: a ``Connection`` token never
@@ -86,8 +89,8 @@ class ForwardingPolicy:
 
     rfc9440: bool = True  # Client-Cert / Client-Cert-Chain (verified, not revoked, not too large)
     cf_client_cert: bool = False  # Cf-Client-Cert-Der-Base64 / Cf-Client-Cert-Sha256
-    # [X]/[U] spec §8.1: first request of a connection only (the forwarding page), as the
-    # spec recommends as default; True sends them on every request (the learning path).
+    # Cloudflare's pages disagree: first request of a connection only (the forwarding page,
+    # our default) or every request (the mTLS learning path); True sends them on every request.
     cf_client_cert_every_request: bool = False
     cf_cert: bool = False  # the 17 cf-cert-* headers of the managed transform
 

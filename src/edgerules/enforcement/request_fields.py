@@ -7,7 +7,7 @@ computed, so a ruleset that reads only ``cf.tls_client_auth.cert_verified`` cost
 header or cookie parsing. Values are runtime values (bytes, int, bool, IP, tuple,
 dict[bytes, tuple[bytes, ...]]), ready for ``Context`` coercion.
 
-Choices for unspecified points [U] (documented in docs/proxy.md):
+Choices for points Cloudflare leaves unspecified (documented in docs/proxy.md):
 * ``http.host`` is the Host header (or SNI when absent) lowercased, without ``:port``
   and without one trailing dot; ``full_uri`` keeps the Host header exactly as sent.
 * ``raw.*`` fields equal their non-raw twins (the proxy performs no URL rewriting).

@@ -96,7 +96,7 @@ class Literal:
 @dataclass(frozen=True, slots=True)
 class Regex:
     """Right-hand side of ``matches``/``~``: the pattern text handed to the regex engine
-    (spec §3.2 escaping already applied)."""
+    (regex-string escaping already applied)."""
 
     pattern: str
     span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
@@ -195,7 +195,7 @@ class Comparison:
 
     lhs: ValueExpr
     op: ComparisonOp
-    # A value expression on the right: eq ne lt le gt ge only (rules-language-2026 §3).
+    # A value expression on the right: eq ne lt le gt ge only (Cloudflare, 2026-10-01).
     rhs: Literal | Regex | SetLiteral | ListRef | ValueExpr
     span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
     op_span: Span = field(default=_EMPTY_SPAN, compare=False, repr=False)
@@ -236,7 +236,7 @@ class Quantifier:
 
 @dataclass(frozen=True, slots=True)
 class BoolConst:
-    """The whole-expression ``true`` ("match every request", spec §10 note) or
+    """The whole-expression ``true`` ("match every request", as Cloudflare documents) or
     ``false``."""
 
     value: bool

@@ -16,7 +16,8 @@ Invariants:
 * Recursion: one or two Python frames per nesting level (the parser limits nesting to
   128), and index chains (``a[0][0]…``, not limited by the parser) are walked iteratively.
 
-Typing rules (spec rules-language §2–§7):
+Typing rules (Cloudflare's values, operators and functions pages: https://developers.cloudflare.com/ruleset-engine/rules-language/values/,
+https://developers.cloudflare.com/ruleset-engine/rules-language/operators/, https://developers.cloudflare.com/ruleset-engine/rules-language/functions/):
 
 * A value expression has a type; an expression containing a ``[*]`` not consumed by a
   function is *unpacked*: its ``Info.type`` is the element type and ``Info.star`` is the
@@ -26,8 +27,9 @@ Typing rules (spec rules-language §2–§7):
   work element-wise on ``Array<Bool>`` operands whose ``[*]`` all refer to the same array;
   mixing ``Bool`` and ``Array<Bool>`` is an error; ``any``/``all`` need ``Array<Bool>``;
   the whole expression must be ``Bool``.
-* [U] ordering operators (``lt le gt ge``) on IP addresses are rejected, following the
-  documentation ([D] ✗) rather than the open-source engine.
+* ordering operators (``lt le gt ge``) on IP addresses are rejected, following
+  Cloudflare's operators page (which marks them unsupported) rather than the open-source
+  engine (which accepts them).
 """
 
 from __future__ import annotations
@@ -68,8 +70,9 @@ _LITERAL_TYPES = {"string": BYTES, "int": INT, "ip": IP}
 _OPS_BY_ID: dict[int, frozenset[str]] = {id(t): ops for t, ops in _OPS.items()}
 # The operators whose right side must be a plain literal of the left side's type.
 _LITERAL_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "contains", "bitwise_and"})
-# rules-language-2026 §3: equality and ordering may compare with a dynamic value (a field,
-# an indexed value, a function result) of the same type; the others keep a literal [U].
+# Since 2026-10-01 equality and ordering may compare with a dynamic value (a field,
+# an indexed value, a function result) of the same type; the others keep a literal (our
+# reading; Cloudflare does not say).
 _DYNAMIC_OPS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
 _VALUE_NODES = (ast.FieldRef, ast.Index, ast.FunctionCall)
 
@@ -329,8 +332,8 @@ class _Checker:
             self.literal(rhs, t)
 
     def dynamic_operand(self, rhs: Any, op: str, t: Type) -> None:
-        """A field or function result on the right (rules-language-2026 §3): only after
-        eq ne lt le gt ge, of the left side's type, one value (no ``[*]``) [U]."""
+        """A field or function result on the right (since 2026-10-01): only after
+        eq ne lt le gt ge, of the left side's type, one value (no ``[*]``; our choices)."""
         if op not in _DYNAMIC_OPS:
             raise self.error(
                 f'"{_op_text(op)}" takes a literal on the right-hand side; a field or a '
@@ -447,7 +450,7 @@ class _Checker:
 
     def count_regex(self, span: Span) -> None:
         """One more regular expression (``matches`` or ``regex_replace()``): a rule holds
-        at most ``limits.max_regexes`` (rules-language-2026 §2: 64 [D])."""
+        at most ``limits.max_regexes`` (64, Cloudflare's documented limit)."""
         self.regexes += 1
         limit = self.scheme.limits.max_regexes
         if self.regexes > limit:
@@ -577,7 +580,7 @@ class _Checker:
             raise self.error(f"{node.name}(): cannot check this call ({exc})", node.span) from exc
         if getattr(fdef, "once_per_expression", False):
             # regex_replace / wildcard_replace: at most once per expression, never both
-            # (spec §7.1); a per-call check cannot see that, so it is counted here.
+            # (Cloudflare's functions reference); a per-call check cannot see that, so it is counted here.
             if self.once_seen is not None:
                 raise self.error(
                     f"{node.name}() cannot be used here: regex_replace() and "

@@ -12,7 +12,7 @@ Invariants:
   no name lookups, no ``exec``, no tree walking.
 * Predicate closures return a real ``bool`` (element-wise predicates a ``tuple`` of
   bools); value closures return a runtime value or ``MISSING``.
-* Missing values (spec §4.1 [D]): every comparison on ``MISSING`` is false (``ne`` and
+* Missing values (documented by Cloudflare, https://developers.cloudflare.com/ruleset-engine/rules-language/values/): every comparison on ``MISSING`` is false (``ne`` and
   ``in`` included); ``[*]`` over ``MISSING`` is empty. Guards are compiled in only where
   the checker's ``Info.missing`` says a value can be missing (indexing, function results,
   optional fields) — a plain field slot is never guarded.
@@ -88,7 +88,7 @@ _AFFIX: dict[int, Any] = {
 }
 _CASE: dict[int, Any] = {id(FUNCTIONS["lower"]): bytes.lower, id(FUNCTIONS["upper"]): bytes.upper}
 
-# Dynamic right-hand sides (rules-language-2026 §3): the value nodes, the operators, and
+# Dynamic right-hand sides (Cloudflare, 2026-10-01): the value nodes, the operators, and
 # one closure per operator for two plain fields (``v[i] == v[j]``: no operator call).
 _VALUE_NODES = frozenset({ast.FieldRef, ast.Index, ast.FunctionCall})
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
@@ -133,7 +133,7 @@ def compile_checked(
 
 def _ip_intervals(items: tuple[Any, ...]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """The inclusive integer intervals of a set of IP addresses, CIDRs and ranges, per
-    family (IPv4 never matches IPv6 items, spec §3.6)."""
+    family (IPv4 never matches IPv6 items, as in wirefilter)."""
     v4: list[tuple[int, int]] = []
     v6: list[tuple[int, int]] = []
     # Integers from ``ipaddress``'s ``_ip`` attributes (as the closures read them): the
@@ -450,7 +450,7 @@ class _Compiler:
     @staticmethod
     def elementwise_logical(op: str, fns: list[Pred]) -> Pred:
         """Element-wise and/or/xor over tuples of bools, truncated to the shortest
-        (spec §4 [E])."""
+        (as in the wirefilter engine)."""
         items = tuple(fns)
         if op == "and":
             return lambda v: tuple([all(row) for row in zip(*[f(v) for f in items], strict=False)])
@@ -597,8 +597,8 @@ class _Compiler:
         return (lambda v: test(val(v))), None
 
     def dynamic_comparison(self, node: ast.Comparison) -> Pred:
-        """``lhs op <field or function result>`` (rules-language-2026 §3, eq…ge): false
-        when either side is missing [U]; element-wise when the left side is unpacked (the
+        """``lhs op <field or function result>`` (eq…ge, since 2026-10-01): false
+        when either side is missing (our choice); element-wise when the left side is unpacked (the
         right side is computed once per evaluation)."""
         lhs, rhs = node.lhs, node.rhs
         li, ri = self.info[id(lhs)], self.info[id(rhs)]

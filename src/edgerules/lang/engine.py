@@ -458,7 +458,7 @@ class Filter:
             children = [self._trace(node.arg, values, traced)]
         elif isinstance(node, ast.Comparison):
             # The value of each side that is not a literal: the left side, and a dynamic
-            # right-hand side (rules-language-2026 §3).
+            # right-hand side (eq…ge, since 2026-10-01).
             for side in (node.lhs, node.rhs):
                 getter = traced.values.get(id(side))
                 info = self._checked.info.get(id(side))

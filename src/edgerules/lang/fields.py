@@ -1,4 +1,5 @@
-"""The Cloudflare field catalogue, as data (spec fields.md §1–7).
+"""The Cloudflare field catalogue, as data
+(https://developers.cloudflare.com/ruleset-engine/rules-language/fields/reference/).
 
 This module owns the list of fields of Cloudflare's default scheme, their types, the
 deprecated aliases and a one-line description of each. It computes nothing; the scheme
@@ -6,17 +7,17 @@ deprecated aliases and a one-line description of each. It computes nothing; the 
 
 Invariants:
 
-* ``CLOUDFLARE_FIELDS`` holds every field named in the tables of fields.md §1–7 exactly
-  once, with the type the spec gives (``ip.src.lat``/``lon`` are Strings, not numbers;
+* ``CLOUDFLARE_FIELDS`` holds every field of Cloudflare's fields reference exactly
+  once, with the type the reference gives (``ip.src.lat``/``lon`` are Strings, not numbers;
   ``cf.bot_management.static_resource`` is Boolean — the older Number typing is the
-  [X] mistake the spec calls out).
+  mistake of an older version of Cloudflare's field data).
 * Every name in ``FIELD_ALIASES`` (old spelling) maps to a name in ``CLOUDFLARE_FIELDS``
   and is not itself a field.
 * ``FIELD_DOCS`` has exactly one entry per field of ``CLOUDFLARE_FIELDS``.
 
-Choices on [U] points: ``cf.zone.name`` (seen only in API examples) is included as a
-String; Magic/Network-Firewall fields (``tcp.dstport`` …) are out of scope and absent;
-JWT claim maps come with their ``.names``/``.values`` arrays as the spec's type column
+Choices on points Cloudflare leaves open: ``cf.zone.name`` (seen only in API examples) is
+included as a String; Magic/Network-Firewall fields (``tcp.dstport`` …) are out of scope and absent;
+JWT claim maps come with their ``.names``/``.values`` arrays as the reference's type column
 describes them.
 """
 
@@ -33,9 +34,9 @@ _AS = Array(BYTES)
 _AAS = Array(Array(BYTES))
 _MAS = Map(Array(BYTES))
 
-# (name, type, one-line meaning). Order follows the spec's sections.
+# (name, type, one-line meaning). Grouped by topic.
 _CATALOGUE: tuple[tuple[str, Type, str], ...] = (
-    # --- §1 mTLS client certificate -------------------------------------------------
+    # --- mTLS client certificate -------------------------------------------------
     ("cf.tls_client_auth.cert_presented", BOOL, "The client sent a certificate (valid or not)."),
     ("cf.tls_client_auth.cert_verified", BOOL,
      "The presented certificate chains to a CA accepted for the hostname and is valid (also true when revoked)."),
@@ -62,7 +63,7 @@ _CATALOGUE: tuple[tuple[str, Type, str], ...] = (
     ("cf.tls_client_auth.cert_chain_rfc9440", _S,
      "Intermediates as sent by the client, as an RFC 9440 Client-Cert-Chain value (\"\" if over 16 KiB)."),
     ("cf.tls_client_auth.cert_chain_rfc9440_too_large", BOOL, "The encoded chain exceeded 16 KiB."),
-    # --- §2 other TLS / connection --------------------------------------------------
+    # --- other TLS / connection --------------------------------------------------
     ("ssl", BOOL, "The client connection is encrypted (HTTPS)."),
     ("cf.tls_version", _S, "TLS version of the client connection (\"\" over plaintext)."),
     ("cf.tls_cipher", _S, "Negotiated TLS cipher (BoringSSL naming)."),
@@ -79,7 +80,7 @@ _CATALOGUE: tuple[tuple[str, Type, str], ...] = (
     ("cf.edge.l4.delivery_rate", INT, "Latest delivery-rate estimate in bytes/s (0 if unavailable)."),
     ("cf.timings.client_tcp_rtt_msec", INT, "Smoothed TCP RTT client-edge in ms (0 for QUIC)."),
     ("cf.timings.client_quic_rtt_msec", INT, "Smoothed QUIC RTT client-edge in ms (0 for TCP)."),
-    # --- §3 request line, URI, host -------------------------------------------------
+    # --- request line, URI, host -------------------------------------------------
     ("http.host", _S, "Host header of the original request."),
     ("http.request.method", _S, "Request method, uppercase."),
     ("http.request.version", _S, "HTTP version (HTTP/1.1, HTTP/3, ...)."),
@@ -101,7 +102,7 @@ _CATALOGUE: tuple[tuple[str, Type, str], ...] = (
     ("raw.http.request.uri.args", _MAS, "Immutable original of http.request.uri.args."),
     ("raw.http.request.uri.args.names", _AS, "Immutable original of http.request.uri.args.names."),
     ("raw.http.request.uri.args.values", _AS, "Immutable original of http.request.uri.args.values."),
-    # --- §4 headers, cookies, body --------------------------------------------------
+    # --- headers, cookies, body --------------------------------------------------
     ("http.request.headers", _MAS, "Request headers: lowercased name -> values in order."),
     ("http.request.headers.names", _AS, "Request header names in original case."),
     ("http.request.headers.values", _AS, "Request header values aligned with .names."),
@@ -146,7 +147,7 @@ _CATALOGUE: tuple[tuple[str, Type, str], ...] = (
             (f"http.request.jwt.claims.{claim}.sec.values", Array(INT), f"Values of the JWT '{claim}' claims (seconds)."),
         )
     ),
-    # --- §5 client IP and geolocation -----------------------------------------------
+    # --- client IP and geolocation -----------------------------------------------
     ("ip.src", IP, "Client IP address."),
     ("ip.src.asnum", INT, "AS number of the client address."),
     ("ip.src.country", _S, "ISO 3166-1 alpha-2 country code (T1 = Tor)."),
@@ -162,7 +163,7 @@ _CATALOGUE: tuple[tuple[str, Type, str], ...] = (
     ("ip.src.subdivision_2_iso_code", _S, "ISO 3166-2 second-level subdivision (\"\" if unknown)."),
     ("ip.src.is_in_european_union", BOOL, "The client's country is in the EU list."),
     ("ip.src.timezone.name", _S, "Time zone name of the client address."),
-    # --- §6 Cloudflare-computed -----------------------------------------------------
+    # --- Cloudflare-computed -----------------------------------------------------
     ("cf.ray_id", _S, "Ray ID of the request."),
     ("cf.random_seed", _S, "Per-request random bytes (for uuidv4())."),
     ("cf.hostname.metadata", _S, "Custom-hostname metadata JSON (SaaS)."),
@@ -212,7 +213,7 @@ _CATALOGUE: tuple[tuple[str, Type, str], ...] = (
     ("cf.timings.origin_ttfb_msec", INT, "Origin time to first byte in ms."),
     ("cf.timings.worker_msec", INT, "Worker wall time in ms."),
     ("cf.zone.name", _S, "Name of the zone the request belongs to."),
-    # --- §7 response fields ---------------------------------------------------------
+    # --- response fields ---------------------------------------------------------
     ("http.response.code", INT, "Status code sent to the client."),
     ("http.response.headers", _MAS, "Response headers: lowercased name -> values."),
     ("http.response.headers.names", _AS, "Response header names (original case)."),
@@ -229,7 +230,7 @@ CLOUDFLARE_FIELDS: Final[tuple[tuple[str, Type], ...]] = tuple((n, t) for n, t, 
 
 FIELD_DOCS: Final[dict[str, str]] = {n: d for n, _, d in _CATALOGUE}
 
-# Deprecated spellings (fields.md §5: "alias of deprecated ip.geoip.*").
+# Deprecated spellings (Cloudflare's fields reference: "alias of deprecated ip.geoip.*").
 FIELD_ALIASES: Final[dict[str, str]] = {
     "ip.geoip.asnum": "ip.src.asnum",
     "ip.geoip.country": "ip.src.country",

@@ -106,7 +106,7 @@ def _rhs(node: object) -> str:
     if isinstance(node, ast.Literal):
         return _literal(node)
     if isinstance(node, ast.FieldRef | ast.Index | ast.FunctionCall):
-        return _value(node)  # a dynamic right-hand side (rules-language-2026 §3)
+        return _value(node)  # a dynamic right-hand side (eq…ge)
     if isinstance(node, ast.Regex):
         return format_raw_string(node.pattern)
     if isinstance(node, ast.SetLiteral):
@@ -161,7 +161,7 @@ def _raw_friendly(text: str) -> bool:
 
 
 def format_string(value: bytes) -> str:
-    """A quoted string literal (basic escapes, spec §3.1) denoting exactly ``value``."""
+    """A quoted string literal (basic escapes) denoting exactly ``value``."""
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError:
@@ -206,7 +206,7 @@ def format_raw_string(text: str) -> str:
     """A raw string ``r#"…"#`` holding ``text`` verbatim, with the fewest ``#``.
 
     Raises:
-        ValueError: ``text`` would need more than 255 ``#`` (spec §3.3).
+        ValueError: ``text`` would need more than 255 ``#`` (the raw-string limit).
     """
     n = _hashes_needed(text)
     if n > _MAX_HASHES:

@@ -1,6 +1,7 @@
-"""Built-in functions of the Rules language (spec rules-language §7), as data + closures.
+"""Built-in functions of the Rules language, as data + closures.
 
-This module owns every function of §7.1 except ``any``/``all`` (syntax, handled by the
+This module owns every function of Cloudflare's functions reference
+(https://developers.cloudflare.com/ruleset-engine/rules-language/functions/) except ``any``/``all`` (syntax, handled by the
 engine): their argument rules (arity, types, literal-only / field-only arguments, literal
 value ranges) and their implementations. Contract: docs/architecture.md ("Extending and testing").
 
@@ -14,7 +15,7 @@ Invariants:
   arguments (regexes, wildcard matchers, flags) and returns ``impl(*values)``.
 * An ``impl`` never raises for any runtime value of the checked types, nor for
   ``MISSING``. Most functions return ``MISSING`` when an argument is ``MISSING``
-  (spec §4.1); ``concat`` treats it as empty; ``is_timed_hmac_valid_v0`` answers
+  (Cloudflare's missing-value rule, https://developers.cloudflare.com/ruleset-engine/rules-language/values/); ``concat`` treats it as empty; ``is_timed_hmac_valid_v0`` answers
   ``False`` (a missing token is not a valid token). Malformed input has a documented
   result (docs/functions.md): ``decode_base64`` and ``lookup_json_*`` give ``MISSING``,
   ``url_decode`` leaves malformed escapes as they are.
@@ -22,7 +23,7 @@ Invariants:
   its seed bytes).
 
 ``regex_replace`` and ``wildcard_replace`` may appear at most once per expression and
-never together (spec §7.1); a per-call check cannot see that, so their ``FunctionDef``
+never together (Cloudflare's functions reference); a per-call check cannot see that, so their ``FunctionDef``
 has ``once_per_expression = True`` for the checker to count.
 """
 
@@ -184,7 +185,7 @@ class _Function:
 
 
 def _propagating(fn: Callable[..., object]) -> Impl:
-    """Wrap ``fn`` so any MISSING argument gives MISSING (spec §4.1 default)."""
+    """Wrap ``fn`` so any MISSING argument gives MISSING (the documented default)."""
 
     def impl(*values: object) -> object:
         for v in values:
@@ -264,7 +265,7 @@ class _Concat(_Function):
     signature = "concat(v1, v2, ...) -> String | Array (all Strings or all Arrays of one type)"
     summary = "Concatenate strings, or arrays; a missing argument counts as empty."
     min_args = 2
-    max_args = 32  # rules-language-2026 §2 [D, 2026-09-22]
+    max_args = 32  # Cloudflare's documented limit since 2026-09-22
 
     def _check(self, args: Sequence[ArgInfo]) -> Type:
         first = args[0].type
@@ -1143,20 +1144,20 @@ class _TimedHmac(_Function):
         return valid
 
 
-# --- 2026 additions: coalesce, hash_in_range, trim (rules-language-2026 §1) ---------------
+# --- 2026 additions: coalesce, hash_in_range, trim (Cloudflare's changelog, 2026-10) -------
 
 
 class _Coalesce(_Function):
     name = "coalesce"
     signature = "coalesce(v1, v2, ...) -> the arguments' type (all of one type)"
     summary = "The first argument that is not missing; missing when all are."
-    min_args = 2  # [U] one argument would be the argument itself
+    min_args = 2  # our choice (unspecified): one argument would be the argument itself
     max_args = None
 
     def _check(self, args: Sequence[ArgInfo]) -> Type:
         first = args[0].type
         for i, a in enumerate(args[1:], 1):
-            if a.type != first:  # [U] one type required, as for concat()
+            if a.type != first:  # our choice (unspecified): one type, as for concat()
                 raise ArgumentProblem(
                     f"all arguments of coalesce() must have one type: the first is "
                     f"{_tname(first)}, the {_nth(i)} is {_tname(a.type)}",
@@ -1195,7 +1196,7 @@ class _HashInRange(_Function):
         bounds = []
         for i, what in ((0, "minimum"), (1, "maximum")):
             self._type(args, i, INT, what=what)
-            bounds.append(self._literal(args, i, what))  # [U] literal bounds
+            bounds.append(self._literal(args, i, what))  # our choice (unspecified): literal bounds
         low, high = bounds
         if low > high:  # type: ignore[operator]
             raise ArgumentProblem(
@@ -1229,7 +1230,7 @@ class _HashInRange(_Function):
             return hash_one
 
         def hash_in_range(_lo: object, _hi: object, *sources: object) -> object:
-            if MISSING in sources:  # [U] a missing source gives a missing result
+            if MISSING in sources:  # our choice (unspecified): missing source, missing result
                 return MISSING
             return bucket(stable_hash64(sources), low, high)
 
@@ -1237,7 +1238,7 @@ class _HashInRange(_Function):
 
 
 # Rust's u8::is_ascii_whitespace (space, TAB, LF, FF, CR; not VT): Cloudflare's engine is
-# Rust, and the docs say "ASCII whitespace" [U].
+# Rust, and the docs say only "ASCII whitespace" (the exact set is our choice).
 _ASCII_WHITESPACE = b" \t\n\x0c\r"
 
 
@@ -1252,7 +1253,7 @@ class _Trim(_Function):
         self._type(args, 0, BYTES, what="value")
         if len(args) == 2:
             self._type(args, 1, BYTES, what="bytes to remove")
-            chars = self._literal(args, 1, "bytes to remove")  # "a constant string" [D]
+            chars = self._literal(args, 1, "bytes to remove")  # documented: "a constant string"
             if chars == b"":
                 raise ArgumentProblem(
                     f"the bytes to remove of {self.name}() cannot be empty (omit the "

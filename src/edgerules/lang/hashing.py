@@ -1,7 +1,7 @@
-"""The stable hash behind ``hash_in_range()`` (rules-language-2026 §1).
+"""The stable hash behind ``hash_in_range()`` (added by Cloudflare in 2026-10).
 
-Owns ``encode_sources``, ``stable_hash64`` and ``bucket``. The hash function is a [U]
-point of the spec ("pick a fast, stable, documented one"); the choice, fixed forever:
+Owns ``encode_sources``, ``stable_hash64`` and ``bucket``. Cloudflare does not name the hash
+function; ours must be fast, stable and documented. The choice, fixed forever:
 
 * **Encoding.** The source values are framed one after another, so that no two different
   lists of values share an encoding: a String is ``0x01``, its length as 8 bytes

@@ -1,7 +1,7 @@
 """``is_jwt_present()`` / ``is_jwt_valid()``: token configurations and JWT verification.
 
 Owns ``TokenSource``, ``TokenConfig``, ``TokenConfigs`` (the registry an embedding
-application puts on a ``Scheme``) and the two ``FunctionDef``s (rules-language-2026 §1).
+application puts on a ``Scheme``) and the two ``FunctionDef``s (Cloudflare API Shield's JWT validation functions).
 
 The functions take the id of a token configuration (Cloudflare's API Shield "token
 configuration"): which issuer keys (JWKs) sign the tokens and where a request carries
@@ -18,12 +18,12 @@ Invariants:
 * Verification fails closed: any malformed token, unknown ``kid``, algorithm not matching
   the key, bad signature, non-numeric ``exp``/``nbf``, expired or not-yet-valid token is
   "not valid" (``False``), never an exception. A missing token is ``False`` for both
-  functions (spec: "no token → false").
+  functions (documented: "no token → false").
 * Configurations are immutable; ``TokenConfigs`` is immutable once built. The only state
   is a bounded cache of signature results per configuration (the signature of a given
   token under given keys never changes; ``exp``/``nbf`` are checked on every call).
 
-[U] choices (docs/functions.md): keys must be public JWKs with an ``alg`` among
+Choices on points Cloudflare leaves open (docs/functions.md): keys must be public JWKs with an ``alg`` among
 Cloudflare's API Shield algorithms (RS256/384/512, PS256/384/512, ES256/384); the first
 source (in configuration order) that holds a non-empty value is the token, read from the
 first value of that header or cookie; a ``Bearer`` prefix (any case) is removed; ``exp``

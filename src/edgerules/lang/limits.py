@@ -36,12 +36,14 @@ class ExpressionLimits:
     """Limits of one expression. The defaults are Cloudflare's.
 
     Attributes:
-        max_length: characters in the expression (spec rules-language §1: 4,096 [D]).
+        max_length: characters in the expression (4,096, documented:
+            https://developers.cloudflare.com/ruleset-engine/rules-language/expressions/).
         max_nesting: levels of parentheses, ``not``/``!``, function calls, ``any``/``all``
-            and index brackets (§1: 128 [E]); at most ``NESTING_CEILING``.
+            and index brackets (128, the open-source wirefilter engine's default); at most ``NESTING_CEILING``.
         max_regexes: regular expressions in one expression, counting each ``matches``/``~``
-            and each ``regex_replace()`` (rules-language-2026 §2: 64 [D]).
-        max_set_items: items in one inline ``{ … }`` set ([U] 10,000, the non-Enterprise
+            and each ``regex_replace()`` (64, Cloudflare's documented limit since 2026-10-01).
+        max_set_items: items in one inline ``{ … }`` set (our choice, unspecified by
+            Cloudflare: 10,000, the non-Enterprise
             quota of list items; see docs/engine-front.md).
 
     Raises:

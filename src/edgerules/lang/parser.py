@@ -62,23 +62,23 @@ __all__ = [
 ]
 
 # The default limits (Cloudflare's; a Scheme may carry others: edgerules.lang.limits).
-# Spec rules-language §1: 4,096 characters [D].
+# Cloudflare's documented limit: 4,096 characters (https://developers.cloudflare.com/ruleset-engine/rules-language/expressions/).
 MAX_EXPRESSION_LENGTH: Final = DEFAULT_LIMITS.max_length
-# Spec §1: 128 levels of parentheses / not / function calls [E default]. We also count
+# 128 levels of parentheses / not / function calls (the wirefilter engine's default). We also count
 # any(...)/all(...) and index brackets: each one is a level of recursion for the checker,
 # the compiler and the closures, and Python's stack is far smaller than Rust's.
 MAX_NESTING_DEPTH: Final = DEFAULT_LIMITS.max_nesting
-# [U] The spec sets no cap on `{ … }`; 10,000 matches the non-Enterprise quota of list
-# items and keeps a single rule's compile time bounded. (4,096 characters allow ~2,000
+# Cloudflare sets no cap on `{ … }` (our choice): 10,000 matches the non-Enterprise quota of
+# list items and keeps a single rule's compile time bounded. (4,096 characters allow ~2,000
 # items anyway; the cap matters only if the length limit is raised.)
 MAX_SET_ITEMS: Final = DEFAULT_LIMITS.max_set_items
-# Spec §3.3: r, then 0-255 `#`.
+# Raw strings: r, then 0-255 `#`.
 MAX_RAW_STRING_HASHES: Final = 255
 
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
 
-# Every keyword of the language (lowercase only, spec §1). A field token spelled like one
+# Every keyword of the language (lowercase only, as Cloudflare documents). A field token spelled like one
 # of these where the keyword is not allowed is reported as a misplaced keyword instead of
 # silently becoming a field named "and".
 KEYWORDS: Final = frozenset(
@@ -106,13 +106,13 @@ _OPERATORS: Final[dict[str, ast.ComparisonOp]] = {
 }  # fmt: skip
 
 # Names of functions an author may try to use as an infix operator (the dashboard shows
-# "starts with" / "ends with" as operators, spec §5).
+# "starts with" / "ends with" as operators: they are functions).
 _FUNCTION_LIKE_OPERATORS: Final = frozenset(
     {"starts_with", "ends_with", "has_key", "has_value", "lower", "upper", "len"}
 )
 
 _LIST_NAME_RE: Final = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)*")
-# Spec rules-language-2026 §4 (wirefilter): one separator throughout a byte string.
+# As in wirefilter: one separator throughout a byte string.
 _HEX_BYTES_RE: Final = re.compile(r"[0-9A-Fa-f]{2}(?P<sep>[:.\-])[0-9A-Fa-f]{2}(?:(?P=sep)[0-9A-Fa-f]{2})*")
 _MIXED_HEX_BYTES_RE: Final = re.compile(r"[0-9A-Fa-f]{2}(?:[:.\-][0-9A-Fa-f]{2})+")
 _IPV4_LIKE_RE: Final = re.compile(r"[0-9.]+")
@@ -314,8 +314,9 @@ def _tok_span(tok: Token) -> Span:
 
 
 def decode_quoted_string(source: Source, tok: _Tok) -> bytes:
-    """Decode a quoted string with the basic escapes of spec §3.1 (``\\"``, ``\\\\``,
-    ``\\xHH``, ``\\OOO``). Other characters are copied as UTF-8."""
+    """Decode a quoted string with the basic escapes: ``\\"`` and ``\\\\`` (Cloudflare's
+    values page, https://developers.cloudflare.com/ruleset-engine/rules-language/values/),
+    ``\\xHH`` and ``\\OOO`` (as in wirefilter). Other characters are copied as UTF-8."""
     body = tok[1][1:-1]
     base = tok[2] + 1
     if "\\" not in body:
@@ -389,7 +390,7 @@ def _raw_content(source: Source, tok: _Tok) -> str:
 
 
 def _regex_pattern(tok: _Tok) -> str:
-    """Spec §3.2 (wirefilter's algorithm): a backslash keeps the next character, except
+    """Regex string scanning (wirefilter's algorithm): a backslash keeps the next character, except
     that ``\\"`` outside a ``[...]`` class becomes a bare ``"``."""
     body = tok[1][1:-1]
     if "\\" not in body:
@@ -433,7 +434,7 @@ def _parse_int(source: Source, tok: _Tok) -> int:
     elif digits.startswith("0x"):
         value = int(digits[2:], 16)
     elif len(digits) > 1 and digits.startswith("0"):
-        # Spec §3.5 [E]: a leading 0 means octal (0123 == 83).
+        # As in wirefilter: a leading 0 means octal (0123 == 83).
         if any(d in "89" for d in digits):
             raise ParseError(
                 f"invalid octal integer {text}: a leading 0 means octal (digits 0-7)",
@@ -449,8 +450,8 @@ def _parse_int(source: Source, tok: _Tok) -> int:
 
 
 def _parse_addr(source: Source, tok: _Tok, *, in_set: bool) -> ast.Literal | ast.CidrItem:
-    """Classify an ADDR token: CIDR, IPv4/IPv6 address or hex byte string (spec §3.4,
-    §3.6). An IP reading wins over a byte-string reading ([U]: ``10.20.30.40`` is an
+    """Classify an ADDR token: CIDR, IPv4/IPv6 address or hex byte string. An IP
+    reading wins over a byte-string reading (our choice: ``10.20.30.40`` is an
     address; write ``"\\x10\\x20\\x30\\x40"`` for the bytes)."""
     text = tok[1]
     span = _span(tok)
@@ -1217,7 +1218,7 @@ def _translate_unexpected_token(source: Source, exc: UnexpectedToken) -> ParseEr
         return err("unexpected , in { }", hint="items are separated by spaces, not commas")
 
     # Right after a comparison operator: a value (a literal or, after eq…ge, a field or a
-    # function call: rules-language-2026 §3) must follow.
+    # function call: allowed since 2026-10-01) must follow.
     if expected & _LITERAL_TERMINALS and expected <= _LITERAL_TERMINALS | {"FIELD"}:
         if tok.type in ("TRUE", "FALSE"):
             return err(

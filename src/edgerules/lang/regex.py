@@ -1,5 +1,5 @@
-"""Regular expressions of ``matches`` / ``~`` and ``regex_replace`` (spec rules-language
-§5.2), on google-re2.
+"""Regular expressions of ``matches`` / ``~`` and ``regex_replace`` (Cloudflare's operators
+page, https://developers.cloudflare.com/ruleset-engine/rules-language/operators/), on google-re2.
 
 This module owns translating the Rules language's regex dialect (Rust ``regex`` crate
 syntax, Unicode off by default) to RE2, compiling it once, and running it. Invariants:
@@ -80,7 +80,7 @@ __all__ = [
 
 # RE2's default program budget is 8 MiB; wirefilter's compiled-program limit is 10 MiB.
 MAX_MEM: Final = 8 << 20
-# An expression is at most 4,096 characters (spec §1), so no pattern from rule text is
+# An expression is at most 4,096 characters (Cloudflare's limit), so no pattern from rule text is
 # longer; the cap protects direct callers.
 MAX_PATTERN_LENGTH: Final = 4096
 

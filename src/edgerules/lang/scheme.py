@@ -10,9 +10,9 @@ Invariants:
 * Aliases (``ip.geoip.country`` -> ``ip.src.country``) resolve to the *same* ``Field``
   object, so an expression written with either name reads the same slot; ``Field.name``
   is always the canonical name.
-* ``optional`` fields may hold ``MISSING`` (spec rules-language §4.1 "an absent optional
-  field"); every other field always holds a value of its type. The Cloudflare scheme has
-  no optional fields (fields.md §8: unset fields take defaults).
+* ``optional`` fields may hold ``MISSING`` (an absent optional field is one source of
+  missing values in Cloudflare's language); every other field always holds a value of its type. The Cloudflare scheme has
+  no optional fields (unset fields take their type's default).
 * Functions default to ``edgerules.lang.functions.FUNCTIONS``, imported lazily on first use so
   a scheme can be built (and tested) without the function library. Token configurations
   (``token_configs``) replace its ``is_jwt_present``/``is_jwt_valid`` with ones that know
@@ -336,7 +336,7 @@ def _closest(name: str, candidates: Iterable[str]) -> str | None:
 
 @functools.cache
 def default_scheme() -> Scheme:
-    """Cloudflare's scheme (every field of fields.md with its aliases), built once."""
+    """Cloudflare's scheme (every field of Cloudflare's fields reference with its aliases), built once."""
     from edgerules.lang.fields import CLOUDFLARE_FIELDS, FIELD_ALIASES
 
     return Scheme(CLOUDFLARE_FIELDS, aliases=FIELD_ALIASES)

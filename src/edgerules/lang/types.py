@@ -5,7 +5,7 @@ the built-in functions. It does no parsing and no evaluation.
 
 Run-time representation (an invariant every other module relies on):
 
-* ``BYTES`` (the language's String/Bytes; one type, spec rules-language §2) is Python
+* ``BYTES`` (the language's String/Bytes; one type in Cloudflare's language) is Python
   ``bytes``. Strings given by callers as ``str`` are encoded as UTF-8 once, at the
   Context boundary. Using bytes gives Cloudflare's byte semantics for free: ``len`` counts
   bytes, ``bytes.lower()``/``upper()`` touch ASCII letters only, regexes run on raw bytes.
@@ -15,7 +15,7 @@ Run-time representation (an invariant every other module relies on):
 * ``Array(T)`` is a ``tuple`` (or ``list``) of values of ``T``.
 * ``Map(T)`` is a ``dict`` whose keys are ``bytes`` and whose values are of ``T``.
 * ``MISSING`` is the single value of "no value" (absent map key, index out of range,
-  function given a missing argument; spec rules-language §4.1). It is never a field's
+  function given a missing argument; https://developers.cloudflare.com/ruleset-engine/rules-language/values/). It is never a field's
   value in a Context for a non-optional field: absent fields take their type's default.
 """
 
@@ -80,7 +80,7 @@ class Map(Type):
         return f"Map<{self.value}>"
 
 
-# The docs say "String"; the engine says "Bytes". They are one type (rules-language §2),
+# The docs say "String"; the engine says "Bytes". They are one type,
 # and messages call it String because that is the word users read in the docs.
 BYTES: Final = PrimitiveType("String")
 INT: Final = PrimitiveType("Int")
@@ -115,7 +115,7 @@ MISSING: Final = Missing()
 
 
 def default_value(t: Type) -> object:
-    """The value an absent field of type ``t`` takes (fields.md §8: unset Boolean is
+    """The value an absent field of type ``t`` takes (as at Cloudflare: unset Boolean is
     false, unset String is ""); Int 0; IP the unspecified address 0.0.0.0; empty
     collections."""
     if t is BYTES or t == BYTES:

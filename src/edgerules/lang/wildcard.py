@@ -1,5 +1,5 @@
 """Wildcard patterns of ``wildcard`` / ``strict wildcard`` / ``wildcard_replace``
-(spec rules-language §5.1).
+(Cloudflare's operators page, https://developers.cloudflare.com/ruleset-engine/rules-language/operators/).
 
 This module owns parsing wildcard patterns and matching them. Invariants:
 

@@ -1,4 +1,5 @@
-"""PKCS#12 bundles for devices (spec mtls.md §11: iOS ships key + certificate as PKCS#12).
+"""PKCS#12 bundles for devices (iOS apps ship key + certificate as PKCS#12:
+https://developers.cloudflare.com/ssl/client-certificates/configure-your-mobile-app-or-iot-device/).
 
 The store never holds client private keys, so the key comes from the caller: at issue time
 for a generated key, or from a file later. Without a key the bundle holds only the

@@ -1,17 +1,19 @@
-"""The input checks of an uploaded CA certificate (BYOCA; spec mtls.md §6, §12).
+"""The input checks of an uploaded CA certificate (BYOCA:
+https://developers.cloudflare.com/ssl/client-certificates/byo-ca/).
 
 Owns: the ``certificates`` field's structure — exactly one PEM certificate, no keys, CSRs
 or other blocks (:func:`ca_upload_der`) — and Cloudflare's list of signature algorithms
-(:func:`check_signature_algorithm`). Each rejected input gets its own message (spec §12
-"BYOCA upload rejected").
+(:func:`check_signature_algorithm`). Each rejected input gets its own message (one per
+requirement of Cloudflare's BYOCA page: a CA certificate, not a leaf; one of the listed
+signature algorithms; well-formed PEM with no keys or CSRs in the field).
 
 Whether the certificate can serve as a trust anchor at all, and under which profile its
 clients could be verified, is the validator's judgement, run by the store on upload
 (``edgerules.tls.cacheck``; issue 10 point 3): the upload check is the validation check.
 
-[U] Bundles (intermediate + root) are rejected: upload only the CA that directly issued
-the client certificates (spec §6 "Which certificate"); that CA is the trust anchor even
-when it is an intermediate, so the root is never needed.
+Bundles (intermediate + root) are rejected (our choice; Cloudflare does not say): upload
+only the CA that directly issued the client certificates, as Cloudflare asks; that CA is
+the trust anchor even when it is an intermediate, so the root is never needed.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def ca_upload_der(pem: str | bytes) -> bytes:
 
 
 def check_signature_algorithm(cert: x509.Certificate) -> None:
-    """Cloudflare accepts uploaded CAs signed with the algorithms it lists (spec §6)."""
+    """Cloudflare accepts uploaded CAs signed with the algorithms it lists (BYOCA page)."""
     oid = cert.signature_algorithm_oid
     if oid not in SIGNATURE_NAMES:
         shown = getattr(oid, "_name", None) or oid.dotted_string

@@ -1,11 +1,11 @@
-"""Hostname normalisation for per-hostname mTLS (spec mtls.md §2).
+"""Hostname normalisation for per-hostname mTLS (https://developers.cloudflare.com/ssl/client-certificates/enable-mtls/).
 
 One canonical form is stored and looked up: lower-case ASCII (IDNA for non-ASCII
 labels), without a trailing dot. Names whose IDNA 2003 and IDNA 2008 encodings differ are
-refused rather than guessed at. Wildcard associations (``*.example.com``) are [U] in the
-spec; we reject them with a clear error so that "is mTLS on for this SNI?" is always an
-exact lookup — enable every hostname a client connects to (spec §2: "enable mTLS on the
-hostname that the client actually connects to").
+refused rather than guessed at. Cloudflare does not say whether wildcard
+associations (``*.example.com``) exist; we reject them with a clear error so that "is mTLS on for this SNI?" is always an
+exact lookup — enable every hostname a client connects to (Cloudflare: enable mTLS on the
+hostname that the client actually connects to, not on a CNAME target).
 """
 
 from __future__ import annotations

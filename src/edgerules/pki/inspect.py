@@ -1,9 +1,10 @@
-"""Read the record fields of spec mtls.md §5.3/§6 out of an X.509 certificate.
+"""Read the API record fields of client certificates and uploaded CAs out of an X.509
+certificate.
 
 Owns: turning stored PEM back into certificates (:func:`load_certificate`) and
 certificates into the store's records (:func:`managed_ca_record`,
 :func:`client_certificate_record`, :func:`uploaded_ca_record`), so the store never reads
-X.509 itself. Pure functions over ``cryptography`` objects; no I/O. Formats (spec §5.3):
+X.509 itself. Pure functions over ``cryptography`` objects; no I/O. Formats (Cloudflare's API record):
 decimal serial, lower-case hex SKI and SHA-256 fingerprint, Cloudflare-style signature
 names (``SHA256WithRSA``, ``ECDSAWithSHA256``), RFC 3339 UTC timestamps with a ``Z``.
 """
@@ -21,7 +22,7 @@ from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 from edgerules.pki.errors import PKIError
 from edgerules.pki.records import ClientCertificate, ManagedCA, UploadedCA
 
-# Cloudflare's names for the signature algorithms it accepts for BYOCA (spec §6); the
+# Cloudflare's names for the signature algorithms it accepts for BYOCA (https://developers.cloudflare.com/ssl/client-certificates/byo-ca/); the
 # same names label issued certificates' ``signature``.
 SIGNATURE_NAMES: dict[x509.ObjectIdentifier, str] = {
     SignatureAlgorithmOID.RSA_WITH_SHA1: "SHA1WithRSA",
@@ -81,7 +82,7 @@ def name_attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
 
 
 def subject_fields(name: x509.Name) -> dict[str, str]:
-    """The six subject fields of the client-certificate record (spec §5.3)."""
+    """The six subject fields of the client-certificate API record."""
     return {
         "common_name": name_attribute(name, NameOID.COMMON_NAME),
         "organization": name_attribute(name, NameOID.ORGANIZATION_NAME),

@@ -1,8 +1,9 @@
-"""The managed CA and client-certificate issuing (spec mtls.md §1, §5).
+"""The managed CA and client-certificate issuing
+(https://developers.cloudflare.com/ssl/client-certificates/create-a-client-certificate/).
 
 Pure functions: they build certificates from keys, names and an explicit ``now``; the
-store persists the results. Production defaults, not test-helper ones (DESIGN.md
-anti-pattern 11):
+store persists the results. Production defaults, not a test helper's (no far-future expiry,
+no code-signing EKU on every leaf, no unencrypted legacy key format):
 
 * managed CA: ECDSA P-256 by default (RSA 2048 optional), ``CA:TRUE, pathlen:0``
   (critical), key usage ``keyCertSign, cRLSign`` (critical), SKI (and AKI = SKI), 25 years,
@@ -35,12 +36,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from edgerules.pki import inspect, keys
 from edgerules.pki.errors import PKIError
 
-DEFAULT_VALIDITY_DAYS = 3650  # spec §5.1: 10 years by default
+DEFAULT_VALIDITY_DAYS = 3650  # Cloudflare's documented default: 10 years
 MIN_VALIDITY_DAYS = 1
 MAX_VALIDITY_DAYS = 5475  # 15 years, the dashboard's longest choice; configurable per store
 CA_VALIDITY_DAYS = 9131  # 25 years: outlives a 15-year certificate issued in year 10
 CA_ORGANIZATION = "edgerules"
-# Spec §5.1: Cloudflare-generated keys get exactly this subject ("CN=Cloudflare,C=US").
+# Cloudflare documents that keys it generates get exactly this subject ("CN=Cloudflare,C=US").
 DEFAULT_CLIENT_SUBJECT = x509.Name(
     [
         x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
@@ -51,7 +52,7 @@ DEFAULT_CLIENT_SUBJECT = x509.Name(
 _CSR_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 _MIN_RSA_BITS = 2048
 # Every signature (CA, client certificates, generated CSRs): SHA-256 with the CA's key
-# type, reported as ECDSAWithSHA256 / SHA256WithRSA (spec §5.3 "signature").
+# type, reported as ECDSAWithSHA256 / SHA256WithRSA (the API record's "signature").
 _SIGNATURE_HASH = hashes.SHA256()
 
 
@@ -96,7 +97,7 @@ def _key_usage(*, ca: bool) -> x509.KeyUsage:
 
 
 def managed_ca_name(account_id: str) -> str:
-    """The CA's display name (spec §1: "Cloudflare Managed CA for account <id>")."""
+    """The CA's display name (Cloudflare's: "Cloudflare Managed CA for account <id>")."""
     return f"edgerules Managed CA for account {account_id}"
 
 
@@ -137,7 +138,7 @@ def create_managed_ca(
     return builder.sign(key, _SIGNATURE_HASH)
 
 
-# [U] issue 10 point 3: a CSR whose subject cryptography cannot decode is refused with the
+# Our choice (issue 10 point 3; Cloudflare says nothing): a CSR whose subject cryptography cannot decode is refused with the
 # reason (the subject is copied into the certificate through cryptography's builder).
 _UNDECODABLE_SUBJECT = (
     "the CSR's subject cannot be decoded: it holds a string whose characters do not fit its "
@@ -178,7 +179,7 @@ def load_csr(pem: str | bytes) -> x509.CertificateSigningRequest:
         raise PKIError(f"unsupported CSR public key: {exc}") from None
     check_client_public_key(public_key)
     if len(csr.subject) == 0:
-        raise PKIError("CSR subject is empty: the subject labels the certificate (spec §5.4)")
+        raise PKIError("CSR subject is empty: the subject labels the certificate")
     return csr
 
 
@@ -413,7 +414,7 @@ def client_request(
     common_name: str | None = None,
 ) -> ClientRequest:
     """Check ``csr``, or generate a ``key_type`` key for ``subject`` (default
-    ``CN=Cloudflare,C=US``, spec §5.1) with its CN optionally set to ``common_name``."""
+    ``CN=Cloudflare,C=US``, as Cloudflare's) with its CN optionally set to ``common_name``."""
     if csr is not None:
         if subject is not None or common_name is not None:
             raise PKIError(

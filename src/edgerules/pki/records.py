@@ -1,7 +1,9 @@
 """Plain, immutable records of the client-certificate control plane.
 
 These dataclasses are what the store returns and what the CLI prints. Field names follow
-the Cloudflare API (spec mtls.md §5.3 for client certificates, §6 for uploaded CAs) so
+the Cloudflare API (client certificates:
+https://developers.cloudflare.com/api/terraform/resources/client_certificates; uploaded
+CAs: https://developers.cloudflare.com/ssl/client-certificates/byo-ca/) so
 ``to_dict()`` output can be compared with the API's JSON. Records never hold private
 keys: a generated key travels only in :class:`IssuedCertificate`, once.
 """
@@ -11,14 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-#: Client-certificate statuses (spec §5.2/§5.3). Transitions are synchronous here:
+#: Client-certificate statuses, as Cloudflare's API names them. Transitions are synchronous here:
 #: revoke -> ``revoked`` and restore -> ``active`` at once; the two ``pending_*`` states
 #: are accepted as list filters (and treated as revoked / active respectively if a
 #: future backend ever writes them) but never produced.
 STATUSES = ("active", "pending_revocation", "revoked", "pending_reactivation")
 
-#: Statuses for which ``cf.tls_client_auth.cert_revoked`` is true ([U] spec §3.2 step 5:
-#: we count ``pending_revocation`` as revoked — the safer reading).
+#: Statuses for which ``cf.tls_client_auth.cert_revoked`` is true (unspecified by
+#: Cloudflare for ``pending_revocation``; our choice: we count ``pending_revocation`` as revoked — the safer reading).
 REVOKED_STATUSES = frozenset({"revoked", "pending_revocation"})
 
 
@@ -60,7 +62,7 @@ class ManagedCA:
 
 @dataclass(frozen=True)
 class ClientCertificate:
-    """One client certificate signed by the managed CA (spec §5.3)."""
+    """One client certificate signed by the managed CA (the API record's fields)."""
 
     id: str
     certificate: str
@@ -119,7 +121,7 @@ class IssuedCertificate:
 
 @dataclass(frozen=True)
 class UploadedCA:
-    """A customer CA (BYOCA; spec §6), an "mTLS certificate" with ``ca: true``."""
+    """A customer CA (BYOCA), an "mTLS certificate" with ``ca: true``."""
 
     id: str
     name: str | None

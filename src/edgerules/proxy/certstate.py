@@ -46,7 +46,8 @@ __all__ = ["TIMED_OUT", "TrustState", "ValidationPool"]
 
 log = logging.getLogger("edgerules.proxy")
 
-#: ``failure_reason`` of a chain whose validation exceeded the connection's budget [U]:
+#: ``failure_reason`` of a chain whose validation exceeded the connection's budget (our
+#: choice):
 #: not an OpenSSL verify string (OpenSSL has no time limit); Workers would show
 #: ``FAILED:certificate validation timed out``.
 TIMED_OUT = "certificate validation timed out"

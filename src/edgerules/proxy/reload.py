@@ -18,7 +18,7 @@ Invariants:
   into one more reload after it (the files may have changed meanwhile).
 * Loading and compiling run in a worker thread: the event loop keeps serving.
 
-The version [U] is the first 16 hex digits of the SHA-256 of the loaded ruleset and
+The version (our choice; Cloudflare has no such thing) is the first 16 hex digits of the SHA-256 of the loaded ruleset and
 lists in canonical JSON (``Ruleset.to_dict``, ``NamedLists.to_dict``): the same rules
 give the same version on every proxy of a fleet and after a restart, and a change in
 formatting alone does not change it. ``RulesState.generation`` counts the loads of this

@@ -8,13 +8,16 @@ from ``data_received`` straight into OpenSSL and keeps the plaintext it yields �
 through asyncio's ``StreamReader``/``StreamWriter`` (``edgerules serve``).
 
 Why pyOpenSSL: Python's ``ssl`` module aborts the handshake when a requested client
-certificate does not verify; the spec (mtls.md §3.1) requires the handshake to complete
-whatever the client presents so that the *rules* decide. Here a hostname with mTLS gets
+certificate does not verify; Cloudflare completes the handshake whatever the client
+presents, so that the *rules* decide (its troubleshooting page shows requests with an
+invalid and with no certificate reaching a Worker:
+https://developers.cloudflare.com/ssl/client-certificates/troubleshooting/). Here a hostname with mTLS gets
 ``VERIFY_PEER`` (never ``FAIL_IF_NO_PEER_CERT``) with a verify callback that accepts
 everything; the chain is judged afterwards by ``edgerules.tls.ClientCertValidator``.
 
 Invariants:
-* The certificate request is decided by SNI alone (spec §2 [U]: SNI, not Host).
+* The certificate request is decided by SNI alone, not Host (our choice; Cloudflare does
+  not say which).
 * The leaf is taken from ``get_peer_certificate()``: on the server side OpenSSL's
   ``get_peer_cert_chain()`` omits it. ``chain_der`` is leaf first, then the
   intermediates in the order the client sent them.
@@ -179,7 +182,7 @@ def _accept_any_certificate(
     conn: SSL.Connection, cert: Any, errnum: int, depth: int, ok: int
 ) -> bool:
     # Verification is the validator's job, after the handshake: accept everything here
-    # so that no presented certificate can make the handshake fail (spec §3.1).
+    # so that no presented certificate can make the handshake fail (as at Cloudflare).
     return True
 
 

@@ -4,7 +4,7 @@ Built on the language core (:mod:`edgerules.lang`); no certificates, stores or s
 Modules, by job:
 
 * ``model``       ``Rule``, ``Decision`` and the Rulesets-API vocabulary
-* ``ruleset``     ``Ruleset``: the evaluation order of one ruleset (§8.3)
+* ``ruleset``     ``Ruleset``: the evaluation order of one ruleset
 * ``policy``      ``Policy``: account-level and zone-level entry points
 * ``loading``     validating a ruleset document, compiling its rules, plan limits
 * ``formats``     ruleset files: JSON and TOML, read and written

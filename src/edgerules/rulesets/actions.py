@@ -1,20 +1,24 @@
-"""Actions of WAF custom rules and their parameters (spec rules-language §9).
+"""Actions of WAF custom rules and their parameters.
+
+Cloudflare's pages: https://developers.cloudflare.com/ruleset-engine/rules-language/actions/,
+https://developers.cloudflare.com/waf/custom-rules/skip/options/ (skip parameters),
+https://developers.cloudflare.com/waf/custom-rules/ (plan limits).
 
 This module owns the action vocabulary, the validation of ``action_parameters`` and the
-plan limits of §9.4 (``Limits``). It knows nothing about expressions or evaluation order
+plan limits of custom rules (``Limits``). It knows nothing about expressions or evaluation order
 (that is ``ruleset.py``). Every check happens at load time: an ``Action`` object that
 exists is valid, so evaluation never re-checks anything.
 
-Decisions on unspecified points ([U]), also in docs/rulesets.md:
+Decisions on points Cloudflare's documentation leaves open, also in docs/rulesets.md:
 
 * ``block`` custom response: ``status_code`` defaults to 403, ``content_type`` to
   ``text/plain``, ``content`` to ``""``. "Valid for the type": ``application/json`` must
   parse as JSON, ``text/xml`` must be well-formed XML; ``text/html`` and ``text/plain``
   only need to be UTF-8 text. 2 KB means 2,048 bytes of UTF-8.
 * ``skip`` needs at least one of ``ruleset``/``phase``/``phases``/``products``;
-  ``phase: "current"`` must stand alone (§9.2 only lets the other three combine) and is
-  refused in account-level (``kind: root``) rulesets (§9.2: zone level only).
-* ``logging`` is accepted on ``skip`` rules only (§8.1) and defaults to enabled.
+  ``phase: "current"`` must stand alone (Cloudflare's skip options only let the other three
+  combine) and is refused in account-level (``kind: root``) rulesets (zone level only).
+* ``logging`` is accepted on ``skip`` rules only (as the Rulesets API says) and defaults to enabled.
 * ``execute`` takes ``{"id": "<ruleset id>"}``; the target must be a ``custom`` ruleset
   (resolved and checked for cycles by ``ruleset.py``).
 """
@@ -64,7 +68,7 @@ _NOT_CUSTOM_RULE_ACTIONS = {
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Plan limits of §9.4. Defaults are the Enterprise values."""
+    """Plan limits of custom rules. Defaults are the Enterprise values."""
 
     max_rules: int = 1000
     max_expression_length: int = 4096
@@ -80,7 +84,7 @@ class Limits:
 
     @classmethod
     def for_plan(cls, plan: str) -> Limits:
-        """The §9.4 table: ``free``, ``pro``, ``business`` or ``enterprise``."""
+        """Cloudflare's plan table: ``free``, ``pro``, ``business`` or ``enterprise``."""
         table = {
             "free": cls(5, 4096, 1, False, False, False, False, False, "free"),
             "pro": cls(20, 4096, 2, False, False, True, True, False, "pro"),
@@ -131,7 +135,7 @@ def _asdict(limits: Limits) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class BlockResponse:
-    """The custom response of a ``block`` rule (§9.3). ``body`` is the encoded content."""
+    """The custom response of a ``block`` rule. ``body`` is the encoded content."""
 
     status: int = DEFAULT_BLOCK_STATUS
     content_type: str = "text/plain"

@@ -1,4 +1,8 @@
-"""Named lists (``$name`` on the right-hand side of ``in``; spec rules-language §3.8).
+"""Named lists (``$name`` on the right-hand side of ``in``).
+
+Cloudflare's lists: https://developers.cloudflare.com/waf/tools/lists/ (kinds, quotas),
+https://developers.cloudflare.com/waf/tools/lists/custom-lists/ (item syntax) and
+https://developers.cloudflare.com/waf/tools/lists/use-in-expressions/.
 
 This module owns the four list kinds, their item syntax, the naming rules and loading
 lists from files. It does no I/O except in the explicit ``load_*`` functions.
@@ -14,13 +18,13 @@ Invariants:
   not in the list. Type compatibility is the engine's compile-time job, via ``kind``.
 * Every malformed item, name or file raises ``ListError`` naming the list and the item.
 
-Decisions on points the spec leaves open ([U]), also listed in docs/rulesets.md:
+Decisions on points Cloudflare's documentation leaves open, also listed in docs/rulesets.md:
 
-* IP items: addresses, CIDRs (IPv4 ``/8``–``/32``, IPv6 ``/4``–``/64`` as the spec says)
+* IP items: addresses, CIDRs (IPv4 ``/8``–``/32``, IPv6 ``/4``–``/64`` as Cloudflare documents)
   and ranges ``a-b`` (both ends of one family, ``a <= b``; ``..`` is accepted too). A CIDR
   with host bits set is normalised (``192.0.2.1/24`` means ``192.0.2.0/24``), as the
   engine does for inline lists. A bare IPv6 address is **rejected** with a hint to write
-  its ``/64`` (the spec: "individual IPv6 addresses must be entered as /64") — silently
+  its ``/64`` (Cloudflare: "individual IPv6 addresses must be entered as /64") — silently
   widening it would match 2^64 addresses the user did not write. IPv4-mapped IPv6 values
   are not translated: ``::ffff:192.0.2.1`` is not in a list holding ``192.0.2.1``.
 * Hostname items: an FQDN, optionally starting with ``*.``. Matching is ASCII
@@ -62,7 +66,7 @@ __all__ = [
 
 KINDS = ("ip", "hostname", "asn", "string")
 
-# Managed IP lists (spec §3.8). They may be defined by the user for local testing (the
+# Cloudflare's managed IP lists (https://developers.cloudflare.com/waf/tools/lists/managed-lists/). They may be defined by the user for local testing (the
 # content is theirs to supply); their names are the only names allowed to contain a dot.
 MANAGED_LIST_NAMES = frozenset(
     {"cf.open_proxies", "cf.anonymizer", "cf.vpn", "cf.malware", "cf.botnetcc"}
@@ -534,7 +538,7 @@ class NamedLists(Mapping[str, NamedList]):
         return out
 
     def check_quotas(self, plan: str = "enterprise") -> None:
-        """Raise ``ListError`` if these lists exceed the plan's quotas (spec §3.8): number
+        """Raise ``ListError`` if these lists exceed the plan's quotas (Cloudflare's lists page): number
         of custom lists (Free 1, Pro/Business 10, Enterprise 1,000), items across custom
         lists (10,000; Enterprise 500,000) and, on Enterprise, at most 40 hostname lists
         with 10,000 items and 40 ASN lists with 30,000 items. Managed lists do not count.

@@ -29,7 +29,7 @@ __all__ = ["Policy"]
 class Policy:
     """The ``http_request_firewall_custom`` phase of one zone: the account-level entry
     point (``kind: root``) runs first, then the zone-level one (``kind: zone``), each
-    possibly executing ``custom`` rulesets (§8.3 items 2–4).
+    possibly executing ``custom`` rulesets (https://developers.cloudflare.com/ruleset-engine/about/phases/).
 
     A terminating action anywhere ends evaluation. ``skip`` with ``ruleset: current``
     ends the ruleset holding the rule (the account entry point's skip lets the zone

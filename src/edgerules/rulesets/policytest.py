@@ -33,8 +33,9 @@ ref; ``""`` = no rule), ``action``, ``status``, ``content_type``, ``body_contain
 ``logged`` and ``skipped`` (lists of refs, compared exactly, in order).
 
 Certificate profiles (values on an mTLS-enabled hostname; synthetic but well-formed —
-DNs, serials, fingerprints and SKIs have the formats of fields.md §1; a case overrides
-any of them with ``cert``):
+DNs, serials, fingerprints and SKIs have the formats of Cloudflare's ``cf.tls_client_auth.*``
+fields, https://developers.cloudflare.com/ssl/client-certificates/client-certificate-variables/;
+a case overrides any of them with ``cert``):
 
 =============  =========  ========  =======  =============================================
 profile        presented  verified  revoked  descriptive fields

@@ -82,7 +82,7 @@ def resolve(roots: Iterable[Ruleset], registry: Mapping[str, Ruleset]) -> None:
 
 
 def refuse_account_phase_skips(account: Ruleset) -> None:
-    """§9.2: ``skip phase: current`` is zone-level only. ``parse_action`` refuses it in
+    """``skip phase: current`` is zone-level only (https://developers.cloudflare.com/waf/custom-rules/skip/options/). ``parse_action`` refuses it in
     the account entry point itself; a custom ruleset the account executes runs at
     account level too, where it would end the zone's rules as well."""
     errors = [

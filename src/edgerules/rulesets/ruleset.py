@@ -1,6 +1,11 @@
-"""Rules, rulesets, decisions and policies (spec rules-language §8–9).
+"""Rules, rulesets, decisions and policies.
 
-This module owns the ``Ruleset`` and the evaluation order of §8.3 (``Ruleset._run``, the
+Cloudflare's pages: https://developers.cloudflare.com/ruleset-engine/about/rules/,
+https://developers.cloudflare.com/ruleset-engine/about/rulesets/,
+https://developers.cloudflare.com/ruleset-engine/about/phases/ (evaluation order) and
+https://developers.cloudflare.com/ruleset-engine/rules-language/actions/.
+
+This module owns the ``Ruleset`` and the evaluation order (``Ruleset._run``, the
 one place that defines it). Loading and validating documents is ``loading``, files are
 ``formats``, the rule index ``index``, ``execute`` binding ``resolve``, traces ``trace``,
 account/zone entry points ``policy``; action parameters are validated by ``actions``,
@@ -21,7 +26,7 @@ Invariants:
   raises ``RulesetError`` only for a configuration mistake (an ``execute`` rule whose
   target was never loaded) and ``ContextError`` for field values of the wrong type.
 
-Decisions on unspecified points ([U]), also in docs/rulesets.md:
+Decisions on points Cloudflare's documentation leaves open, also in docs/rulesets.md:
 
 * ``ref`` is any non-empty string, unique within a ruleset; a rule without ``ref`` is
   named by its ``id`` or by its position (``#3``) in messages; ``id`` s are unique too.
@@ -39,7 +44,8 @@ Decisions on unspecified points ([U]), also in docs/rulesets.md:
   ``products`` only records what to skip (``Decision.skipped``): those phases and products
   are the host's business.
 * After a challenge the decision is final for this evaluation (outcome ``challenge``);
-  what happens when the visitor passes is the host's business (§9.1 [U]).
+  what happens when the visitor passes is the host's business (Cloudflare only says the
+  request is "accepted").
 * ``Decision.action`` is ``None`` when nothing terminated the request (outcome
   ``allow``); ``logged``/``skipped`` are tuples of ``Rule``.
 """
@@ -75,7 +81,7 @@ _CONTINUE = object()
 
 
 class Ruleset:
-    """An ordered list of rules of one phase (§8.2). Build with ``load``/``from_dict``."""
+    """An ordered list of rules of one phase. Build with ``load``/``from_dict``."""
 
     def __init__(self, *, name: str, kind: str, phase: str, rules: list[Rule],
                  description: str = "", id: str | None = None, extra: dict[str, Any] | None = None,
@@ -235,7 +241,7 @@ class Ruleset:
         return decide(result, acc)
 
     def _run(self, ctx: Context, acc: list[Rule], tracer: Tracer | None) -> object:
-        """Run this ruleset's rules in list order (§8.3 item 3) and return how it ended:
+        """Run this ruleset's rules in list order and return how it ended:
         the terminating ``Rule``, ``PHASE_DONE`` (a ``skip phase: current``), or
         ``None`` (ran to its end, or ``skip ruleset: current``: the caller continues).
         What a *matching* rule does is decided in one place, ``_matched``; this method
@@ -273,7 +279,8 @@ class Ruleset:
     @staticmethod
     def _matched(code: int, rule: Rule, ctx: Context, acc: list[Rule],
                  tracer: Tracer | None) -> object:
-        """THE semantics of a matching non-terminating rule (§8.3 items 3–4, §9.2).
+        """THE semantics of a matching non-terminating rule (Cloudflare's phases page:
+        later rules may overwrite earlier effects; skip options).
 
         (A matching terminating rule — block / *challenge — ends everything: ``_run``
         returns it.) ``log``: recorded in ``acc``, evaluation continues. ``skip``:

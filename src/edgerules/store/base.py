@@ -62,7 +62,7 @@ if TYPE_CHECKING:  # types only: certificates are read by edgerules.pki; the val
 log = logging.getLogger("edgerules.store")
 
 DEFAULT_ACCOUNT = "default"
-DEFAULT_MAX_UPLOADED_CAS = 5  # spec §6: 5 CAs per account
+DEFAULT_MAX_UPLOADED_CAS = 5  # Cloudflare's BYOCA quota: 5 CAs per account
 # How often the in-memory state checks for changes made by other processes (the bound on
 # their propagation when the backend has no push notifications).
 DEFAULT_REVOCATION_POLL_S = 0.1
@@ -505,9 +505,10 @@ class Store(ABC):
     def validator_for_hostname(self, hostname: str | bytes | None) -> ClientCertValidator | None:
         """The validator for connections to ``hostname`` (the TLS SNI), or ``None`` when
         mTLS is not enabled there — then the proxy must not request a certificate and the
-        request gets ``cert_presented = false`` (spec §3.1).
+        request gets ``cert_presented = false``.
 
-        [U] SNI, not the HTTP ``Host``, selects the configuration (spec §2): the request for
+        SNI, not the HTTP ``Host``, selects the configuration (our choice; Cloudflare does not
+        say which): the request for
         a certificate happens during the handshake. Hostnames are compared in normalised
         form (lower case, no trailing dot). Cached per hostname; a cached validator is
         reused while the store's ``trust`` counter is unchanged.
@@ -572,8 +573,8 @@ class StoreRevocationSource:
 
     def is_revoked(self, leaf: x509.Certificate, issuer: x509.Certificate) -> bool:
         """True when ``leaf`` was issued with the managed CA's key and is revoked (or
-        pending revocation). Certificates of other CAs are never revoked here (spec §6;
-        their CRLs are the validator's)."""
+        pending revocation). Certificates of other CAs are never revoked here (Cloudflare
+        has no revocation for uploaded CAs; their CRLs are the validator's)."""
         try:
             snap = self._store._live.snapshot()
             if snap is None:

@@ -10,10 +10,10 @@ refused rather than guessed at.
 
 Design notes:
 
-* Everything is scoped by ``account_id`` (spec mtls.md §1: CAs and certificates are
+* Everything is scoped by ``account_id`` (at Cloudflare, CAs and certificates are
   account objects). Hostname associations are scoped by account too (one account serves a
   proxy; Cloudflare scopes them by zone, and zones belong to an account).
-* Client certificates are never deleted (spec §5.5); status changes are also appended to
+* Client certificates are never deleted (Cloudflare keeps revoked ones listed); status changes are also appended to
   ``client_certificate_events`` for auditing.
 * ``counters`` holds per-account version numbers: ``revocation`` (bumped with every
   revoke/restore) and ``trust`` (bumped with every change to which CA is trusted where).

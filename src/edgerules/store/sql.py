@@ -62,7 +62,7 @@ _UPLOADED_COLUMNS = (
 
 
 def _new_id() -> str:
-    """32 lower-case hex characters (spec §5.3: "32-char identifier")."""
+    """32 lower-case hex characters (Cloudflare's API: a "32-char identifier")."""
     return uuid.uuid4().hex
 
 
@@ -547,12 +547,14 @@ class SQLStore(ValidationSQL, Store):
         return record
 
     def revoke_certificate(self, cert_id: str) -> ClientCertificate:
-        """[X] Synchronous: ``active`` → ``revoked`` at once (Cloudflare passes through
-        ``pending_revocation`` asynchronously); visible to validators immediately."""
+        """Synchronous: ``active`` → ``revoked`` at once (Cloudflare passes through
+        ``pending_revocation`` asynchronously; its pages disagree on the details); visible to
+        validators immediately."""
         return self._transition(cert_id, "revoked", "revoked", {"active", "pending_reactivation"})
 
     def restore_certificate(self, cert_id: str) -> ClientCertificate:
-        """[X] Synchronous: ``revoked`` (or ``pending_revocation``) → ``active`` at once."""
+        """Synchronous: ``revoked`` (or ``pending_revocation``) → ``active`` at once (Cloudflare
+        passes through ``pending_reactivation``)."""
         return self._transition(cert_id, "restored", "active", {"revoked", "pending_revocation"})
 
     def certificate_events(self, cert_id: str) -> list[tuple[str, str, str]]:
@@ -671,7 +673,7 @@ class SQLStore(ValidationSQL, Store):
             return self._find_uploaded(c, ref)
 
     def delete_uploaded_ca(self, ref: str) -> UploadedCA:
-        """Spec §6: deletion fails while any hostname is associated with the CA."""
+        """As at Cloudflare: deletion fails while any hostname is associated with the CA."""
         if ref.strip().lower() == "managed":
             raise PKIError("the managed CA cannot be deleted")
         with self._write() as c:

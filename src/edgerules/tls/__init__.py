@@ -1,5 +1,6 @@
 """Client-certificate (mTLS) validation: from the chain a client presented to the
-``cf.tls_client_auth.*`` field values (spec mtls.md §3, §8, §9; fields.md §1).
+``cf.tls_client_auth.*`` field values
+(https://developers.cloudflare.com/ssl/client-certificates/client-certificate-variables/).
 
 >>> from edgerules.tls import ClientCertValidator, NOT_REQUESTED
 >>> validator = ClientCertValidator(trusted=[])      # CAs: x509.Certificate, PEM or DER

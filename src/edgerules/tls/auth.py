@@ -13,8 +13,9 @@ Invariants:
   point 4). The only value that can be ``""`` for a decodable leaf is one the
   certificate does not have (no SKI extension, no known issuer).
 * When no certificate was presented (or mTLS was not requested) every Boolean is false
-  and every string is ``""`` (spec fields.md §1, mtls.md §9).
-* [U] The descriptive fields (DNs, serials, fingerprints, dates, SKIs, RFC 9440) are
+  and every string is ``""``, as Cloudflare documents (https://developers.cloudflare.com/ssl/client-certificates/client-certificate-variables/;
+  Workers: https://developers.cloudflare.com/workers/runtime-apis/request/).
+* Our choice (Cloudflare does not say): the descriptive fields (DNs, serials, fingerprints, dates, SKIs, RFC 9440) are
   filled for every *decodable* presented leaf, verified or not; when the leaf cannot be
   decoded (garbage, or over the size cap) they are ``""`` and only the ``_too_large``
   flags reflect the raw sizes.
@@ -34,7 +35,7 @@ __all__ = ["FIELD_NAMES", "NOT_REQUESTED", "WORKERS_NAMES", "ClientAuth", "Clien
 
 PREFIX = "cf.tls_client_auth."
 
-# field suffix -> Workers property (spec fields.md §1.1), in the documentation's order
+# field suffix -> Workers ``tlsClientAuth`` property, in the documentation's order
 WORKERS_NAMES: dict[str, str] = {
     "cert_presented": "certPresented",
     "cert_verified": "certVerified",
@@ -258,7 +259,8 @@ class ClientAuth:
     def issuer_ski(self) -> str:
         """The direct issuer's SKI; when the issuer certificate is unknown (or has no SKI
         extension), the keyIdentifier of the leaf's Authority Key Identifier — the two
-        are equal by construction (spec mtls.md §4)."""
+        are equal by construction (Cloudflare's API Shield mTLS page reads the SKI to pin from
+        the leaf's Authority Key Identifier)."""
         leaf = self.leaf
         if leaf is None:
             return ""
@@ -334,7 +336,8 @@ class ClientAuth:
         """The Workers ``request.cf.tlsClientAuth`` object (a new dict on each read).
 
         Booleans ``certPresented``/``certRevoked`` are the strings ``"1"``/``"0"`` as
-        documented. [U] ``certRFC9440TooLarge``/``certChainRFC9440TooLarge`` are JSON
+        documented. ``certRFC9440TooLarge``/``certChainRFC9440TooLarge`` (type unspecified by
+        Cloudflare; our choice) are JSON
         Booleans (``True``/``False``): the docs say "``true`` if ...", and a string
         ``"0"`` would be truthy in JavaScript."""
         out: dict[str, str | bool] = {}

@@ -1,5 +1,5 @@
 """Renderings of one ``x509.Certificate`` in the exact formats of the ``cf.tls_client_auth.*``
-fields (spec fields.md §1).
+fields (https://developers.cloudflare.com/ssl/client-certificates/client-certificate-variables/).
 
 Owns: distinguished-name renderings (RFC 2253 with OpenSSL's escaping, OpenSSL's legacy
 "oneline"), serial numbers, key identifiers, fingerprints and validity dates.
@@ -62,7 +62,8 @@ def dn_rfc2253(name: x509.Name) -> str:
 
 
 def dn_utf8(name: x509.Name) -> str:
-    """[U] ``cert_*_dn``: the RFC 2253 rendering with non-ASCII characters kept as UTF-8
+    """``cert_*_dn`` (its difference from ``_rfc2253`` is unspecified by Cloudflare; our
+    choice): the RFC 2253 rendering with non-ASCII characters kept as UTF-8
     instead of ``\\XX`` escapes (``openssl x509 -nameopt RFC2253,-esc_msb``). Identical to
     :func:`dn_rfc2253` for ASCII names, which is all the documentation shows."""
     return dn.rfc2253(_entries(name), escape_msb=False)
@@ -75,7 +76,7 @@ def dn_legacy(name: x509.Name) -> str:
 
 
 def serial_hex(serial: int) -> str:
-    """[U] Uppercase hex of the serial's magnitude, zero-padded to an even number of
+    """Uppercase hex (padding unspecified by Cloudflare; our choice) of the serial's magnitude, zero-padded to an even number of
     digits, no sign byte (``openssl x509 -serial`` prints the same for positive serials;
     zero is ``00``). A negative serial (invalid per RFC 5280) gets a leading ``-`` like
     OpenSSL's ``i2a_ASN1_INTEGER``."""

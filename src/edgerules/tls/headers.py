@@ -1,22 +1,26 @@
-"""Forwarding headers: certificate data sent on to the origin (spec mtls.md §8).
+"""Forwarding headers: certificate data sent on to the origin
+(https://developers.cloudflare.com/ssl/client-certificates/forward-a-client-certificate/).
+
+Choices marked "ours" are points Cloudflare does not specify.
 
 Owns three header families built from a ``ClientAuth``:
 
-* ``rfc9440``: ``Client-Cert`` and ``Client-Cert-Chain`` following the spec's mandatory
-  safe recipe (§8.3): only when the certificate is verified, not revoked and the encoding
+* ``rfc9440``: ``Client-Cert`` and ``Client-Cert-Chain`` following the safe recipe of
+  Cloudflare's forwarding page: only when the certificate is verified, not revoked and the encoding
   is not too large; the chain only when non-empty and not too large.
-* ``access``: ``Cf-Client-Cert-Der-Base64`` (leaf DER, [U] standard Base64 with padding)
-  and ``Cf-Client-Cert-Sha256`` ([U] lowercase hex, like ``cert_fingerprint_sha256``).
-  [U] sent only for a verified, non-revoked certificate (Access forwards certificates it
+* ``access``: ``Cf-Client-Cert-Der-Base64`` (leaf DER, standard Base64 with padding,
+  ours) and ``Cf-Client-Cert-Sha256`` (lowercase hex like ``cert_fingerprint_sha256``, ours),
+  sent (ours) only for a verified, non-revoked certificate (Access forwards certificates it
   authenticated), so their presence at the origin means what ``Client-Cert`` means.
 * ``managed``: the 17 ``cf-cert-*`` headers of the "Add TLS client auth headers" Managed
-  Transform (fields.md §1.2), always all of them; Booleans ``true``/``false`` [U]; non-ASCII
+  Transform (https://developers.cloudflare.com/rules/transform/managed-transforms/reference/),
+  always all of them; Booleans ``true``/``false`` (ours); non-ASCII
   characters and control characters as ``\\uXXXX`` escapes of their code points
   (lowercase hex, UTF-16 surrogate pairs above U+FFFF), as Cloudflare does for location
   headers.
 
 Proxies must remove every client-supplied header named in :data:`STRIP_HEADERS` before
-adding these (clients can inject them; [U] overwrite, as the spec recommends).
+adding these (clients can inject them; ours: overwrite, never keep a client's value).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ __all__ = [
     "forwarding_headers",
 ]
 
-# header -> ClientAuth field suffix (fields.md §1.2, in the documentation's order)
+# header -> ClientAuth field suffix (the managed transform's table, in its order)
 MANAGED_HEADERS: tuple[tuple[str, str], ...] = (
     ("cf-cert-revoked", "cert_revoked"),
     ("cf-cert-verified", "cert_verified"),

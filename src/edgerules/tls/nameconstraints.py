@@ -49,7 +49,7 @@ def _dns(name: str, base: str) -> str:
 
 def _email(addr: str, base: str) -> str:
     local, _, host = addr.rpartition("@")
-    # [U] Stricter than OpenSSL (which reads the part after the last "@"): an address
+    # Our choice, stricter than OpenSSL (which reads the part after the last "@"): an address
     # with several "@" or an empty part is malformed, not "inside" a permitted domain
     # (RFC 5280 §4.2.1.10; x509-limbo nc-permits-invalid-email-san).
     if not local or not host or "@" in local:

@@ -2,8 +2,9 @@
 :mod:`edgerules.tls.crl`).
 
 Owns: how "is this verified leaf revoked?" is answered by a source outside the chain
-(the PKI store). Revocation is only asked about a *verified* leaf (spec mtls.md §3.2
-step 5); a revoked certificate keeps ``verified = True`` and gets ``revoked = True``.
+(the PKI store). Revocation is only asked about a *verified* leaf; as Cloudflare
+documents (https://developers.cloudflare.com/ssl/client-certificates/revoke-client-certificate/),
+a revoked certificate keeps ``verified = True`` and gets ``revoked = True``.
 
 Invariants:
 

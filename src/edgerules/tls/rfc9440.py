@@ -1,4 +1,6 @@
-"""RFC 9440 ``Client-Cert`` / ``Client-Cert-Chain`` values (spec mtls.md §8.3, fields.md §1).
+"""RFC 9440 ``Client-Cert`` / ``Client-Cert-Chain`` values (Cloudflare's
+``cf.tls_client_auth.cert_rfc9440`` fields:
+https://developers.cloudflare.com/ssl/client-certificates/client-certificate-variables/).
 
 Owns the Structured-Field encodings and their size caps. Pure functions of DER bytes.
 
