@@ -13,8 +13,10 @@ times; the median is reported): keep-alive with a valid certificate at c=1/16/64
 handshake per request (valid certificate, c=16), blocked keep-alive (no certificate,
 c=16), blocked with a new connection per request (c=16). Printed per scenario and server:
 requests/s, p50/p99 latency and **server CPU per request** (user+system of the server
-process(es) over the run / requests) — the headline: the machine is shared, wall-clock
-figures are noisy.
+process(es) over the run / requests; "of it sys": the kernel's part, i.e. the socket
+calls and the loopback TCP stack they run) — the headline: the machine is shared,
+wall-clock figures are noisy. ``--memory-only``: only the idle-connection memory figure
+(RSS growth per held keep-alive connection, in freshly started servers).
 
 nginx is the Debian package: installed with apt-get when absent (skipped with a message
 when that fails). ``.venv/bin/python bench/bench_proxy_load.py [--seconds 5 --repeats 3]``
@@ -53,16 +55,19 @@ SCENARIOS = [
 ]
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
+def cpu_times(pids: list[int]) -> tuple[float, float]:
+    """User and system CPU seconds of ``pids`` (system: the kernel's share, i.e. the
+    socket calls and the loopback TCP stack they run)."""
+    user = system = 0.0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            user += int(fields[11]) / os.sysconf("SC_CLK_TCK")
+            system += int(fields[12]) / os.sysconf("SC_CLK_TCK")
         except (OSError, ValueError, IndexError):
             pass
-    return total
+    return user, system
 
 
 def free_port() -> int:
@@ -215,16 +220,18 @@ def worker_pids(proc: subprocess.Popen[bytes]) -> list[int]:
 
 def run_load(client: Path, port: int, seconds: float, mode: str, conc: int, cert: tuple[Path, Path] | None,
              expect: int, pids: list[int]) -> dict[str, float]:
-    before = cpu_seconds(pids)
+    user0, sys0 = cpu_times(pids)
     out = subprocess.run(
         [str(client), "127.0.0.1", str(port), HOST, str(seconds), str(conc), mode,
          str(cert[0]) if cert else "-", str(cert[1]) if cert else "-", "/bench", str(expect)],
         capture_output=True, text=True, timeout=seconds + 120, check=True)
-    used = cpu_seconds(pids) - before
+    user1, sys1 = cpu_times(pids)
+    used, kernel = (user1 - user0) + (sys1 - sys0), sys1 - sys0
     result = json.loads(out.stdout)
     n = result["requests"]
     result["rps"] = n / result["seconds"] if result["seconds"] else 0.0
     result["cpu_ms"] = used * 1000 / n if n else float("nan")
+    result["sys_ms"] = kernel * 1000 / n if n else float("nan")
     return result
 
 
@@ -278,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", metavar="FILE", help="run edgerules under cProfile, stats to FILE")
     parser.add_argument("--idle", type=int, default=1000,
                         help="idle keep-alive connections for the memory figure (0: skip)")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="only the idle-connection memory figure (no load scenarios)")
     parser.add_argument("--compare-loops", action="store_true",
                         help="edgerules with asyncio's loop vs with uvloop (instead of nginx)")
     args = parser.parse_args(argv)
@@ -317,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                 targets["nginx"] = (ng_port, worker_pids(ng_proc))
             results: dict[tuple[str, str], list[dict[str, float]]] = {}
             scenarios = [s for s in SCENARIOS if not args.only or any(s[0].startswith(o) for o in args.only)]
+            if args.memory_only:
+                scenarios = []
             for rep in range(args.repeats):
                 for name, mode, conc, with_cert, expect in scenarios:
                     order = list(targets) if rep % 2 == 0 else list(reversed(targets))
@@ -329,13 +340,15 @@ def main(argv: list[str] | None = None) -> int:
                         results.setdefault((name, server), []).append(r)
             print(f"\n{dt.date.today()}  {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
                   f"{args.repeats} alternating runs of {args.seconds:g} s, medians\n")
-            print(f"{'scenario':<24} {'server':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-                  f"{'CPU ms/req':>11} {'CPU vs nginx':>12}")
+            if scenarios:
+                print(f"{'scenario':<24} {'server':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+                      f"{'CPU ms/req':>11} {'of it sys':>10} {'CPU vs nginx':>12}")
             for name, *_ in scenarios:
                 base = None
                 for server in targets:
                     runs = results[(name, server)]
-                    med = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms", "cpu_ms")}
+                    med = {k: statistics.median(r[k] for r in runs)
+                           for k in ("rps", "p50_ms", "p99_ms", "cpu_ms", "sys_ms")}
                     if server == "nginx":
                         base = med["cpu_ms"]
                     results[(name, server + "#med")] = [med]
@@ -343,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                     med = results[(name, server + "#med")][0]
                     ratio = f"{med['cpu_ms'] / base:.1f}x" if base and server != "nginx" else ""
                     print(f"{name:<24} {server:<10} {med['rps']:>8.0f} {med['p50_ms']:>8.2f} "
-                          f"{med['p99_ms']:>8.2f} {med['cpu_ms']:>11.3f} {ratio:>12}")
+                          f"{med['p99_ms']:>8.2f} {med['cpu_ms']:>11.3f} {med['sys_ms']:>10.3f} {ratio:>12}")
             if args.idle:
                 print()
                 for server in targets:

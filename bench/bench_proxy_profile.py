@@ -8,6 +8,13 @@ subprocesses. The profiler is switched on inside the loop's thread after a warm-
 off before the load ends. cProfile inflates Python call costs (roughly 2x), so read the
 shares, not the absolute times; the un-profiled CPU per request is measured first.
 
+On uvloop (the default, as the CLI) the event loop and its transports are C code that
+cProfile does not see: the loop's own time is missing from the total, and the ``send``
+system call inside ``transport.write`` is counted in the caller's self time
+(``proxy/tls.py`` ``_flush`` for the client, ``proxy/upstream.py`` ``write`` for the
+origin), i.e. in the TLS and upstream groups. ``--loop asyncio`` shows the system calls
+and the loop as groups of their own.
+
     .venv/bin/python bench/bench_proxy_profile.py [--mode keepalive|new] [--no-cert]
 """
 
