@@ -35,8 +35,8 @@ def _keys() -> tuple[rsa.RSAPrivateKey, int]:
     return signer, modulus_key.public_key().public_numbers().n
 
 
-def _huge_exponent(n: int, index: int) -> int:
-    e = (1 << 3069) | (index << 8) | 1  # ~3070 bits, odd, distinct per certificate
+def _huge_exponent(n: int, index: int, bits: int = 3070) -> int:
+    e = (1 << (bits - 1)) | (index << 8) | 1  # ``bits`` bits, odd, distinct per certificate
     while math.gcd(e, n) != 1:
         e += 2
     return e
@@ -89,15 +89,19 @@ def fresh_leaves(chain: CraftedChain, count: int) -> list[CraftedChain]:
     ]
 
 
-def expensive_chain(depth: int = 9, *, tag: str = "attack") -> CraftedChain:
+def expensive_chain(depth: int = 9, *, tag: str = "attack", exponent_bits: int = 3070) -> CraftedChain:
     """A leaf (with a real EC key, so a TLS client can use it) plus ``depth`` crafted RSA
-    intermediates, each naming the next as its issuer."""
+    intermediates, each naming the next as its issuer.
+
+    ``exponent_bits`` > 32 makes keys that edgerules refuses to verify with (the proxy
+    refuses them in the handshake, the validator before any signature check); 32 makes
+    the costliest exponent the caps allow, which the validator does verify with."""
     _signer, n = _keys()
     leaf_key = ec.generate_private_key(ec.SECP256R1())
     names = [_name(f"{tag} intermediate {i}") for i in range(depth + 1)]
     certs = [_build(_name(f"{tag} leaf"), names[0], leaf_key.public_key(), ca=False)]
     for i in range(depth):
-        public = rsa.RSAPublicNumbers(_huge_exponent(n, i), n).public_key()
+        public = rsa.RSAPublicNumbers(_huge_exponent(n, i, exponent_bits), n).public_key()
         certs.append(_build(names[i], names[i + 1], public, ca=True))
     return CraftedChain(leaf_key, certs)
 

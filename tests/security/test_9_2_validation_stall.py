@@ -13,16 +13,25 @@ treated as not verified with the reason ``certificate validation timed out``. (H
 cheap a crafted chain is to refuse is the validator's part: key-size caps, memoised
 signature checks, a signature budget.)
 
+And before any of that, in the handshake: OpenSSL checks one signature with a presented
+key whatever our verify callback answers (the leaf's signature with the first
+intermediate's key; the client's CertificateVerify with the leaf's), so a certificate
+whose key edgerules refuses to verify with (an RSA exponent over 2^32-1, …) fails the
+handshake instead of costing the event loop milliseconds.
+
 The first two tests make a validation *never finish* (the validator waits on an event
 the test controls) to show, without any timing assumption, that (a) other clients are
-served meanwhile and (b) the budget ends it; the third sends real crafted chains
+served meanwhile and (b) the budget ends it; the others send real crafted chains
 (``bench/attack_chains.py``) from attacker threads through the ``edgerules proxy`` CLI
-while a normal client keeps being served. Real TLS, Python ``ssl`` and ``http.client``."""
+while a normal client keeps being served: chains with refused keys are refused in the
+handshake, chains at the caps are validated off the loop and blocked by the rule. Real
+TLS, Python ``ssl`` and ``http.client``."""
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import ssl
 import sys
 import threading
 
@@ -70,7 +79,8 @@ class StuckOnAttacker:
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sec92")
     dep = deployment(tmp)
-    chain = expensive_chain(9)
+    # at the caps: accepted by the handshake, so a validation starts
+    chain = expensive_chain(9, exponent_bits=32)
     files = write_chain(chain, tmp)
     with echo_origin() as (origin, _echo):
         yield dep, chain, files, origin
@@ -151,19 +161,35 @@ def test_a_validation_over_budget_is_not_verified(env):
         assert record["cert_status"] == "FAILED:certificate validation timed out"
 
 
-def test_real_crafted_chains_do_not_stop_normal_clients(env, tmp_path):
+def attacker_outcome(port, files):
+    """The attacker's answer: an HTTP status, or "refused" when the handshake failed."""
+    try:
+        return attacker_request(port, files)
+    except (ssl.SSLError, ConnectionError):
+        return "refused"
+
+
+@pytest.mark.parametrize(
+    ("exponent_bits", "expected"),
+    [(3070, "refused"), (32, 403)],
+    ids=["refused-keys-fail-the-handshake", "keys-at-the-caps-are-validated-and-blocked"],
+)
+def test_real_crafted_chains_do_not_stop_normal_clients(env, tmp_path, exponent_bits, expected):
     dep, _chain, _files, origin = env
-    attackers_files = [write_chain(expensive_chain(9, tag=f"a{i}"), tmp_path, f"a{i}") for i in range(2)]
+    attackers_files = [
+        write_chain(expensive_chain(9, tag=f"a{i}", exponent_bits=exponent_bits), tmp_path, f"a{i}")
+        for i in range(2)
+    ]
     with cli_proxy(
         "--upstream", f"http://127.0.0.1:{origin.port}",
         "--rules", str(RULES), "--store", str(dep.store), "--access-log", "off",
     ) as (proc, port):
         stop = threading.Event()
-        attacked: list[int] = []
+        attacked: list[int | str] = []
 
         def attack(files):
             while not stop.is_set():
-                attacked.append(attacker_request(port, files))
+                attacked.append(attacker_outcome(port, files))
 
         threads = [threading.Thread(target=attack, args=(f,)) for f in attackers_files]
         for t in threads:
@@ -181,9 +207,28 @@ def test_real_crafted_chains_do_not_stop_normal_clients(env, tmp_path):
             stop.set()
             for t in threads:
                 t.join(30)
-        assert attacked and set(attacked) == {403}
+        assert attacked and set(attacked) == {expected}
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def test_a_refused_key_fails_the_handshake_and_says_why(env, tmp_path):
+    dep, _chain, _files, origin = env
+    files = write_chain(expensive_chain(2, tag="why"), tmp_path, "why")
+    with cli_proxy(
+        "--upstream", f"http://127.0.0.1:{origin.port}",
+        "--rules", str(RULES), "--store", str(dep.store), "--access-log", "off",
+        "--log-level", "info",
+    ) as (proc, port):
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            attacker_request(port, files)
+        # the proxy keeps serving: a valid client right after gets its 200
+        with tls_client(port, cert=dep.cert, key=dep.key) as sock:
+            sock.sendall(f"GET /after HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+            assert read_response(sock)[0] == 200
+        proc.terminate()
+        _out, err = proc.communicate(timeout=10)
+    assert "refused a certificate at depth 1: RSA public exponent of 3070 bits" in err
 
 
 # -- small helpers ----------------------------------------------------------------------

@@ -22,8 +22,13 @@ Invariants:
   ``get_peer_cert_chain()`` omits it. ``chain_der`` is leaf first, then the
   intermediates in the order the client sent them.
 * OpenSSL's own chain verification is limited to depth 0 (it runs inside the handshake,
-  on the event loop, although its verdict is ignored): a crafted chain costs the loop at
-  most one signature check; the validator judges the whole chain in a worker thread.
+  on the event loop, although its verdict is ignored): it checks at most one signature
+  (the leaf's, with the first intermediate's key), and the client's CertificateVerify is
+  checked with the leaf's key; the validator judges the whole chain in a worker thread.
+  A presented certificate whose key edgerules refuses to verify with (RSA exponent over
+  2^32-1, modulus over 8192 bits, …) fails the handshake before either check
+  (``_accept_any_certificate``): the one exception to "the handshake completes whatever
+  the client presents", so that no key can cost the event loop milliseconds.
 * Session resumption is disabled on every context (no session cache, no tickets): a
   resumed session carries no peer chain, so an mTLS verdict would silently vanish. A
   session id context is still set, as OpenSSL requires one whenever VERIFY_PEER is on.
@@ -59,6 +64,7 @@ from OpenSSL._util import lib as _lib
 
 from edgerules.errors import ConfigError
 from edgerules.proxy.waiter import Waiter
+from edgerules.tls.keycheck import certificate_refusal
 
 __all__ = [
     "ServerTLS",
@@ -181,9 +187,37 @@ def _load_server_files(ctx: SSL.Context, cert_file: str, key_file: str) -> None:
 def _accept_any_certificate(
     conn: SSL.Connection, cert: Any, errnum: int, depth: int, ok: int
 ) -> bool:
-    # Verification is the validator's job, after the handshake: accept everything here
-    # so that no presented certificate can make the handshake fail (as at Cloudflare).
-    return True
+    """OpenSSL's verify callback on mTLS hostnames: accept whatever is presented, so that
+    no certificate makes the handshake fail and the *rules* decide (Cloudflare completes
+    the handshake for a missing, untrusted, expired or self-signed certificate);
+    verification is the validator's job, after the handshake, off the event loop.
+
+    One exception (our choice; Cloudflare does not say), a security bound: a certificate whose public key edgerules refuses
+    to verify with (an RSA exponent over 2^32-1 or a modulus over 8192 bits, an EC key
+    with explicit parameters, …: :func:`edgerules.tls.keycheck.refusal`) fails the
+    handshake. OpenSSL would otherwise check a signature with that key right here, on the
+    event loop, whatever this callback answers — the leaf's signature with the first
+    intermediate's key (it builds one level past the verify depth of 0), the client's
+    CertificateVerify with the leaf's key — and one such check costs milliseconds, the
+    lever of issue 9 point 2's attack. No real client presents such a key; BoringSSL,
+    Cloudflare's TLS library, refuses RSA exponents over 33 bits outright."""
+    try:
+        reason = certificate_refusal(crypto.dump_certificate(crypto.FILETYPE_ASN1, cert))
+    except Exception:  # never raise into OpenSSL; the validator judges what we cannot
+        return True
+    if not reason:
+        return True
+    info = conn.get_app_data()
+    if isinstance(info, TLSInfo) and not info.refused_key:
+        info.refused_key = f"certificate at depth {depth}: {reason}"
+    return False
+
+
+def _handshake_failure(exc: SSL.Error, info: TLSInfo | None) -> str:
+    message = f"TLS handshake failed: {_describe(exc)}"
+    if info is not None and info.refused_key:
+        message += f" (refused a {info.refused_key})"
+    return message
 
 
 @dataclass(slots=True)
@@ -197,6 +231,8 @@ class TLSInfo:
     cipher: str = ""  # BoringSSL naming
     chain_der: tuple[bytes, ...] = ()  # leaf first, then intermediates as sent
     session_reused: bool = False
+    # why the handshake was refused in the verify callback (a key too costly to verify)
+    refused_key: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -350,7 +386,7 @@ class TLSStream:
                     await self._flush()
                 except (OSError, TimeoutError):
                     pass
-                raise TLSError(f"TLS handshake failed: {_describe(exc)}") from None
+                raise TLSError(_handshake_failure(exc, self.info)) from None
         await self._flush()
         info = self.info
         info.version = self._conn.get_protocol_version_name()
@@ -680,7 +716,7 @@ class TLSProtocol(asyncio.Protocol):
                 await self.wait(3600.0)
             except SSL.Error as exc:
                 self._flush()  # the alert OpenSSL queued
-                raise TLSError(f"TLS handshake failed: {_describe(exc)}") from None
+                raise TLSError(_handshake_failure(exc, info)) from None
         self._flush()
         self.handshaken = True
         self.release_buffers()  # the handshake flights (certificate chains) are the largest

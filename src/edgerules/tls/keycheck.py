@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import math
 
+from edgerules.tls.der import DERError
+from edgerules.tls.rawcert import RawCert
+
 __all__ = [
     "HARD",
     "MAX_RSA_BITS",
     "MAX_RSA_EXPONENT",
+    "certificate_refusal",
     "cost",
     "digest_weakness",
     "key_weakness",
@@ -132,3 +136,17 @@ def digest_weakness(sig_alg_dotted: str) -> str:
     if sig_alg_dotted in _BROKEN:
         return HARD
     return ""
+
+
+def certificate_refusal(certificate_der: bytes) -> str:
+    """:func:`refusal` of a DER certificate's public key; ``""`` when the key may be used
+    or the certificate cannot be read (decoding errors are the validator's to report).
+
+    For the TLS layer, which sees certificates before the validator does: OpenSSL checks
+    a signature with a presented key inside the handshake (the client's CertificateVerify
+    with the leaf's key; the leaf's signature with the first intermediate's key), so a
+    key too costly to verify with must be refused before that."""
+    try:
+        return refusal(RawCert.parse(certificate_der).key_info)
+    except (DERError, ValueError, IndexError):
+        return ""
