@@ -1,5 +1,6 @@
 """Test PKI for the proxy tests: a trusted CA (with an intermediate), a foreign CA, and
-client certificates in every state of the spec's handshake table (mtls.md §3.1)."""
+client certificates in every handshake state Cloudflare documents (none, untrusted, expired,
+self-signed, valid, revoked: https://developers.cloudflare.com/ssl/client-certificates/troubleshooting/)."""
 
 from __future__ import annotations
 

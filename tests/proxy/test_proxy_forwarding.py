@@ -1,5 +1,6 @@
-"""What reaches the origin: certificate headers exactly per the spec's recipes, never a
-client-injected copy; X-Forwarded-*, Host and hop-by-hop handling; bodies both ways."""
+"""What reaches the origin: certificate headers exactly per Cloudflare's forwarding recipes
+(https://developers.cloudflare.com/ssl/client-certificates/forward-a-client-certificate/),
+never a client-injected copy; X-Forwarded-*, Host and hop-by-hop handling; bodies both ways."""
 
 from __future__ import annotations
 

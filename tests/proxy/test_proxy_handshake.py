@@ -1,5 +1,6 @@
-"""The spec's handshake table (mtls.md §3.1) over real TLS: the handshake always
-completes, the fields say what was presented, the rules decide."""
+"""Cloudflare's handshake behaviour over real TLS: a missing, untrusted, expired or
+self-signed certificate never fails the handshake; the fields say what was presented,
+and the rules decide."""
 
 from __future__ import annotations
 
