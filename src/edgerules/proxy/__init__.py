@@ -1,8 +1,8 @@
 """The mTLS-terminating reverse proxy (``edgerules proxy``): sockets, TLS records, HTTP.
 
 Modules: ``config`` (limits, timeouts), ``tls`` (pyOpenSSL over asyncio memory BIOs,
-SNI-driven certificate requests), ``server`` (connections, h11, shutdown), ``upstream``
-(pooled h11 client), ``accesslog``, ``echo`` (a test origin); the development
+SNI-driven certificate requests), ``server`` (connections, HTTP/1.1 via ``http1``, shutdown), ``upstream``
+(pooled HTTP/1.1 client), ``accesslog``, ``echo`` (a test origin); the development
 certificate comes from ``edgerules.pki.devcert``. What a request *means* — its rule
 fields, the decision, the block page, which headers reach the origin — is
 :mod:`edgerules.enforcement`, shared with the ASGI and WSGI middleware.

@@ -940,7 +940,7 @@ class _ClientConnection:
                 return False
         assert conn is not None and response is not None
         # -- relay the response ----------------------------------------------------
-        # Framing towards the client as h11 chose it: the origin's Content-Length when
+        # Framing towards the client as an HTTP/1.1 server must choose it: the origin's Content-Length when
         # it sent one (and no chunking); otherwise chunked to HTTP/1.1 clients and
         # until-close to HTTP/1.0 ones. HEAD, 204 and 304 carry no body.
         headers = client_response_headers(response.headers)

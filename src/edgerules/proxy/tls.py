@@ -222,7 +222,8 @@ def _handshake_failure(exc: SSL.Error, info: TLSInfo | None) -> str:
 
 @dataclass(slots=True)
 class TLSInfo:
-    """What the handshake established; filled in by the SNI callback and ``TLSStream``."""
+    """What the handshake established; filled in by the SNI callback, the verify callback
+    and ``TLSProtocol`` (the proxy) or ``TLSStream`` (``edgerules serve``)."""
 
     sni: str | None = None
     cert_requested: bool = False  # a CertificateRequest was sent (mTLS host)
