@@ -18,7 +18,7 @@ from edgerules.lang.parser import (
     MAX_SET_ITEMS,
     parse_expression,
 )
-from edgerules.lang.source import Span
+from edgerules.lang.source import Source, Span
 
 F = ast.FieldRef
 
@@ -668,3 +668,54 @@ def test_fast_constructors_build_equal_nodes() -> None:
     )
     assert _deep(made) == _deep(expected)
     assert made == expected and hash(made) == hash(expected)
+
+
+def test_fast_path_replays_a_recorded_shape_without_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A text whose token types follow a path recorded by an earlier parse is parsed by
+    replaying it (the action/goto table is not consulted), with the new text's own values
+    and spans; a text leaving the path continues through the table from where it left."""
+    import edgerules.lang.parser as parser_mod
+
+    first = 'http.host eq "a.example.com" and http.request.uri.path eq "/x" or ssl'
+    same_shape = 'http.user_agent eq "bot"   and cf.bot_management.ja3_hash eq "" or not_a_kw'
+    parse_expression(first)  # records the path (or it was recorded before)
+    expected = _outcome(same_shape)
+    fast = parser_mod._FAST
+    assert fast is not None
+
+    class NoTable(list):
+        def __getitem__(self, i: object) -> object:
+            raise AssertionError("the table was consulted for a recorded shape")
+
+    monkeypatch.setattr(fast, "action_rows", NoTable(fast.action_rows))
+    assert _deep(parser_mod._fast_parse(same_shape, parser_mod._ToAst(Source(same_shape)))) \
+        == expected
+    monkeypatch.undo()
+    # Same prefix, another continuation: replayed up to `and`, then the table.
+    diverging = 'http.host eq "a.example.com" and (ip.src in {10.0.0.0/8} or ssl)'
+    assert _outcome(diverging) == _outcome_with_lark(diverging)
+
+
+def _outcome_with_lark(text: str) -> object:
+    import edgerules.lang.parser as parser_mod
+
+    saved = parser_mod._FAST
+    parser_mod._FAST = None  # type: ignore[misc]
+    try:
+        return _outcome(text)
+    finally:
+        parser_mod._FAST = saved  # type: ignore[misc]
+
+
+def test_fast_path_parses_through_the_table_when_the_trie_is_full(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import edgerules.lang.parser as parser_mod
+
+    monkeypatch.setattr(parser_mod, "_trie_size", parser_mod._TRIE_NODES)
+    for text in ('any(http.request.headers.names[*] eq "x-zzz-unseen") xor ssl',
+                 'http.host in {"u" "v" "w"} and cf.waf.score ge 3 and cf.waf.score le 7'):
+        before = _outcome_with_lark(text)
+        assert _fast_only(text) == before
+        assert _outcome(text) == before
+    assert parser_mod._trie_size == parser_mod._TRIE_NODES  # nothing recorded

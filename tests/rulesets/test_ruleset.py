@@ -12,6 +12,7 @@ import pytest
 import edgerules
 from edgerules.errors import ContextError, ExpressionError, RuleError, RulesetError
 from edgerules.rulesets import ALLOW, Decision, Policy, Ruleset
+from edgerules.rulesets.actions import Limits
 from edgerules.rulesets.lists import NamedLists
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
@@ -197,6 +198,86 @@ def test_limits() -> None:
     Ruleset.from_dict({"name": "x", "rules": [regex]}, limits="business")
     with pytest.raises(RulesetError, match="log action"):
         Ruleset.from_dict({"name": "x", "rules": [rule("l", "ssl", "log")]}, limits="business")
+
+
+def test_ruleset_regex_budget_names_every_rule_over_it() -> None:
+    """The total RE2 program size of a ruleset's regexes is capped (Limits.max_regex_program):
+    rules are admitted in order while their regexes fit, and every rule that does not is
+    reported in the one RulesetError, with the other broken rules."""
+    import edgerules
+
+    def size(pattern: str) -> int:
+        return edgerules.compile(f'http.host matches "{pattern}"').regex_size
+
+    big, other, small = "[a-z]{400}x", "[0-9]{400}y", "^ab"
+    cap = size(big) + size(small) + 10  # room for `big` and `small`, not for `other` too
+    rules = [
+        rule("big", f'http.host matches "{big}"'),
+        rule("other", f'http.request.uri.path matches "{other}"'),
+        rule("typo", "http.hots eq 1"),
+        rule("small", f'http.host matches "{small}"'),
+        rule("again", f'http.user_agent matches "{big}" and ssl'),  # the same pattern
+        rule("other2", f'http.host matches "{other}" or http.host matches "{small}"'),
+    ]
+    with pytest.raises(RulesetError) as info:
+        Ruleset.from_dict({"name": "x", "rules": rules}, limits={"max_regex_program": cap})
+    errors = dict(info.value.errors)
+    assert list(errors) == ["other", "typo", "other2"]
+    message = str(errors["other"])
+    assert "regexes are too large" in message and f"{cap:,}" in message
+    assert "max_regex_program" in message
+    # Without the over-budget rules, the rest loads (a pattern repeated across rules is
+    # compiled once and counted once).
+    ok = [r for r in rules if r["ref"] in ("big", "small", "again")]
+    loaded = Ruleset.from_dict({"name": "x", "rules": ok}, limits={"max_regex_program": cap})
+    assert len(loaded) == 3
+    # The default admits a realistic ruleset: 1,000 rules of typical patterns.
+    typical = [rule(f"r{i}", f'http.request.uri.path matches "^/api/v{i}/[a-z0-9_-]+$" '
+                             f'or http.user_agent matches "(?i)bot{i}|crawl|spider"')
+               for i in range(1000)]
+    Ruleset.from_dict({"name": "x", "rules": typical})
+    assert Limits().max_regex_program == 1_000_000
+    with pytest.raises(RuleError, match="non-negative integer"):
+        Limits.coerce({"max_regex_program": -1})
+
+
+def test_loading_pauses_the_cyclic_collector_and_restores_it() -> None:
+    """A load runs no automatic collection (they were most of a large load's CPU time),
+    then leaves the collector as it found it, also after an error; an application's own
+    gc.disable() is kept."""
+    import gc
+
+    rules = [rule(f"r{i}", f'http.host eq "h{i}" and not ssl') for i in range(200)]
+    runs: list[int] = []
+
+    def seen(phase: str, info: dict) -> None:
+        if phase == "start":
+            runs.append(info["generation"])
+
+    saved = gc.get_threshold()
+    gc.set_threshold(10, 1, 1)  # a collection every few allocations, were it running
+    gc.callbacks.append(seen)
+    try:
+        assert gc.isenabled()
+        loaded = Ruleset.from_dict({"name": "x", "rules": rules})
+        n_during = len(runs)  # (no allocation: the collector is running again)
+        assert gc.isenabled()
+        with pytest.raises(RulesetError):
+            Ruleset.from_dict({"name": "x", "rules": [rule("bad", "http.hots eq 1")]})
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            Ruleset.from_dict({"name": "x", "rules": rules[:3]})
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        gc.callbacks.remove(seen)
+        gc.set_threshold(*saved)
+    assert len(loaded) == 200
+    # (Running, it would collect hundreds of times here.) At most one collection while
+    # entering the load and the one young-generation pass at the end.
+    assert len(runs[:n_during]) <= 2, runs[:n_during]
 
 
 def test_named_lists_are_type_checked_by_the_engine() -> None:

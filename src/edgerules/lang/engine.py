@@ -475,6 +475,13 @@ class Filter:
             getattr(p, "program_size", 0) for p in self._checked.patterns.values()
         )
 
+    @property
+    def regexes(self) -> tuple[Any, ...]:
+        """The filter's compiled regexes (``program_size`` instructions each). A pattern
+        used by several filters is compiled once and shared while they live (the regex
+        cache), so a ruleset's budget counts each distinct object once."""
+        return tuple(p for p in self._checked.patterns.values() if hasattr(p, "program_size"))
+
     # -- text ----------------------------------------------------------------------------
 
     def __str__(self) -> str:

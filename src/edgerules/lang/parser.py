@@ -877,6 +877,39 @@ def _make_reducer(rule: object) -> _ReduceFn | None:
     return reduce
 
 
+class _Path:
+    """A node of the fast path's replay trie: the parser configuration reached after a
+    sequence of token types, i.e. its state stack (``stack``) and that state's scanner
+    (``scan``). ``edges`` maps the next token's type to what the LALR automaton does on
+    it: the reductions that build a value, in order (``(size, reducer)``; pass-throughs
+    left out, they change only the state) and the node after shifting the token (None:
+    the text is accepted).
+
+    LALR parsing is deterministic in the token types (the contextual lexer's state too),
+    so the same path from the root always performs the same actions: a text whose token
+    types follow recorded edges is parsed by replaying them, without the action/goto
+    lookups and the state stack (which were about a third of a parse). A text leaving
+    the recorded paths continues from the node's stack through the table, recording its
+    own edges while the trie has room (``_TRIE_NODES``). Rules written in the same shape
+    (`http.host eq "…" and …`) share their paths; literal values are not part of them."""
+
+    __slots__ = ("edges", "scan", "stack")
+
+    def __init__(self, scan: Callable[[str, int], re.Match[str] | None],
+                 stack: tuple[int, ...]) -> None:
+        self.scan = scan
+        self.stack = stack
+        self.edges: dict[str, tuple[tuple[tuple[int, _ReduceFn], ...], _Path | None]] = {}
+
+
+# The replay trie holds at most this many nodes (each one a dict and its stack: together
+# about 1 MB at the cap), and records only while the state stack is at most _TRIE_DEPTH
+# deep; past either, parsing runs through the table alone.
+_TRIE_NODES: Final = 4096
+_TRIE_DEPTH: Final = 48
+_trie_size = 0
+
+
 class _FastTables:
     """The automaton and the per-state scanners, read once from the built Lark object
     (which is not modified). Raises _Bail if lark's internals are not as expected."""
@@ -975,6 +1008,7 @@ class _FastTables:
         # Indexed by state number (lark numbers them 0…n-1): a list is faster than a dict.
         self.action_rows = [self.actions[state] for state in range(len(rows))]
         self.scanner_list = [self.scanners[state] for state in range(len(rows))]
+        self.root = _Path(self.scanner_list[self.start], (self.start,))
 
 
 def _nesting_bound(text: str) -> int:
@@ -1000,15 +1034,79 @@ def _fast_parse(text: str, ctx: _ToAst) -> ast.Expr:
     the caller then parses with lark."""
     fast = _FAST
     assert fast is not None
+    end = _END
+    node = fast.root
+    values: list[object] = []
+    pos = 0
+    tok: object = None
+    # Replay the recorded path while the token types follow it.
+    while True:
+        m = node.scan(text, pos)
+        if m is None:
+            raise _Bail
+        ttype = m.lastgroup
+        if ttype is None:  # \Z: only whitespace was left
+            ttype = end
+        else:
+            start, pos = m.span(m.lastindex)  # type: ignore[arg-type]
+            tok = (ttype, text[start:pos], start, pos)
+        edge = node.edges.get(ttype)
+        if edge is None:
+            break
+        ops, child = edge
+        for size, reducer in ops:
+            if size == 1:
+                values[-1] = reducer(ctx, values[-1])
+            else:
+                children = values[-size:]
+                del values[-size:]
+                values.append(reducer(ctx, children))
+        if child is None:
+            return values[-1]  # type: ignore[return-value]
+        node = child
+        values.append(tok)
+    # Off the recorded paths: the automaton itself, from the node's configuration.
+    global _trie_size
     actions = fast.action_rows
     scanners = fast.scanner_list
     end_state = fast.end
-    end = _END
-    state = fast.start
-    states = [state]
-    values: list[object] = []
-    pos = 0
+    states = list(node.stack)
+    state = states[-1]
+    record: _Path | None = node if _trie_size < _TRIE_NODES else None
     while True:
+        ops_done: list[tuple[int, _ReduceFn]] = []
+        act = actions[state][ttype]  # KeyError: lark rejects the token
+        while act.__class__ is tuple:
+            size, reducer, goto, keyed = act  # type: ignore[misc]
+            if size == 1:
+                if reducer is not None:  # else a pass-through: only the state changes
+                    values[-1] = reducer(ctx, values[-1])
+                    ops_done.append((1, reducer))
+            else:
+                children = values[-size:]
+                del values[-size:]
+                del states[1 - size :]  # the top one is overwritten below
+                values.append(reducer(ctx, children))  # type: ignore[misc]
+                ops_done.append((size, reducer))
+            state = goto[states[-2]][ttype] if keyed else goto[states[-2]]
+            states[-1] = state
+            if state == end_state and ttype is end:
+                if record is not None:
+                    record.edges[ttype] = (tuple(ops_done), None)
+                return values[-1]  # type: ignore[return-value]
+            act = actions[state][ttype]
+        state = act  # type: ignore[assignment]
+        states.append(state)
+        values.append(tok)  # (also `_AND` & co., which no reducer reads)
+        if record is not None:
+            if _trie_size < _TRIE_NODES and len(states) <= _TRIE_DEPTH:
+                child = _Path(scanners[state], tuple(states))
+                _trie_size += 1
+                # (A complete edge is published at once: a concurrent parse sees it or not.)
+                record.edges[ttype] = (tuple(ops_done), child)
+                record = child
+            else:
+                record = None
         m = scanners[state](text, pos)
         if m is None:
             raise _Bail
@@ -1018,25 +1116,6 @@ def _fast_parse(text: str, ctx: _ToAst) -> ast.Expr:
         else:
             start, pos = m.span(m.lastindex)  # type: ignore[arg-type]
             tok = (ttype, text[start:pos], start, pos)
-        act = actions[state][ttype]  # KeyError: lark rejects the token
-        while act.__class__ is tuple:
-            size, reducer, goto, keyed = act  # type: ignore[misc]
-            if size == 1:
-                if reducer is not None:  # else a pass-through: only the state changes
-                    values[-1] = reducer(ctx, values[-1])
-            else:
-                children = values[-size:]
-                del values[-size:]
-                del states[1 - size :]  # the top one is overwritten below
-                values.append(reducer(ctx, children))  # type: ignore[misc]
-            state = goto[states[-2]][ttype] if keyed else goto[states[-2]]
-            states[-1] = state
-            if state == end_state and ttype is end:
-                return values[-1]  # type: ignore[return-value]
-            act = actions[state][ttype]
-        state = act  # type: ignore[assignment]
-        states.append(state)
-        values.append(tok)  # (also `_AND` & co., which no reducer reads)
 
 
 # --- error translation ------------------------------------------------------------------

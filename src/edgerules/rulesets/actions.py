@@ -79,6 +79,12 @@ class Limits:
     hmac: bool = True
     account_rulesets: bool = True
     plan: str = "enterprise"
+    # RE2 instructions of all the ruleset's regexes together (``Filter.regex_size``; one
+    # rule may hold up to 100,000: lang/regex.py). Not a Cloudflare plan limit: it bounds
+    # the memory a ruleset's compiled regexes take (~16 bytes per instruction, plus each
+    # regex's DFA cache). The default is ten rules at the per-rule maximum, or ~10,000
+    # typical patterns (docs/rulesets.md, "Limits").
+    max_regex_program: int = 1_000_000
 
     PLANS: ClassVar[tuple[str, ...]] = ("free", "pro", "business", "enterprise")
 
@@ -100,9 +106,10 @@ class Limits:
 
     @classmethod
     def unlimited(cls) -> Limits:
-        """No rule-count or length cap (benchmarks, generated rulesets)."""
+        """No rule-count, length or total regex size cap (benchmarks, generated
+        rulesets)."""
         return cls(max_rules=10**9, max_expression_length=10**9, max_custom_rulesets=10**9,
-                   plan="unlimited")
+                   plan="unlimited", max_regex_program=10**12)
 
     @classmethod
     def coerce(cls, value: Limits | str | dict[str, Any] | None) -> Limits:

@@ -2,14 +2,18 @@
 
 Owns: every check on a ruleset's and a rule's keys and values, the plan limits (rule
 count, expression length, regex and HMAC availability), compiling each expression, and
-reporting **all** broken rules at once in one ``RulesetError``. Reading and writing
+reporting **all** broken rules at once in one ``RulesetError``; also the total size of the
+ruleset's regexes (``Limits.max_regex_program``). Reading and writing
 files is :mod:`edgerules.rulesets.formats`; this module only sees parsed objects.
 """
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from edgerules.errors import RuleError
@@ -27,10 +31,49 @@ from edgerules.rulesets.model import (
 if TYPE_CHECKING:  # pragma: no cover
     from edgerules.lang.scheme import Scheme
 
-__all__ = ["RulesetParts", "build_rule", "did_you_mean", "rules_from_dict", "scheme_or_default"]
+__all__ = [
+    "RulesetParts", "build_rule", "did_you_mean", "gc_paused", "rules_from_dict",
+    "scheme_or_default",
+]  # fmt: skip
 
 
 RulesetParts = dict[str, Any]
+
+_gc_lock = threading.Lock()
+_gc_depth = 0  # loads in progress (any thread) that paused the collector
+_gc_resume = False  # whether the collector was enabled when the first of them began
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's automatic cyclic garbage collector while a ruleset is built.
+
+    Compiling a rule allocates a few hundred container objects of which ~60 stay alive
+    (AST nodes, spans, closures); with the collector running, the heap's growth triggers
+    full collections that traverse every live object again, which measured more than
+    half of a 10,000-rule load's CPU time (docs/rulesets.md, "Performance"). Paused, the
+    load's young objects are collected once at the end (generations 0 and 1 only: the
+    work is proportional to what the load allocated, not to the process's heap).
+
+    The collector is process-wide: concurrent loads share one pause (a counter under a
+    lock; the last one to finish resumes it), and a collector the application had
+    disabled stays disabled. Reference counting still frees acyclic garbage meanwhile.
+    """
+    global _gc_depth, _gc_resume
+    with _gc_lock:
+        if _gc_depth == 0:
+            _gc_resume = gc.isenabled()
+            gc.disable()
+        _gc_depth += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0 and _gc_resume:
+                if gc.get_count()[0] > gc.get_threshold()[0]:  # one would have run
+                    gc.collect(1)
+                gc.enable()
 
 
 def rules_from_dict(obj: Mapping[str, Any], *, lists: Mapping[str, Any] | None,
@@ -78,6 +121,8 @@ def rules_from_dict(obj: Mapping[str, Any], *, lists: Mapping[str, Any] | None,
     rules: list[Rule] = []
     refs: set[str] = set()
     ids: set[str] = set()
+    regex_program = 0  # RE2 instructions of the rules' distinct regexes so far
+    regex_seen: dict[int, int] = {}  # id -> size of those regexes (held by their rules)
     for index, raw in enumerate(raw_rules):
         label = f"#{index + 1}"
         if isinstance(raw, Mapping):
@@ -94,10 +139,26 @@ def rules_from_dict(obj: Mapping[str, Any], *, lists: Mapping[str, Any] | None,
                             f"duplicate {key} {value!r} (rule #{index + 1})")))
                     seen.add(value)
         try:
-            rules.append(build_rule(raw, index, name, kind, lim, scheme, lists,
-                                     origin_text, compile_expr))
+            rule = build_rule(raw, index, name, kind, lim, scheme, lists, origin_text,
+                              compile_expr)
         except RuleError as exc:
             errors.append((label, exc))
+            continue
+        # The ruleset's regex budget: rules are admitted in order while their regexes
+        # fit; each rule that does not is reported (with the others' errors).
+        new = {id(rx): rx.program_size for rx in rule.filter.regexes
+               if id(rx) not in regex_seen}  # (a shared pattern is compiled once)
+        size = sum(new.values())
+        if size and regex_program + size > lim.max_regex_program:
+            errors.append((label, RuleError(
+                f"the ruleset's regexes are too large: this rule's {size:,} RE2 "
+                f"instructions would bring the ruleset's total to "
+                f"{regex_program + size:,} (the limit is {lim.max_regex_program:,} per "
+                f"ruleset: limits max_regex_program)")))
+            continue
+        regex_program += size
+        regex_seen.update(new)
+        rules.append(rule)
     if errors:
         n = len(errors)
         raise RulesetError(f"{where}: {n} broken rule{'s' if n > 1 else ''}", errors)

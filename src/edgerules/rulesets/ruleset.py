@@ -63,7 +63,7 @@ from edgerules.rulesets.actions import Limits
 from edgerules.rulesets.errors import RulesetError
 from edgerules.rulesets.formats import dump_json, dump_toml, read_document, write_ruleset_file
 from edgerules.rulesets.index import RuleIndex
-from edgerules.rulesets.loading import rules_from_dict
+from edgerules.rulesets.loading import gc_paused, rules_from_dict
 from edgerules.rulesets.model import ALLOW, PHASE_DONE, Decision, Rule, decide
 from edgerules.rulesets.resolve import registry, resolve
 from edgerules.rulesets.trace import RulesetTrace, Tracer, trace_entries
@@ -138,8 +138,10 @@ class Ruleset:
         name); without it, ``execute`` targets stay unresolved until a ``Policy`` binds
         them.
         """
-        parts = rules_from_dict(obj, lists=lists, limits=limits, scheme=scheme, origin=origin)
-        rs = cls(**parts)
+        with gc_paused():  # (the collector's passes were most of a large load's time)
+            parts = rules_from_dict(obj, lists=lists, limits=limits, scheme=scheme,
+                                    origin=origin)
+            rs = cls(**parts)
         if rulesets is not None:
             resolve([rs], registry(rulesets))
         return rs
