@@ -103,15 +103,15 @@ REQUEST: dict[str, object] = {
 @functools.cache
 def build(mix: str, n: int) -> tuple[Ruleset, tuple[Pred, ...], float]:
     """The ruleset (compiled once per process), the hand-written predicates, and the
-    compile time in seconds."""
+    compile CPU time in seconds."""
     make = MIXES[mix]
     pairs = [make(i) for i in range(n)]
     obj = {"name": f"{mix}-{n}", "rules": [
         {"ref": f"r{i}", "expression": text, "action": "block"} for i, (text, _) in enumerate(pairs)
     ]}
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: other processes on a shared machine add none
     rs = Ruleset.from_dict(obj, limits=Limits.unlimited())
-    elapsed = time.perf_counter() - t0
+    elapsed = time.process_time() - t0
     return rs, tuple(p for _, p in pairs), elapsed
 
 
