@@ -51,7 +51,7 @@ class Running:
     records: list[dict[str, Any]]
     seen: list[dict[str, Any]] = field(default_factory=list)  # fields seen by the decider
 
-    def record(self, path: str, timeout: float = 5.0) -> dict[str, Any]:
+    def record(self, path: str, timeout: float = 30.0) -> dict[str, Any]:
         """The newest access-log record for ``path`` (the log line is written just after
         the response, so wait for it)."""
         deadline = time.monotonic() + timeout

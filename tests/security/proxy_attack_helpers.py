@@ -119,7 +119,7 @@ def read_response(sock: ssl.SSLSocket) -> tuple[int, dict[str, str], bytes]:
     return status, headers, rest[:length]
 
 
-def wait_until(predicate, timeout: float = 10.0, step: float = 0.02) -> bool:
+def wait_until(predicate, timeout: float = 30.0, step: float = 0.02) -> bool:
     """Poll ``predicate`` until true or ``timeout`` (liveness only, never a speed check)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

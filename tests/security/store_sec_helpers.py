@@ -204,7 +204,7 @@ def status(port: int, device: Device | None = None) -> int:
         return client.get()
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:  # type: ignore[no-untyped-def]
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02) -> bool:  # type: ignore[no-untyped-def]
     """Poll ``predicate`` until true (for effects another process causes); not a timed
     assertion: the bound is generous and only stops a hang."""
     deadline = time.monotonic() + timeout

@@ -42,9 +42,9 @@ def test_store_restored_from_backup_is_seen_by_the_running_proxy(tmp_path):
         move_into_place(restored, dep.store)
         assert dep.store.stat().st_ino != inode
         # the proxy must now enforce the restored file: the device is revoked there
-        assert wait_for(lambda: status(proxy.port, device) == 403, timeout=10)
+        assert wait_for(lambda: status(proxy.port, device) == 403, timeout=30)
         # diagnostics reach stderr through the proxy's log thread (issue 9 item 7): wait
-        assert wait_for(lambda: "was replaced" in proxy.log(), timeout=10)
+        assert wait_for(lambda: "was replaced" in proxy.log(), timeout=30)
         assert status(proxy.port, dep.devices["ok"]) == 200
 
 
@@ -64,4 +64,4 @@ def test_moved_in_store_with_mtls_off_is_enforced(tmp_path):
         move_into_place(staged, dep.store)
         # mTLS is off on api.localhost in the new store: the rule blocks everyone without
         # a verified certificate, and no certificate is requested any more
-        assert wait_for(lambda: status(proxy.port, dep.devices["ok"]) == 403, timeout=10)
+        assert wait_for(lambda: status(proxy.port, dep.devices["ok"]) == 403, timeout=30)

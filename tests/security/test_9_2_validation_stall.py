@@ -240,7 +240,7 @@ def concurrent_call(fn, *args):
         yield pool.submit(fn, *args)
 
 
-def wait_for(predicate, timeout=10.0):
+def wait_for(predicate, timeout=30.0):
     from proxy_attack_helpers import wait_until
 
     return wait_until(predicate, timeout)

@@ -58,8 +58,10 @@ def test_damaged_store_keeps_revocations_in_force(tmp_path):
         assert status(proxy.port, ok) == 200
         damage_certificate_table(dep.store)
         bump_revocation_counter(dep.store)
-        # give the proxy time to notice the change and try to read the revoked serials
-        wait_for(lambda: "cannot be read" in proxy.log(), timeout=3)
+        # wait until the proxy noticed the change and failed to read the revoked serials
+        # (its error line; the bound only stops a hang: it was 3 s and not asserted, so
+        # a slow poll went on to the checks below before the line existed)
+        assert wait_for(lambda: "still enforcing the state loaded" in proxy.log(), timeout=30)
         # it keeps enforcing what it had: the revoked device stays blocked ...
         assert status(proxy.port, revoked) == 403
         assert status(proxy.port, ok) == 200
