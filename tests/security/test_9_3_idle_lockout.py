@@ -32,6 +32,7 @@ from proxy_attack_helpers import (
 )
 
 LIMIT = 32
+SLOW_MS = 10000  # how long the busy requests hold their slots
 
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
 
@@ -82,11 +83,19 @@ def test_first_request_timeout_closes_a_silent_connection(env):
 
 def test_busy_slots_answer_503_not_reset(env):
     dep, port, origin = env
-    request = f"GET /slow?ms=3000 HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
-    busy = [tls_client(port, cert=dep.cert, key=dep.key) for _ in range(LIMIT)]
+    # Each slot stays in its request for SLOW_MS at the origin: long enough for the other
+    # handshakes, the wait below and the late client's handshake on a loaded machine
+    # (with 3 s, the first slow answers could come back before the late client was
+    # judged, which then took a freed slot and got 200).
+    request = f"GET /slow?ms={SLOW_MS} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
+    before = len(origin.requests)
+    busy = []
     try:
-        before = len(origin.requests)
-        for sock in busy:
+        for _ in range(LIMIT):
+            # the request right after the handshake: the module's first-request timeout
+            # is 1 s, and the 32 handshakes together can take longer than that
+            sock = tls_client(port, cert=dep.cert, key=dep.key, timeout=SLOW_MS / 1000 + 30)
+            busy.append(sock)
             sock.sendall(request)
         # every slot is in a (slow) request once the origin has seen them all
         assert wait_until(lambda: len(origin.requests) - before == LIMIT)
