@@ -19,6 +19,7 @@ import signal
 import sys
 from typing import Any
 
+from edgerules.cli.limits_args import add_connection_arguments, limits_from_args
 from edgerules.errors import ConfigError
 
 __all__ = ["build_server", "register"]
@@ -100,50 +101,8 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="send the upstream's Host instead of the client's",
     )
-    p.add_argument("--max-connections", type=int, default=1024)
-    p.add_argument("--max-header-bytes", type=int, default=32 * 1024)
-    p.add_argument("--max-headers", type=int, default=100)
-    p.add_argument("--handshake-timeout", type=float, default=10.0)
-    p.add_argument(
-        "--first-request-timeout",
-        type=float,
-        default=5.0,
-        help="seconds from the handshake to a complete first request head (default %(default)s)",
-    )
-    p.add_argument("--header-timeout", type=float, default=10.0)
-    p.add_argument("--idle-timeout", type=float, default=30.0)
-    p.add_argument(
-        "--max-connection-requests",
-        type=int,
-        default=1000,
-        metavar="N",
-        help="requests served on one connection, then it is closed (default %(default)s)",
-    )
-    p.add_argument(
-        "--max-connection-age",
-        type=float,
-        default=600.0,
-        metavar="SECONDS",
-        help="no new request on a connection older than this (default %(default)s)",
-    )
-    p.add_argument(
-        "--validation-budget",
-        type=float,
-        default=1.0,
-        metavar="SECONDS",
-        help="time for validating a client certificate chain; a chain over it is not "
-        "verified (default %(default)s)",
-    )
-    p.add_argument(
-        "--poll-interval",
-        type=float,
-        default=0.25,
-        metavar="SECONDS",
-        help="how old the store state (revocations, mTLS hostnames, CAs) used for a request "
-        "may be: a change made by another process reaches open connections within it "
-        "(default %(default)s)",
-    )
-    p.add_argument("--body-timeout", type=float, default=30.0)
+    # client connections: the same options (and defaults) as ``edgerules serve``
+    add_connection_arguments(p)
     p.add_argument("--connect-timeout", type=float, default=5.0)
     p.add_argument("--upstream-timeout", type=float, default=30.0)
     p.add_argument("--shutdown-grace", type=float, default=10.0)
@@ -181,25 +140,12 @@ def register(subparsers: Any) -> None:
 def build_server(args: argparse.Namespace) -> Any:
     from edgerules.enforcement.decision import AllowAll
     from edgerules.proxy.accesslog import AccessLog
-    from edgerules.proxy.config import ForwardingPolicy, Limits, ProxyConfig, parse_hostport
+    from edgerules.proxy.config import ForwardingPolicy, ProxyConfig, parse_hostport
     from edgerules.proxy.server import ProxyServer
 
     host, port = parse_hostport(args.listen)
-    limits = Limits(
-        max_connections=args.max_connections,
-        handshake_timeout=args.handshake_timeout,
-        first_request_timeout=args.first_request_timeout,
-        header_timeout=args.header_timeout,
-        idle_timeout=args.idle_timeout,
-        max_connection_requests=args.max_connection_requests,
-        max_connection_age=args.max_connection_age,
-        validation_budget=args.validation_budget,
-        body_timeout=args.body_timeout,
-        max_header_bytes=args.max_header_bytes,
-        max_header_count=args.max_headers,
-        connect_timeout=args.connect_timeout,
-        upstream_timeout=args.upstream_timeout,
-        shutdown_grace=args.shutdown_grace,
+    limits = limits_from_args(
+        args, connect_timeout=args.connect_timeout, upstream_timeout=args.upstream_timeout
     )
     every = args.cf_client_cert_every_request
     by_host = {}

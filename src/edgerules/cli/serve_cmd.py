@@ -1,7 +1,10 @@
 """``edgerules serve MODULE:APP``: an ASGI application behind edgerules' own mTLS terminator.
 
 Owns: argument parsing, importing the application, and wiring the ruleset, the store,
-the limits and the access log into :class:`edgerules.proxy.asgi_server.ASGIServer`.
+the limits and the access log into :class:`edgerules.proxy.asgi_server.ASGIServer`. The
+connection options (limits, ``--validation-budget``, ``--poll-interval``) are defined once
+for ``serve`` and ``proxy`` (:mod:`edgerules.cli.limits_args`); the store is opened
+read-only with ``--poll-interval`` and its state loaded before serving, as for the proxy.
 Prints one ready line to stderr (``edgerules serve listening on https://HOST:PORT ->
 MODULE:APP``) once the socket is bound (and the app's lifespan startup is done).
 
@@ -18,6 +21,7 @@ import os
 import sys
 from typing import Any
 
+from edgerules.cli.limits_args import add_connection_arguments, limits_from_args
 from edgerules.errors import ConfigError
 
 __all__ = ["load_app", "register", "resolve_store"]
@@ -33,7 +37,12 @@ def register(subparsers: Any) -> None:
             "handshake completes whatever the client presents, the ruleset decides every "
             "request, and allowed requests reach the application with the ASGI 'tls' "
             "extension filled (client_cert_chain, client_cert_name, client_cert_error, "
-            "tls_version, cipher_suite, server_cert)."
+            "tls_version, cipher_suite, server_cert). As with 'edgerules proxy', every "
+            "request is decided with the store's current revocation and trust state "
+            "(--poll-interval), validation runs off the event loop within "
+            "--validation-budget, and connections are bounded (--first-request-timeout, "
+            "--max-connections with eviction of idle ones, --max-connection-requests, "
+            "--max-connection-age)."
         ),
     )
     p.add_argument("app", metavar="MODULE:APP",
@@ -59,8 +68,8 @@ def register(subparsers: Any) -> None:
                    help="do not run the application's lifespan startup/shutdown")
     p.add_argument("--access-log", default="-", metavar="PATH",
                    help="JSON lines; '-' = stdout (default), 'off' = none")
-    p.add_argument("--max-connections", type=int, default=1024)
-    p.add_argument("--idle-timeout", type=float, default=30.0)
+    # client connections: the same options (and defaults) as ``edgerules proxy``
+    add_connection_arguments(p)
     p.add_argument("--shutdown-grace", type=float, default=10.0)
     p.add_argument("--log-level", default="warning",
                    choices=["debug", "info", "warning", "error"])
@@ -102,18 +111,18 @@ def load_app(spec: str, *, app_dir: str = ".", factory: bool = False) -> Any:
     return obj
 
 
-def resolve_store(path: str | None, *, command: str) -> Any:
+def resolve_store(path: str | None, *, command: str, **options: Any) -> Any:
     """The store to use: ``path`` (must exist), else ``$EDGERULES_STORE`` (must exist),
     else ``./edgerules.db`` if it exists, else None — the same default as the store
-    commands, without creating an empty store nobody configured."""
-    from edgerules.store import DEFAULT_PATH
-    from edgerules.store.option import open_store_path
+    commands, without creating an empty store nobody configured. Opened read-only;
+    ``options`` go to :func:`edgerules.store.open_store` (``revocation_poll_interval``)."""
+    from edgerules.store import DEFAULT_PATH, open_store
 
     explicit = path or os.environ.get("EDGERULES_STORE")
     if explicit:
-        return open_store_path(explicit)
+        return open_store(os.fspath(explicit), read_only=True, **options)
     if os.path.exists(DEFAULT_PATH):
-        return open_store_path(DEFAULT_PATH)
+        return open_store(DEFAULT_PATH, read_only=True, **options)
     print(f"edgerules {command}: no store ({DEFAULT_PATH} does not exist and neither "
           "--store nor $EDGERULES_STORE is set): no hostname has mTLS enabled",
           file=sys.stderr)
@@ -125,11 +134,11 @@ def build_server(args: argparse.Namespace) -> Any:
     from edgerules.enforcement.gate import Gate
     from edgerules.proxy.accesslog import AccessLog
     from edgerules.proxy.asgi_server import ASGIServer
-    from edgerules.proxy.config import Limits, parse_hostport
+    from edgerules.proxy.config import check_poll_interval, parse_hostport
 
     host, port = parse_hostport(args.listen)
-    limits = Limits(max_connections=args.max_connections, idle_timeout=args.idle_timeout,
-                    shutdown_grace=args.shutdown_grace)
+    limits = limits_from_args(args)
+    check_poll_interval(args.poll_interval)
     lists = None
     if args.lists:
         from edgerules.rulesets.lists import NamedLists
@@ -147,7 +156,18 @@ def build_server(args: argparse.Namespace) -> Any:
     if bool(args.cert) != bool(args.key):
         raise ConfigError("give --cert and --key together")
     app = load_app(args.app, app_dir=args.app_dir, factory=args.factory)
-    store = resolve_store(args.store, command="serve")
+    store = resolve_store(args.store, command="serve",
+                          revocation_poll_interval=args.poll_interval)
+    if store is not None:
+        try:
+            # As the proxy: refuse a damaged store and load the enforcement state before
+            # serving; from here on it lives in memory and a failing store is survived
+            # with the last state loaded (fail static).
+            store.check_integrity()
+            store.load_state()
+        except BaseException:
+            store.close()
+            raise
     names: tuple[str, ...] = ("localhost", "*.localhost")
     if store is not None and not args.cert:
         names = tuple(dict.fromkeys((*names, *sorted(store.mtls_hostnames()))))
@@ -159,6 +179,7 @@ def build_server(args: argparse.Namespace) -> Any:
             app, Gate(decider), listen_host=host, listen_port=port, cert_file=args.cert,
             key_file=args.key, dev_cert_hostnames=names, store=store, limits=limits,
             access_log=access_log, lifespan=not args.no_lifespan,
+            poll_interval=args.poll_interval,
         )
     except BaseException:
         if access_log is not None:

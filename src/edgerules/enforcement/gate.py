@@ -247,7 +247,7 @@ class Gate:
         """Decide one request. ``tls_chain_pem``: the chain the server's TLS layer saw
         (PEM); ``tls_reported``: whether the server reports on client certificates at all
         (default: a chain was given). ``client_auth``/``cert_requested``: a verdict the
-        caller already has (``edgerules serve`` validates once per connection), used
+        caller already has (``edgerules serve`` keeps one per connection, current), used
         instead of validating here."""
         trusted = self.is_trusted(peer)
         if tls_reported is None:

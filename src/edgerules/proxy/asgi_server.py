@@ -1,16 +1,36 @@
 """``edgerules serve``: an ASGI application run in-process behind edgerules' mTLS terminator.
 
-Owns: the HTTP/1.1 server side for an ASGI app — connections, the h11 loop, the ASGI
-``http`` scope with the ``tls`` extension filled, ``receive``/``send``, lifespan, limits
-and graceful shutdown. TLS is the proxy's (:class:`~edgerules.proxy.tls.ServerTLS`,
-:class:`~edgerules.proxy.tls.TLSStream`); what a request means and whether it passes is
-the enforcement core's (:class:`~edgerules.enforcement.gate.Gate`), exactly as for the
-middleware.
+Owns: the HTTP/1.1 server side for an ASGI app — connections (limit and eviction,
+timeouts, lifetime caps), the h11 loop, the ASGI ``http`` scope with the ``tls``
+extension filled, ``receive``/``send``, lifespan and graceful shutdown. TLS is the
+proxy's (:class:`~edgerules.proxy.tls.ServerTLS`, :class:`~edgerules.proxy.tls.TLSStream`);
+the trust state and off-loop validation are the proxy's too
+(:class:`~edgerules.proxy.certstate.TrustState`,
+:class:`~edgerules.proxy.certstate.ValidationPool`); what a request means and whether it
+passes is the enforcement core's (:class:`~edgerules.enforcement.gate.Gate`), exactly as
+for the middleware.
 
-Invariants:
+Invariants (the proxy's issue 9 guarantees 1–3, docs/security.md):
 
-* The handshake completes whatever the client presents (the proxy's TLS layer); the
-  validator runs **once per connection** and every request on it shares the verdict.
+* The handshake completes whatever the client presents (the proxy's TLS layer). The
+  chain is validated after the handshake in a worker thread, never on the event loop,
+  within ``validation_budget`` (over it: presented, not verified, reason
+  ``certificate validation timed out``).
+* Every request is decided with the trust and revocation state read from the store at
+  most ``poll_interval`` ago: the connection's verdict is stamped with the SNI's
+  validator and the revocation version it was computed under and recomputed (off the
+  loop) when either moved — a revoke, restore, ``host disable``/``enable`` or CA change
+  reaches open keep-alive connections. mTLS switched on for an SNI whose handshake asked
+  for no certificate: 421 and closed. The request's ``tls`` extension and
+  ``scope["edgerules.client_auth"]`` are the current verdict's. A store that cannot be
+  read leaves the last state seen in force.
+* A connection serves at most ``max_connection_requests`` requests and no new request
+  after ``max_connection_age`` seconds (the last response says ``Connection: close``).
+* Idle connections cannot lock clients out: the first request head must be complete
+  within ``first_request_timeout`` of the handshake; at ``max_connections`` a newcomer
+  evicts the oldest connection not in a request (those that never sent one first); when
+  every connection is in a request the newcomer is answered 503 with ``Retry-After``
+  (a bounded overflow), then refused.
 * The ``tls`` extension follows the ASGI TLS extension: ``server_cert`` (PEM),
   ``client_cert_chain`` (PEM, leaf first, as sent; empty without a certificate),
   ``client_cert_name`` (RFC 4514 subject, or None), ``client_cert_error`` (the
@@ -35,6 +55,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
@@ -46,7 +67,8 @@ from OpenSSL import crypto
 
 from edgerules.enforcement.gate import Gate
 from edgerules.proxy.accesslog import AccessLog
-from edgerules.proxy.config import Limits
+from edgerules.proxy.certstate import TrustState, ValidationPool
+from edgerules.proxy.config import DEFAULT_POLL_INTERVAL, Limits, check_poll_interval
 from edgerules.proxy.tls import ServerTLS, TLSError, TLSInfo, TLSStream, close_transport
 from edgerules.tls import NOT_REQUESTED
 
@@ -62,6 +84,7 @@ ASGIApp = Callable[
 _TLS_VERSION_NUMBERS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 _MAX_BODY_DRAIN = 1024 * 1024  # unread request body discarded to keep a connection alive
 _LINGER_SECONDS = 2.0
+_SWITCH_INTERVAL = 0.0005  # seconds; see run_asgi_server (the proxy's value)
 
 
 def _reason(status: int) -> bytes:
@@ -158,8 +181,11 @@ class ASGIServer:
         limits: Limits | None = None,
         access_log: AccessLog | None = None,
         lifespan: bool = True,
-        mtls_cache_ttl: float = 2.0,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        mtls_lookup: Callable[[str], Any] | None = None,
+        revocation_version: Callable[[], int] | None = None,
     ) -> None:
+        check_poll_interval(poll_interval)
         self.app = app
         self.gate = gate
         self.listen_host = listen_host
@@ -168,8 +194,16 @@ class ASGIServer:
         self.limits = limits or Limits()
         self.access_log = access_log if access_log is not None else AccessLog(None)
         self.use_lifespan = lifespan
-        self._mtls_cache: dict[str, tuple[float, Any]] = {}
-        self._mtls_cache_ttl = mtls_cache_ttl
+        # The proxy's machinery (issue 9 items 1 and 2): the current validator per SNI and
+        # revocation version (``mtls_lookup``/``revocation_version`` replace the store's
+        # for embedding and tests), and validation in worker threads within a budget.
+        self.trust = TrustState(
+            store=store,
+            lookup=mtls_lookup,
+            revocation_version=revocation_version,
+            poll_interval=poll_interval,
+        )
+        self.validation = ValidationPool(budget=self.limits.validation_budget)
         self.tls = ServerTLS(
             cert_file=cert_file,
             key_file=key_file,
@@ -179,6 +213,13 @@ class ASGIServer:
         self.state: dict[str, Any] = {}
         self._server: asyncio.AbstractServer | None = None
         self._conns: dict[asyncio.Task[Any], _Connection] = {}
+        # Connections not in a request, oldest first (issue 9 item 3): those that never
+        # sent a request, then keep-alive ones between requests.
+        self._fresh: dict[_Connection, None] = {}
+        self._between: dict[_Connection, None] = {}
+        self._overflow: set[asyncio.Task[Any]] = set()  # beyond the limit: answered 503
+        self.max_overflow = self.limits.max_connections // 16 + 8
+        self.stats = {"evicted": 0, "rejected": 0, "overflow_503": 0, "reverified": 0}
         self._lifespan: _Lifespan | None = None
         self._stopped: asyncio.Event | None = None
         self.draining = False
@@ -186,18 +227,9 @@ class ASGIServer:
         self.connections = 0
 
     def validator_for(self, host: str | None) -> Any:
-        """The hostname's validator (mTLS enabled in the store) or None; cached briefly."""
-        if not host or self.store is None:
-            return None
-        now = time.monotonic()
-        hit = self._mtls_cache.get(host)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        validator = self.store.validator_for_hostname(host)
-        if len(self._mtls_cache) > 10000:
-            self._mtls_cache.clear()
-        self._mtls_cache[host] = (now + self._mtls_cache_ttl, validator)
-        return validator
+        """The hostname's validator (mTLS enabled in the store) or None, as of at most
+        ``poll_interval`` ago (``certstate.TrustState``)."""
+        return self.trust.validator_for(host)
 
     async def start(self) -> int:
         self._stopped = asyncio.Event()
@@ -230,7 +262,9 @@ class ASGIServer:
         for task, conn in list(self._conns.items()):
             if conn.idle:
                 task.cancel()
-        tasks = list(self._conns)
+        for task in list(self._overflow):
+            task.cancel()
+        tasks = [*self._conns, *self._overflow]
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:
@@ -240,29 +274,53 @@ class ASGIServer:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
+        self.validation.close()
         if self._lifespan is not None:
             await self._lifespan.shutdown()
         self.access_log.close()
         if self._stopped is not None:
             self._stopped.set()
 
+    def _evict_one(self) -> bool:
+        """Close the oldest connection that is not in a request; False if there is none."""
+        for table in (self._fresh, self._between):
+            for victim in table:
+                victim.evict()
+                self.stats["evicted"] += 1
+                return True
+        return False
+
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.draining or len(self._conns) >= self.limits.max_connections:
+        """A TCP connection was accepted: admit it as the proxy does (issue 9 item 3) —
+        at the limit it evicts the oldest connection not in a request; when every one is
+        in a request it is answered 503 (a bounded overflow), else refused."""
+        if self.draining:
             close_transport(writer)
             return
         task = asyncio.current_task()
         assert task is not None
-        conn = _Connection(self, reader, writer)
-        self._conns[task] = conn
+        overflow = False
+        if len(self._conns) >= self.limits.max_connections and not self._evict_one():
+            if len(self._overflow) >= self.max_overflow:
+                self.stats["rejected"] += 1
+                close_transport(writer)
+                return
+            overflow = True
+        conn = _Connection(self, reader, writer, task, overflow=overflow)
+        if overflow:
+            self._overflow.add(task)
+        else:
+            self._conns[task] = conn
         try:
             await conn.run()
         except asyncio.CancelledError:
-            pass
+            pass  # shutdown or eviction
         except Exception:
             log.exception("unexpected error on a client connection")
         finally:
             close_transport(writer)
-            self._conns.pop(task, None)
+            conn.forget()
+            self._overflow.discard(task)
 
 
 class _Lifespan:
@@ -316,14 +374,33 @@ class _ClientGone(Exception):
 
 
 class _Connection:
+    """One client connection: its TLS stream, its certificate verdict (kept current with
+    the trust and revocation state, as the proxy's ``_ClientConnection``) and its h11
+    request loop."""
+
     def __init__(
-        self, server: ASGIServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        server: ASGIServer,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        task: asyncio.Task[Any] | None = None,
+        *,
+        overflow: bool = False,
     ) -> None:
         self.server = server
         self.limits = server.limits
         self.reader = reader
         self.writer = writer
-        self.idle = True
+        self.task = task
+        self.overflow = overflow  # beyond the connection limit: answer 503 and close
+        self.idle = True  # no request is being handled (shutdown and eviction may cancel)
+        self.started = time.monotonic()
+        self.handshake_done = self.started
+        self.expires = self.started + self.limits.max_connection_age
+        self.requests = 0
+        self._last = False  # the request being answered is the connection's last
+        if not overflow:
+            server._fresh[self] = None
         peer = writer.get_extra_info("peername") or ("0.0.0.0", 0)
         sock = writer.get_extra_info("sockname") or ("0.0.0.0", 0)
         self.client = (str(peer[0]), int(peer[1]))
@@ -333,9 +410,51 @@ class _Connection:
         self.stream: TLSStream | None = None
         self.h: h11.Connection | None = None
         self.tls: TLSInfo | None = None
+        # The verdict and the trust state it was computed under (issue 9 item 1): the
+        # SNI's validator (None: no mTLS) and the revocation version.
         self.client_auth: Any = NOT_REQUESTED
-        self.extension: dict[str, Any] = {}
+        self.validator: Any = None
+        self.revocation_version = 0
+        self.cert_requested = False  # the current state asks this host for a certificate
+        self._extension: tuple[Any, dict[str, Any]] | None = None
 
+    # -- slots (issue 9 item 3) ------------------------------------------------------------
+    def _busy(self) -> None:
+        """A request started: not evictable until it is answered."""
+        self.idle = False
+        self.server._fresh.pop(self, None)
+        self.server._between.pop(self, None)
+
+    def _between_requests(self) -> None:
+        self.idle = True
+        if not self.overflow:
+            self.server._between[self] = None  # newest last
+
+    def evict(self) -> None:
+        """Close this connection now, for a newcomer (it is in no request)."""
+        self.forget()
+        close_transport(self.writer)
+        if self.task is not None:
+            self.task.cancel()
+
+    def forget(self) -> None:
+        """Release the slot (idempotent)."""
+        server = self.server
+        server._fresh.pop(self, None)
+        server._between.pop(self, None)
+        if self.task is not None and server._conns.get(self.task) is self:
+            del server._conns[self.task]
+
+    @property
+    def extension(self) -> dict[str, Any]:
+        """The ``tls`` extension for the current verdict (recomputed when it changes)."""
+        cached = self._extension
+        if cached is None or cached[0] is not self.client_auth:
+            assert self.tls is not None
+            cached = self._extension = (self.client_auth, tls_extension(self.tls, self.client_auth))
+        return cached[1]
+
+    # -- connection ------------------------------------------------------------------------
     async def run(self) -> None:
         ssl_conn, info = self.server.tls.new_connection()
         stream = _TLSStream(ssl_conn, info, self.reader, self.writer,
@@ -349,27 +468,37 @@ class _Connection:
         except Exception as exc:  # the store lookup raised inside the SNI callback
             log.warning("TLS handshake with %s aborted: %s", self.client[0], exc)
             return
+        self.handshake_done = time.monotonic()
         self.tls = info
+        self.h = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        if self.overflow:
+            await self._answer_overflow()
+            return
+        # The verdict is computed under the state the handshake saw (the validator the
+        # SNI callback chose) and the revocation version read before validating; in a
+        # worker thread within the validation budget (issue 9 item 2), never on the loop.
+        self.validator = info.validator if info.cert_requested else None
+        self.cert_requested = info.cert_requested
+        self.revocation_version = self.server.trust.revocation_version()
         try:
-            if info.cert_requested and info.validator is not None:
-                self.client_auth = info.validator.validate(list(info.chain_der),
-                                                           hostname=info.sni)
+            if self.validator is not None:
+                self.client_auth = await self.server.validation.validate(
+                    self.validator, info.chain_der, info.sni, source=self.client[0])
         except Exception:
             log.exception("client certificate validation failed unexpectedly; closing")
             await stream.close()
             return
-        self.extension = tls_extension(info, self.client_auth)
-        self.h = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
         linger = False
         try:
             while not self.server.draining:
                 request = await self._read_request()
                 if request is None:
                     break
-                self.idle = False
+                self._busy()
                 keep_alive = await self._handle(request)
-                self.idle = True
-                if not keep_alive or self.server.draining:
+                self.requests += 1
+                self._between_requests()
+                if not keep_alive or self._last or self.server.draining:
                     linger = self.h.their_state is not h11.DONE
                     break
                 if self.h.our_state is h11.DONE and self.h.their_state is h11.DONE:
@@ -382,6 +511,51 @@ class _Connection:
         except (TLSError, OSError, TimeoutError) as exc:
             log.debug("connection from %s ended: %s", self.client[0], exc)
         await stream.close(linger=_LINGER_SECONDS if linger else 0.0)
+
+    async def _answer_overflow(self) -> None:
+        """Every slot is in a request: read this connection's first request head and
+        answer 503 with Retry-After (instead of resetting a client that cannot know why)."""
+        assert self.stream is not None
+        self.server.stats["overflow_503"] += 1
+        request = await self._read_request()
+        if request is not None:
+            await self._send_simple(
+                503, b"503 Service Unavailable\nEvery connection slot is busy; retry shortly.\n",
+                close=True, extra=[(b"retry-after", b"1")])
+        linger = self.h is not None and self.h.their_state is not h11.DONE
+        await self.stream.close(linger=_LINGER_SECONDS if linger and request else 0.0)
+
+    async def _current_client_auth(self, request: h11.Request, started: float) -> bool:
+        """Bring the connection's verdict up to the current trust and revocation state
+        (issue 9 item 1), as the proxy does. Cheap when nothing moved: two in-memory reads
+        and two comparisons. Returns False when the connection cannot be judged any more
+        (answered 421, to be closed)."""
+        tls = self.tls
+        assert tls is not None
+        trust = self.server.trust
+        validator = trust.validator_for(tls.sni)
+        version = trust.revocation_version()
+        if validator is self.validator and version == self.revocation_version:
+            return True
+        self.server.stats["reverified"] += 1
+        if validator is None:
+            # mTLS is off for the SNI now: judged as a new connection would be.
+            self.client_auth = NOT_REQUESTED
+            self.cert_requested = False
+        elif not tls.cert_requested:
+            # mTLS is on now, but this handshake asked for no certificate: the client
+            # must connect again to be asked (as for a Host naming another mTLS host).
+            await self._send_simple(
+                421, b"this host now requires a client certificate, which this "
+                b"connection's handshake did not ask for: connect again\n", close=True)
+            self._log(request, 421, "error", None, started)
+            return False
+        else:
+            self.client_auth = await self.server.validation.validate(
+                validator, tls.chain_der, tls.sni, source=self.client[0])
+            self.cert_requested = True
+        self.validator, self.revocation_version = validator, version
+        return True
 
     # -- reading -----------------------------------------------------------------------
     def _next_event(self) -> Any:
@@ -399,19 +573,43 @@ class _Connection:
 
     async def _read_request(self) -> h11.Request | None:
         assert self.h is not None
+        limits = self.limits
+        first = self.requests == 0
         try:
             event = self._next_event()
             if event is h11.NEED_DATA:
+                # Waiting for a request, silently closed on timeout (issue 9 item 3): the
+                # first one must come soon after the handshake (an idle newcomer holds a
+                # slot), a later one within the keep-alive idle time, and none after the
+                # age cap.
+                now = time.monotonic()
+                if first:
+                    wait = limits.first_request_timeout - (now - self.handshake_done)
+                else:
+                    wait = min(limits.idle_timeout, self.expires - now)
+                if wait <= 0:
+                    return None
                 try:
-                    data = await self._recv(self.limits.idle_timeout)
+                    data = await self._recv(wait)
                 except TimeoutError:
                     return None
                 if not data:
                     return None
+                self._busy()
                 self.h.receive_data(data)
-                async with asyncio.timeout(self.limits.header_timeout):
+                # Once a request started, its whole head must arrive in header_timeout
+                # (the first one also within first_request_timeout of the handshake).
+                head_time = limits.header_timeout
+                if first:
+                    head_time = min(head_time, max(
+                        0.0, limits.first_request_timeout
+                        - (time.monotonic() - self.handshake_done)))
+                async with asyncio.timeout(head_time):
                     while (event := self._next_event()) is h11.NEED_DATA:
-                        self.h.receive_data(await self.stream.recv())  # type: ignore[union-attr]
+                        data = await self.stream.recv()  # type: ignore[union-attr]
+                        if not data:
+                            return None  # closed mid-head: nobody to answer
+                        self.h.receive_data(data)
         except TimeoutError:
             await self._send_simple(408, b"request head not received in time\n", close=True)
             return None
@@ -446,12 +644,15 @@ class _Connection:
             raise _ClientGone(None, f"client write failed: {exc}") from None
 
     async def _send_simple(self, status: int, body: bytes, *, close: bool = False,
-                           content_type: bytes = b"text/plain; charset=utf-8") -> bool:
+                           content_type: bytes = b"text/plain; charset=utf-8",
+                           extra: list[tuple[bytes, bytes]] | None = None) -> bool:
         if self.h is None or self.h.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return False
         headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
                    (b"cache-control", b"no-store")]
-        if close or self.server.draining:
+        if extra:
+            headers.extend(extra)
+        if close or self._last or self.server.draining:
             headers.append((b"connection", b"close"))
         try:
             await self._write(h11.Response(status_code=status, headers=headers,
@@ -466,6 +667,19 @@ class _Connection:
         started = time.monotonic()
         tls = self.tls
         assert tls is not None and self.h is not None
+        # Defence in depth (issue 9 item 1): a connection serves a bounded number of
+        # requests for a bounded time; the last response says "Connection: close".
+        self._last = (self.requests + 1 >= self.limits.max_connection_requests
+                      or started >= self.expires)
+        try:
+            # Issue 9 item 1: the current trust and revocation state, two in-memory reads.
+            if not await self._current_client_auth(request, started):
+                return False
+        except Exception:  # the store lookup or the validator failed: fail closed
+            log.exception("re-checking the client certificate failed; answering 500")
+            await self._send_simple(500, b"certificate check failed\n", close=True)
+            self._log(request, 500, "error", None, started)
+            return False
         host = _host_of(request)
         if host and host != tls.sni:
             try:
@@ -487,7 +701,7 @@ class _Connection:
                 http_version=request.http_version, headers=list(request.headers.raw_items()),
                 peer=self.client[0], server=self.server_addr, scheme="https",
                 tls_version=_TLS_VERSION_NUMBERS.get(tls.version), tls_reported=True,
-                client_auth=self.client_auth, cert_requested=tls.cert_requested,
+                client_auth=self.client_auth, cert_requested=self.cert_requested,
                 tls_cipher=tls.cipher, sni=tls.sni,
             )
         except Exception:
@@ -591,7 +805,7 @@ class _Connection:
                 response_started = True
                 status = int(message["status"])
                 headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
-                if self.server.draining:
+                if self._last or self.server.draining:
                     headers.append((b"connection", b"close"))
                 event = h11.Response(status_code=status, headers=headers, reason=_reason(status))
                 self._pending = [event]
@@ -708,6 +922,10 @@ def _host_of(request: h11.Request) -> str:
 
 def run_asgi_server(server: ASGIServer, *, on_ready: Callable[[int], None] | None = None) -> int:
     """Run until SIGTERM/SIGINT, then shut down gracefully. Returns the exit status."""
+    # Certificate validation runs in worker threads; while one runs Python code it holds
+    # the GIL and the event loop waits up to the switch interval for it after every
+    # system call: 0.5 ms instead of 5 ms bounds that wait (as ``run_proxy`` does).
+    sys.setswitchinterval(_SWITCH_INTERVAL)
 
     async def main() -> int:
         port = await server.start()

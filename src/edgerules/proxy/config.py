@@ -18,13 +18,31 @@ from edgerules.enforcement.forwarding import FORWARDING_STYLES, ForwardingPolicy
 from edgerules.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_POLL_INTERVAL",
     "FORWARDING_STYLES",
     "ForwardingPolicy",
     "Limits",
     "ProxyConfig",
+    "check_poll_interval",
     "parse_hostport",
     "parse_upstream",
 ]
+
+#: Seconds: how old the store state (revocations, mTLS hostnames, CAs) used for a request
+#: may be (``--poll-interval`` of ``edgerules proxy`` and ``edgerules serve``).
+DEFAULT_POLL_INTERVAL = 0.25
+
+
+def check_poll_interval(value: object) -> None:
+    """``ConfigError`` unless ``value`` is a finite number >= 0."""
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigError(f"poll_interval must be a finite number >= 0, got {value!r}")
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -133,18 +151,11 @@ class ProxyConfig:
     # Seconds a store read (a hostname's mTLS validator) is reused: the bound within which
     # a trust change committed by another process reaches open connections (issue 9
     # item 1). The CLI opens the store with the same revocation_poll_interval.
-    poll_interval: float = 0.25
+    poll_interval: float = DEFAULT_POLL_INTERVAL
 
     def __post_init__(self) -> None:
         self.upstream_parsed = parse_upstream(self.upstream)
-        ttl = self.poll_interval
-        if (
-            not isinstance(ttl, int | float)
-            or isinstance(ttl, bool)
-            or not math.isfinite(ttl)
-            or ttl < 0
-        ):
-            raise ConfigError(f"poll_interval must be a finite number >= 0, got {ttl!r}")
+        check_poll_interval(self.poll_interval)
         if (self.cert_file is None) != (self.key_file is None):
             raise ConfigError("--cert and --key must be given together")
         self.forwarding_by_host = {
