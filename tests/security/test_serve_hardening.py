@@ -58,7 +58,8 @@ from edgerules.store import open_store
 CHANGE_BOUND = 10.0  # seconds: a change must reach an open connection well within this
 
 # An ASGI app reporting the verdict it was called with; /slow records its start in a file
-# (so the test knows every slot is in a request) and sleeps.
+# (so the test knows every slot is in a request) and sleeps 10 s (long enough that no slot
+# frees itself before the late client is judged, even on a loaded machine).
 APP = textwrap.dedent('''
     import asyncio, json, os
 
@@ -72,7 +73,7 @@ APP = textwrap.dedent('''
         if scope["path"] == "/slow":
             with open(STARTED, "a") as f:
                 f.write("started\\n")
-            await asyncio.sleep(3)
+            await asyncio.sleep(10)
         auth = scope["edgerules.client_auth"]
         tls = scope["extensions"]["tls"]
         body = json.dumps({
@@ -449,7 +450,7 @@ def limited(tmp_path_factory):
 
 
 def one_request(port, dep, path="/guarded") -> int:
-    with tls_client(port, cert=dep.cert, key=dep.key) as sock:
+    with tls_client(port, cert=dep.cert, key=dep.key, timeout=20) as sock:
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
         return read_response(sock)[0]
 
@@ -478,10 +479,11 @@ def test_busy_slots_answer_503_not_reset(limited):
     started = tmp / "started.log"
     started.write_text("")
     request = f"GET /slow HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode()
-    busy = [tls_client(port, cert=dep.cert, key=dep.key) for _ in range(LIMIT)]
+    busy = []
     try:
-        for sock in busy:
-            sock.sendall(request)
+        for _ in range(LIMIT):  # each request right after its handshake
+            busy.append(tls_client(port, cert=dep.cert, key=dep.key, timeout=30))
+            busy[-1].sendall(request)
         # every slot is in a (slow) request once the app has started them all
         assert wait_until(lambda: started.read_text().count("started") == LIMIT)
         with concurrent.futures.ThreadPoolExecutor(LIMIT) as pool:
