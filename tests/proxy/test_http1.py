@@ -186,6 +186,24 @@ RESPONSES = [
     b"HTTP/1.1 200 OK\nX: y\n z\n\n",
     b"HTTX/1.1 200 OK\r\n\r\n",
     b"\r\nHTTP/1.1 200 OK\r\n\r\n",
+    # the fast path (one findall over CRLF lines) against odd lines it must not accept
+    b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sun, 06 Dec 2026 03:00:00 GMT\r\n"
+    b"Content-Type: application/json\r\nContent-Length: 28\r\nConnection: keep-alive\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nA: b\nContent-Length: 3\r\n\r\n",  # a bare LF mid-head
+    b"HTTP/1.1 200 OK\r\nA: b\rContent-Length: 3\r\n\r\n",  # a bare CR
+    b"HTTP/1.1 200 OK\r\nA: b\r\r\nContent-Length: 3\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nBad Line\r\nContent-Length: 3\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nX Content-Length: 3\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nA:  \t b \t c\t \r\nB:\r\nC: \x01\x7f\xff\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nA: b\x0bc\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nA: b\x0c\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nA: \x00\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n folded\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 3 \r\nCONTENT-LENGTH:3\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 003\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: \xd9\xa3\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive, Close\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nconnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
 ]
 
 
@@ -216,6 +234,42 @@ def test_generated_request_heads_as_h11(first, lines, end):
         head += (b"\r\n" if index == 0 else eol) + (fold if index else b"") + name + colon + value
     data = head + end
     assert mine_request(data) == h11_request(data)
+
+
+_status_line = st.sampled_from([b"HTTP/1.1 200 OK"] * 4 + [b"HTTP/1.0 200 OK", b"HTTP/1.1 204 No Content",
+                                b"HTTP/1.1 304", b"HTTP/1.1 100 Continue", b"HTTP/1.1 200  two  spaces ",
+                                b"HTTP/1.1 2000 OK", b"HTTP/1.1 200 OK\x00", b"HTTP/1.1 200 \x80"])
+
+
+@settings(max_examples=600, deadline=None)
+@given(_status_line, st.lists(_line, max_size=6), st.sampled_from([b"\r\n\r\n", b"\r\n\n", b"\n\n", b"\n\r\n"]),
+       st.sampled_from([b"GET", b"HEAD"]))
+def test_generated_response_heads_as_h11(first, lines, end, method):
+    head = first
+    for index, (name, colon, value, eol, fold) in enumerate(lines):
+        head += (b"\r\n" if index == 0 else eol) + (fold if index else b"") + name + colon + value
+    data = head + end
+    assert mine_response(data, method) == h11_response(data, method)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_line, max_size=6))
+def test_fast_field_split_as_line_by_line(lines):
+    """The one-findall split of CRLF heads gives the line-by-line path's fields or
+    leaves the head to it (``_split_head`` returns one or the other, never a third)."""
+    head = b"HTTP/1.1 200 OK"
+    for index, (name, colon, value, eol, fold) in enumerate(lines):
+        head += (b"\r\n" if index == 0 else eol) + fold + name + colon + value
+    head += b"\r\n\r\n"
+    try:
+        slow = http1._fields_slow(http1._split_slow(head)[1:])
+    except http1.ProtocolError:
+        slow = "error"
+    try:
+        fast = http1._split_head(head, http1._STATUS_LINE, "status")[1]
+    except http1.ProtocolError:
+        fast = "error"
+    assert fast == slow
 
 
 # -- chunked bodies -------------------------------------------------------------------------

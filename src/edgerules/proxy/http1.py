@@ -18,7 +18,8 @@ Invariants (what the tests in ``tests/proxy/test_http1.py`` hold against h11 its
   whitespace than inner SP/HTAB, a request target of visible ASCII, ``HTTP/d.d``), bare
   LF line ends and obs-fold continuation lines are accepted and unfolded as h11 does, a
   head starting with an empty line is refused. The fast path (CRLF lines, no folding)
-  validates the whole field block with one ``fullmatch``; anything it does not accept
+  validates and splits the whole field block with one ``findall`` (each match a whole
+  line, as many matches as lines); anything it does not accept
   goes through the line-by-line path, which either accepts it as h11 would or raises
   the same error.
 * **Framing as h11 normalises it.** ``Content-Length``: every comma-separated element
@@ -62,10 +63,16 @@ _FIELD_VCHAR = rb"[^\x00\s]"
 _FIELD_CONTENT = _FIELD_VCHAR + rb"+(?:[ \t]+" + _FIELD_VCHAR + rb"+)*"
 _FIELD_LINE = rb"(" + _TOKEN + rb"):[ \t]*((?:" + _FIELD_CONTENT + rb")?)[ \t]*"
 _HEADER_FIELD = re.compile(_FIELD_LINE)  # one unfolded line (fullmatch)
-# The fast path: a block of CRLF-terminated field lines, validated in one call, then
-# split by findall (which, once the block fully matched, meets every line in order).
-_FIELD_BLOCK = re.compile(rb"(?:" + _TOKEN + rb":[ \t]*(?:" + _FIELD_CONTENT + rb")?[ \t]*\r\n)*")
-_FIELD_CRLF = re.compile(_FIELD_LINE + rb"\r\n")
+# The fast path: the field lines of a head, validated and split by one findall. Each
+# match is a whole CRLF-terminated line (it starts right after a LF, and neither a name
+# nor a value holds CR or LF), so when there are as many matches as LFs in the block,
+# every line matched: the block is valid (anything else goes to the line-by-line path).
+# The value is written as "a VCHAR, optionally anything but NUL/CR/LF/VT/FF up to a last
+# VCHAR" — the same language as ``_FIELD_CONTENT`` with less backtracking.
+_FIELD_CRLF = re.compile(
+    rb"(?<=\n)(" + _TOKEN + rb"):[ \t]*(" + _FIELD_VCHAR + rb"(?:[^\x00\r\n\x0b\x0c]*"
+    + _FIELD_VCHAR + rb")?|)[ \t]*\r\n"
+)
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/([0-9]\.[0-9])")
 _STATUS_LINE = re.compile(
     rb"HTTP/([0-9]\.[0-9]) ([0-9]{3})(?: ((?:[ \t]|" + _FIELD_VCHAR + rb")*))?"
@@ -183,9 +190,13 @@ def _split_head(head: bytes, line_re: re.Pattern[bytes], what: str) -> tuple[re.
     """(first line match, fields) of a complete head (ending with its blank line)."""
     eol = head.find(b"\r\n")
     first = line_re.fullmatch(head, 0, eol) if eol > 0 else None
-    if first is not None and _FIELD_BLOCK.fullmatch(head, eol + 2, len(head) - 2):
-        block = head[eol + 2 : len(head) - 2]
-        return first, _FIELD_CRLF.findall(block) if block else []
+    if first is not None and head.endswith(b"\r\n\r\n"):
+        end = len(head) - 2
+        if eol + 2 == end:
+            return first, []
+        fields = _FIELD_CRLF.findall(head, eol + 2, end)
+        if len(fields) == head.count(b"\n", eol + 2, end):
+            return first, fields
     # bare LF, obs-fold or an error: h11's own way, for its exact acceptance and errors
     lines = _split_slow(head)
     first = line_re.fullmatch(lines[0])
@@ -199,26 +210,30 @@ def _framing(
 ) -> list[tuple[bytes, bytes]]:
     """h11's normalisation of Content-Length / Transfer-Encoding (see module docstring);
     also reads ``Connection: close`` and, for a request, ``Host`` and ``Expect``.
-    Returns the headers (rebuilt only when changed). One pass, names told apart by
-    length first (host 4, expect 6, connection 10, content-length 14,
-    transfer-encoding 17)."""
+    Returns the headers (rebuilt only when changed). One pass, each name's kind looked
+    up by its exact bytes (``_name_kind``)."""
     out = headers
     seen_length: bytes | None = None
     request = type(head) is RequestHead
     hosts = 0
     expect = False
+    kinds = _KINDS
     for index, (name, value) in enumerate(headers):
-        size = len(name)
-        if size not in _INTERESTING:
+        kind = kinds.get(name)
+        if kind is None:
+            kind = _name_kind(name)
+        if not kind:
             continue
-        lower = name.lower()
-        if lower == b"content-length":
-            lengths = {v.strip() for v in value.split(b",")}
-            if len(lengths) != 1:
-                raise ProtocolError("conflicting Content-Length headers")
-            length = lengths.pop()
-            if not _CONTENT_LENGTH.fullmatch(length) or len(length) > _CONTENT_LENGTH_MAX_DIGITS:
-                raise ProtocolError("bad Content-Length")
+        if kind == _K_LENGTH:
+            if value.isdigit() and len(value) <= _CONTENT_LENGTH_MAX_DIGITS:
+                length = value  # the common case: one plain number
+            else:
+                lengths = {v.strip() for v in value.split(b",")}
+                if len(lengths) != 1:
+                    raise ProtocolError("conflicting Content-Length headers")
+                length = lengths.pop()
+                if not _CONTENT_LENGTH.fullmatch(length) or len(length) > _CONTENT_LENGTH_MAX_DIGITS:
+                    raise ProtocolError("bad Content-Length")
             if seen_length is None:
                 seen_length = length
                 if length != value:
@@ -231,7 +246,7 @@ def _framing(
                 if out is headers:
                     out = list(headers)
                 out[index] = None  # type: ignore[call-overload]
-        elif lower == b"transfer-encoding":
+        elif kind == _K_TRANSFER:
             if head.chunked:
                 raise ProtocolError("multiple Transfer-Encoding headers")
             if value.lower() != b"chunked":
@@ -241,14 +256,14 @@ def _framing(
                 if out is headers:
                     out = list(headers)
                 out[index] = (name, b"chunked")
-        elif lower == b"connection":
-            if b"close" in _comma_tokens(value):
+        elif kind == _K_CONNECTION:
+            if value != b"keep-alive" and b"close" in _comma_tokens(value):
                 head.keep_alive = False
         elif request:
-            if lower == b"host":
+            if kind == _K_HOST:
                 hosts += 1
                 head.host = value  # type: ignore[union-attr]
-            elif lower == b"expect":
+            else:  # _K_EXPECT
                 expect = expect or b"100-continue" in _comma_tokens(value)
     if out is not headers:
         out = [item for item in out if item is not None]
@@ -265,7 +280,27 @@ def _framing(
     return out
 
 
-_INTERESTING = frozenset({4, 6, 10, 14, 17})
+_K_LENGTH, _K_TRANSFER, _K_CONNECTION, _K_HOST, _K_EXPECT = 1, 2, 3, 4, 5
+_KIND_BY_LOWER = {
+    b"content-length": _K_LENGTH,
+    b"transfer-encoding": _K_TRANSFER,
+    b"connection": _K_CONNECTION,
+    b"host": _K_HOST,
+    b"expect": _K_EXPECT,
+}
+# Header names as received -> kind (0: nothing framing reads). Names repeat from head to
+# head, so the lowercasing is done once per spelling; bounded (short names, a fixed
+# number of entries) so that a peer sending random names cannot grow it.
+_KINDS: dict[bytes, int] = {}
+_KINDS_MAX = 2048
+_KIND_NAME_MAX = 64
+
+
+def _name_kind(name: bytes) -> int:
+    kind = _KIND_BY_LOWER.get(name.lower(), 0)
+    if len(name) <= _KIND_NAME_MAX and len(_KINDS) < _KINDS_MAX:
+        _KINDS[name] = kind
+    return kind
 
 
 def _comma_tokens(value: bytes) -> list[bytes]:

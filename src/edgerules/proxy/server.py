@@ -433,14 +433,16 @@ class _ClientConnection:
                 request = await self._read_request()
                 if request is None:
                     break
-                keep_alive = await self._handle(request)
+                keep_alive = await self._handle(request) and request.keep_alive
+                # Not kept while the connection waits for its next request (idle memory).
+                request = None
                 self.requests += 1
                 server.stats["requests"] += 1
                 self._between_requests()
                 if not keep_alive or self._last or server.draining:
                     break
                 body = self._body
-                if not request.keep_alive or (body is not None and not body.done):
+                if body is not None and not body.done:
                     break
                 self._request = self._body = None
         except _ClientGone:
