@@ -34,6 +34,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "rules" / "mtls-required.json"
+PER_REQUEST_RULES = ROOT / "bench" / "rules-per-request.json"
 HOST = "api.localhost"
 REQUEST = b"GET /bench HTTP/1.1\r\nHost: api.localhost\r\nUser-Agent: loadclient\r\n\r\n"
 ORIGIN_RESPONSE = (
@@ -249,6 +250,25 @@ def measure(setup: Setup, n: int) -> dict[str, float]:
     results["decision, rules evaluated (uncached)"] = per_request_us(
         lambda: decider.decide(conn._request_info(request), conn.client_auth), n
     ) - results["RequestInfo"]
+    # A ruleset reading the path and a header is evaluated for every request, as the
+    # connection does it (connection-constant fields kept per connection; the host is
+    # already computed for the 421 check).
+    from edgerules import Ruleset
+    from edgerules.enforcement.decision import RulesetDecider
+
+    per_request = RulesetDecider(Ruleset.load(str(PER_REQUEST_RULES)))
+    assert not per_request.connection_level
+    kept = per_request.connection_values(info, conn.client_auth)
+
+    def info_with_host() -> Any:
+        fresh = conn._request_info(request)
+        fresh.hostname()
+        return fresh
+
+    base = per_request_us(info_with_host, n)
+    results["decision, per-request ruleset (path, header)"] = per_request_us(
+        lambda: per_request.decide_with(kept, info_with_host()), n
+    ) - base
     config = setup.server.config
     policy = config.forwarding
     results["origin request head (forwarding)"] = per_request_us(
@@ -300,6 +320,17 @@ def run(requests: int) -> list[tuple[str, dict[str, float]]]:
                     whole = per_request_us(lambda s=setup, r=records: s.one_request(next(r)), requests)
                     out.append((label, {"whole request path": whole}))
                 if with_cert:
+                    # the whole path again with a ruleset evaluated per request
+                    from edgerules import Ruleset
+                    from edgerules.enforcement.decision import RulesetDecider
+
+                    setup.server.decider = RulesetDecider(Ruleset.load(str(PER_REQUEST_RULES)))
+                    records = iter(setup.records(requests + 200))
+                    for _ in range(200):
+                        setup.one_request(next(records))
+                    whole = per_request_us(lambda s=setup, r=records: s.one_request(next(r)), requests)
+                    out.append(("proxied, per-request ruleset", {"whole request path": whole}))
+                    setup.server.decider = RulesetDecider(Ruleset.load(str(RULES)))
                     log = AccessLog(None)
                     log.records = None
                     log.enabled = True  # a record built and queued, as with --access-log

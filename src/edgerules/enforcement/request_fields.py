@@ -24,9 +24,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["CONNECTION_FIELDS", "PROVIDED_FIELDS", "RequestInfo", "connection_level", "request_fields"]
+__all__ = [
+    "CONNECTION_FIELDS",
+    "PROVIDED_FIELDS",
+    "RequestInfo",
+    "connection_constant",
+    "connection_level",
+    "field_getter",
+    "request_fields",
+]
 
 _AUTH_PREFIX = "cf.tls_client_auth."
+_SCAN_HEADERS = 8  # RequestInfo.header: up to this many fields, scanned instead of mapped
 
 
 @dataclass
@@ -60,7 +69,16 @@ class RequestInfo:
 
     def header(self, name: bytes) -> bytes | None:
         """Comma-joined value of a header (lowercase name), or None when absent."""
-        values = self.header_map().get(name)
+        header_map = self._cache.get("headers")
+        if header_map is not None:
+            values = header_map.get(name)
+        elif len(self.headers) <= _SCAN_HEADERS:
+            # A few fields: one scan is cheaper than building the whole map.
+            size = len(name)
+            found = [v for n, v in self.headers if len(n) == size and n.lower() == name]
+            values = tuple(found) if found else None
+        else:
+            values = self.header_map().get(name)
         if values is None:
             return None
         return b", ".join(values) if name != b"cookie" else b"; ".join(values)
@@ -271,6 +289,18 @@ CONNECTION_FIELDS = frozenset(
         "ip.src",
     }
 )
+
+
+def field_getter(name: str) -> Callable[[RequestInfo], Any] | None:
+    """How ``request_fields`` computes field ``name`` from a ``RequestInfo`` (None for
+    ``cf.tls_client_auth.*``, read from the ``ClientAuth``, and fields not provided)."""
+    return _GETTERS.get(name)
+
+
+def connection_constant(name: str) -> bool:
+    """Whether field ``name`` has the same value for every request of a connection (given
+    its certificate verdict): ``CONNECTION_FIELDS`` and ``cf.tls_client_auth.*``."""
+    return name in CONNECTION_FIELDS or name.startswith(_AUTH_PREFIX)
 
 
 def connection_level(fields: Iterable[str]) -> bool:

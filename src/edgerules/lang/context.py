@@ -371,6 +371,16 @@ class Context:
         if values:
             self.update(values, only=only, strict=strict)
 
+    @classmethod
+    def _of_slots(cls, scheme: Scheme, values: list[object]) -> Context:
+        """``Scheme.context_from_slots``: a filled Context over ``values`` (coerced)."""
+        ctx = cls.__new__(cls)
+        ctx.scheme = scheme
+        ctx._strict = True
+        ctx._src = None
+        ctx._v = values
+        return ctx
+
     @property
     def values(self) -> list[object]:
         """The slot list (``values[field.index]``), every given field converted."""

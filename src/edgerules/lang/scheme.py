@@ -289,6 +289,42 @@ class Scheme:
 
     # -- conveniences --------------------------------------------------------------------
 
+    @property
+    def defaults(self) -> tuple[object, ...]:
+        """Every field's default, by slot (what a new ``Context`` starts from)."""
+        return self._defaults
+
+    def slots_for(
+        self, names: Iterable[str], provided: Callable[[str], bool]
+    ) -> tuple[tuple[str, int, Callable[[object], object]], ...]:
+        """``(name, slot, coercer)`` for each slot that ``Context.update(mapping,
+        only=names)`` would set from a mapping holding exactly the ``names`` for which
+        ``provided`` is true: a slot's canonical name when it is such a name, else its
+        first such alias (declaration order). For callers that fill a slot list
+        themselves and build the Context with ``context_from_slots``."""
+        by_name = self._by_name
+        chosen: dict[int, str] = {}
+        wanted = set(names)
+        for name in sorted(wanted):
+            fld = by_name.get(name) if type(name) is str else None
+            if fld is None:
+                self.field(name)  # raises ContextError with a suggestion
+                continue  # pragma: no cover
+            index = fld.index
+            if index in chosen:
+                continue
+            for candidate in (fld.name, *self._aliases_of[index]):
+                if candidate in wanted and provided(candidate):
+                    chosen[index] = candidate
+                    break
+        return tuple((name, index, self._coercers[index]) for index, name in sorted(chosen.items()))
+
+    def context_from_slots(self, values: list[object]) -> Context:
+        """A ``Context`` over ``values`` as they are (no copy, no check): one slot per
+        field, each its default or a value passed through the slot's coercer (see
+        ``slots_for``)."""
+        return _context_class()._of_slots(self, values)
+
     def context(
         self,
         values: Mapping[str, object] | None = None,

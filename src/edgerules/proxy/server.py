@@ -351,7 +351,9 @@ class _ClientConnection:
         self._body_started = False  # a body byte was consumed (no 100 Continue any more)
         self._responded = False  # a response to the current request has started
         # per-connection caches (see the class docstring)
-        self._verdict: tuple[Any, Any, bytes, Verdict] | None = None
+        # (decider, ClientAuth, host, verdict) for a connection-level decider; for one
+        # reading per-request fields, (decider, ClientAuth, b"", its connection values)
+        self._verdict: tuple[Any, Any, bytes, Any] | None = None
         self._cert_headers: tuple[Any, Any, bool, list[tuple[bytes, bytes]]] | None = None
         self._page: tuple[tuple[Any, ...], bytes, int, int] | None = None
         self._log_auth: tuple[Any, dict[str, Any]] | None = None
@@ -768,6 +770,16 @@ class _ClientConnection:
             verdict = decider.decide(info, self.client_auth)
             self._verdict = (decider, self.client_auth, host, verdict)
             return verdict
+        if hasattr(decider, "decide_with"):
+            # A ruleset reading per-request fields: its connection-constant fields are
+            # computed once per connection (same cache slot, keyed the same way; the
+            # host part is unused).
+            cached = self._verdict
+            if cached is None or cached[0] is not decider or cached[1] is not self.client_auth:
+                cached = self._verdict = (
+                    decider, self.client_auth, b"", decider.connection_values(info, self.client_auth)
+                )
+            return decider.decide_with(cached[3], info)  # type: ignore[no-any-return]
         return decider.decide(info, self.client_auth)
 
     async def _handle(self, request: http1.RequestHead) -> bool:
