@@ -268,27 +268,12 @@ class ProxyServer:
                 return
             overflow = True  # every slot is in a request: answer this one 503
         conn = _ClientConnection(self, proto, overflow=overflow)
-        task = asyncio.get_running_loop().create_task(self._serve(conn))
+        task = asyncio.get_running_loop().create_task(conn.run())
         conn.task = task
         if overflow:
             self._overflow += 1
         else:
             self._conns[task] = conn
-
-    async def _serve(self, conn: _ClientConnection) -> None:
-        try:
-            await conn.run()
-        except asyncio.CancelledError:
-            pass  # shutdown, idle close or eviction: the transport is closed below
-        except Exception:
-            log.exception("unexpected error on a client connection")
-        finally:
-            transport = conn.proto.transport
-            if transport is not None:
-                transport.close()
-            conn.forget()
-            if conn.overflow:
-                self._overflow -= 1
 
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -391,67 +376,97 @@ class _ClientConnection:
 
     # -- connection ----------------------------------------------------------------
     async def run(self) -> None:
-        proto = self.proto
-        info = proto.info
-        assert info is not None
+        """The connection's task, one coroutine (no wrapper frame held while idle):
+        handshake, certificate verdict, requests; it always ends with the transport
+        closed and the slot released."""
         try:
-            async with asyncio.timeout(self.limits.handshake_timeout):
-                await proto.handshake()
-        except (TLSError, OSError, TimeoutError) as exc:
-            self.server.stats["tls_failures"] += 1
-            log.info("TLS handshake with %s failed: %s", self.client_ip, exc or type(exc).__name__)
-            return
-        except Exception as exc:  # e.g. the store lookup raised inside the SNI callback
-            self.server.stats["tls_failures"] += 1
-            log.warning("TLS handshake with %s aborted: %s", self.client_ip, exc)
-            return
-        self.tls_info = info
-        observer = self.server.observer
-        observer.handshake(time.monotonic() - self.started)
-        if self.overflow:
-            await self._answer_overflow()
-            return
-        # The verdict is computed under the state the handshake saw (the validator the
-        # SNI callback chose) and the revocation version read before validating.
-        self.validator = info.validator if info.cert_requested else None
-        self.cert_requested = info.cert_requested
-        self.revocation_version = self.server.trust.revocation_version()
-        try:
-            if self.validator is None:
-                self.client_auth = self.server.not_requested
-            else:
-                self.client_auth = await self.server.validation.validate(
-                    self.validator, info.chain_der, info.sni, source=self.client_ip
-                )
+            proto = self.proto
+            info = proto.info
+            assert info is not None
+            try:
+                async with asyncio.timeout(self.limits.handshake_timeout):
+                    await proto.handshake()
+            except (TLSError, OSError, TimeoutError) as exc:
+                self.server.stats["tls_failures"] += 1
+                log.info("TLS handshake with %s failed: %s", self.client_ip, exc or type(exc).__name__)
+                return
+            except Exception as exc:  # e.g. the store lookup raised inside the SNI callback
+                self.server.stats["tls_failures"] += 1
+                log.warning("TLS handshake with %s aborted: %s", self.client_ip, exc)
+                return
+            self.tls_info = info
+            observer = self.server.observer
+            observer.handshake(time.monotonic() - self.started)
+            if self.overflow:
+                await self._answer_overflow()
+                return
+            # The verdict is computed under the state the handshake saw (the validator the
+            # SNI callback chose) and the revocation version read before validating.
+            self.validator = info.validator if info.cert_requested else None
+            self.cert_requested = info.cert_requested
+            self.revocation_version = self.server.trust.revocation_version()
+            try:
+                if self.validator is None:
+                    self.client_auth = self.server.not_requested
+                else:
+                    self.client_auth = await self.server.validation.validate(
+                        self.validator, info.chain_der, info.sni, source=self.client_ip
+                    )
+            except Exception:
+                log.exception("client certificate validation failed unexpectedly; closing")
+                await proto.close()
+                return
+            if self.validator is not None:
+                observer.validated(self.validator, self.client_auth)
+            server = self.server
+            try:
+                while not server.draining:
+                    if not proto.buf:
+                        # The wait for the next request is in this frame (as in
+                        # _read_request): an idle connection holds no other coroutine.
+                        deadline = self._request_deadline()
+                        while deadline is not None and not proto.buf:
+                            remaining = deadline - time.monotonic()
+                            if proto.eof or remaining <= 0:
+                                deadline = None
+                            else:
+                                try:
+                                    await proto.wait(remaining)
+                                except TimeoutError:
+                                    deadline = None
+                        if deadline is None:
+                            break
+                    request = await self._read_request()
+                    if request is None:
+                        break
+                    keep_alive = await self._handle(request) and request.keep_alive
+                    # Not kept while the connection waits for its next request (idle memory).
+                    request = None
+                    self.requests += 1
+                    server.stats["requests"] += 1
+                    self._between_requests()
+                    if not keep_alive or self._last or server.draining:
+                        break
+                    body = self._body
+                    if body is not None and not body.done:
+                        break
+                    self._request = self._body = None
+            except _ClientGone:
+                pass
+            except (TLSError, OSError, TimeoutError) as exc:
+                log.debug("connection from %s ended: %s", self.client_ip, exc)
+            await proto.close(linger=_LINGER_SECONDS if self._input_unread() else 0.0)
+        except asyncio.CancelledError:
+            pass  # shutdown, idle close or eviction: the transport is closed below
         except Exception:
-            log.exception("client certificate validation failed unexpectedly; closing")
-            await proto.close()
-            return
-        if self.validator is not None:
-            observer.validated(self.validator, self.client_auth)
-        server = self.server
-        try:
-            while not server.draining:
-                request = await self._read_request()
-                if request is None:
-                    break
-                keep_alive = await self._handle(request) and request.keep_alive
-                # Not kept while the connection waits for its next request (idle memory).
-                request = None
-                self.requests += 1
-                server.stats["requests"] += 1
-                self._between_requests()
-                if not keep_alive or self._last or server.draining:
-                    break
-                body = self._body
-                if body is not None and not body.done:
-                    break
-                self._request = self._body = None
-        except _ClientGone:
-            pass
-        except (TLSError, OSError, TimeoutError) as exc:
-            log.debug("connection from %s ended: %s", self.client_ip, exc)
-        await proto.close(linger=_LINGER_SECONDS if self._input_unread() else 0.0)
+            log.exception("unexpected error on a client connection")
+        finally:
+            transport = self.proto.transport
+            if transport is not None:
+                transport.close()
+            self.forget()
+            if self.overflow:
+                self.server._overflow -= 1
 
     async def _answer_overflow(self) -> None:
         """Every slot is in a request: read this connection's first request head and
@@ -528,6 +543,19 @@ class _ClientConnection:
             raise _ClientGone(None, proto.error or "client closed the connection")
         await proto.wait(timeout)
 
+    def _request_deadline(self) -> float | None:
+        """Until when the next request may be awaited (None: not any more). Waiting for a
+        request, silently closed on timeout: the first one must come soon after the
+        handshake (an idle newcomer holds a slot), a later one within the keep-alive
+        idle time, and none after the age cap."""
+        now = time.monotonic()
+        limits = self.limits
+        if self.requests == 0:
+            wait = limits.first_request_timeout - (now - self.started)
+        else:
+            wait = min(limits.idle_timeout, self.expires - now)
+        return now + wait if wait > 0 else None
+
     async def _read_request(self) -> http1.RequestHead | None:
         """The next request head, or None when the connection should just close."""
         limits = self.limits
@@ -536,17 +564,9 @@ class _ClientConnection:
         self._responded = self._body_started = False
         try:
             if not proto.buf:
-                # Waiting for a request, silently closed on timeout: the first one must
-                # come soon after the handshake (an idle newcomer holds a slot), a later
-                # one within the keep-alive idle time, and none after the age cap.
-                now = time.monotonic()
-                if first:
-                    wait = limits.first_request_timeout - (now - self.started)
-                else:
-                    wait = min(limits.idle_timeout, self.expires - now)
-                if wait <= 0:
+                deadline = self._request_deadline()
+                if deadline is None:
                     return None
-                deadline = now + wait
                 while not proto.buf:
                     remaining = deadline - time.monotonic()
                     if proto.eof or remaining <= 0:

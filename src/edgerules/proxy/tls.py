@@ -54,7 +54,7 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -481,6 +481,18 @@ def _read_buffer() -> Any:
     return buf
 
 
+class _Ready:
+    """An awaitable that is done already (``TLSProtocol.wait`` after EOF)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return iter(())  # type: ignore[return-value]
+
+
+_READY = _Ready()
+
+
 def _on_timeout(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError())
@@ -694,12 +706,13 @@ class TLSProtocol(asyncio.Protocol):
     def _wake(self) -> None:
         self._waiter.wake()
 
-    async def wait(self, timeout: float) -> None:
-        """Until something arrives (plaintext, ciphertext during the handshake, EOF or
-        an error), at most ``timeout`` seconds (then TimeoutError)."""
+    def wait(self, timeout: float) -> Awaitable[None]:
+        """Await it: until something arrives (plaintext, ciphertext during the
+        handshake, EOF or an error), at most ``timeout`` seconds (then TimeoutError).
+        Not a coroutine (no frame held while a connection idles, see ``Waiter``)."""
         if self.eof:
-            return
-        await self._waiter.wait(timeout)
+            return _READY
+        return self._waiter.wait(timeout)
 
     # -- handshake and closing ----------------------------------------------------------
     async def handshake(self) -> TLSInfo:
