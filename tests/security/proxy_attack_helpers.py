@@ -29,7 +29,16 @@ from proxy_helpers import cli_proxy  # noqa: E402
 from edgerules.proxy.echo import EchoOrigin  # noqa: E402
 from edgerules.proxy.server import ServerThread  # noqa: E402
 
-__all__ = ["HOST", "Deployment", "cli", "cli_proxy", "deployment", "echo_origin", "tls_client"]
+__all__ = [
+    "HOST",
+    "Deployment",
+    "cli",
+    "cli_proxy",
+    "deployment",
+    "echo_origin",
+    "proxied_deployment",
+    "tls_client",
+]
 
 
 def cli(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -79,6 +88,22 @@ def echo_origin() -> Iterator[tuple[ServerThread, EchoOrigin]]:
         yield thread, origin
     finally:
         thread.stop(1.0)
+
+
+@contextlib.contextmanager
+def proxied_deployment(tmp: Path) -> Iterator[tuple[Deployment, EchoOrigin, int]]:
+    """A deployment (store, mTLS host, client certificate) behind a real ``edgerules
+    proxy`` CLI process with the mTLS rules, forwarding to an echo origin: yields the
+    deployment, the origin (what reached it) and the proxy's port; the proxy must exit
+    cleanly on SIGTERM."""
+    dep = deployment(tmp)
+    with echo_origin() as (thread, origin), cli_proxy(
+        "--upstream", f"http://127.0.0.1:{thread.port}",
+        "--rules", str(RULES), "--store", str(dep.store), "--access-log", "off",
+    ) as (proc, port):
+        yield dep, origin, port
+        proc.terminate()
+        assert proc.wait(10) == 0
 
 
 def tls_client(

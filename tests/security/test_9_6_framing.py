@@ -14,27 +14,13 @@ a raw Python ``ssl`` client (every byte controlled)."""
 from __future__ import annotations
 
 import pytest
-from proxy_attack_helpers import (
-    HOST,
-    RULES,
-    cli_proxy,
-    deployment,
-    echo_origin,
-    read_response,
-    tls_client,
-)
+from proxy_attack_helpers import HOST, proxied_deployment, read_response, tls_client
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    dep = deployment(tmp_path_factory.mktemp("sec96"))
-    with echo_origin() as (thread, origin), cli_proxy(
-        "--upstream", f"http://127.0.0.1:{thread.port}",
-        "--rules", str(RULES), "--store", str(dep.store), "--access-log", "off",
-    ) as (proc, port):
-        yield dep, origin, port
-        proc.terminate()
-        assert proc.wait(10) == 0
+    with proxied_deployment(tmp_path_factory.mktemp("sec96")) as running:
+        yield running
 
 
 @pytest.mark.parametrize("token", ["content-length", "Content-Length, keep-alive", "close, content-length"])
