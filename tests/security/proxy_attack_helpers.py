@@ -64,6 +64,20 @@ class Deployment:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return cli(self.store, *args)
 
+    def restore_first_state(self) -> bool:
+        """Put the deployment back in its first state (certificate active, mTLS on
+        ``HOST``) through the CLI; True when anything had to change."""
+        from edgerules.store import open_store
+
+        with open_store(str(self.store), read_only=True) as store:
+            revoked = store.get_certificate(self.cert_id).status != "active"
+            disabled = HOST not in store.mtls_hostnames()
+        if revoked:
+            self.cli("cert", "restore", self.cert_id)
+        if disabled:
+            self.cli("host", "enable", HOST)
+        return revoked or disabled
+
 
 def deployment(tmp: Path, *, cn: str = "device-1") -> Deployment:
     """A store with the managed CA, one issued certificate and mTLS on ``HOST``, all made

@@ -30,8 +30,6 @@ from proxy_attack_helpers import (
     tls_client,
 )
 
-from edgerules.store import open_store
-
 POLL = 0.25  # the documented default
 AFTER_POLL = POLL + 0.1
 LATE_REQUESTS = 10  # requests sent past the bound in the request-flow test
@@ -78,14 +76,7 @@ def env(deployed):
     the host) after each test."""
     yield deployed
     dep, _port = deployed
-    with open_store(str(dep.store), read_only=True) as store:
-        revoked = store.get_certificate(dep.cert_id).status != "active"
-        disabled = HOST not in store.mtls_hostnames()
-    if revoked:
-        dep.cli("cert", "restore", dep.cert_id)
-    if disabled:
-        dep.cli("host", "enable", HOST)
-    if revoked or disabled:
+    if dep.restore_first_state():
         time.sleep(AFTER_POLL)
 
 

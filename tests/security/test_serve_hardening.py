@@ -205,14 +205,7 @@ def env(served):
     the host) after each test."""
     yield served
     dep, port = served
-    with open_store(str(dep.store), read_only=True) as store:
-        revoked = store.get_certificate(dep.cert_id).status != "active"
-        disabled = HOST not in store.mtls_hostnames()
-    if revoked:
-        dep.cli("cert", "restore", dep.cert_id)
-    if disabled:
-        dep.cli("host", "enable", HOST)
-    if revoked or disabled:
+    if dep.restore_first_state():
         probe = KeepAlive(port, dep)
         probe.until(200)
         probe.close()
