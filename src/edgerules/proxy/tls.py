@@ -63,7 +63,7 @@ from OpenSSL._util import ffi as _ffi
 from OpenSSL._util import lib as _lib
 
 from edgerules.errors import ConfigError
-from edgerules.proxy.waiter import Waiter
+from edgerules.proxy.waiter import Waiter, WriteFlow
 from edgerules.tls.keycheck import certificate_refusal
 
 __all__ = [
@@ -512,12 +512,7 @@ class _Ready:
 _READY = _Ready()
 
 
-def _on_timeout(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
-
-
-class TLSProtocol(asyncio.Protocol):
+class TLSProtocol(WriteFlow):
     """One server-side TLS connection as an ``asyncio.Protocol``.
 
     Ciphertext is written into OpenSSL's memory BIO as it arrives; after the handshake
@@ -585,18 +580,7 @@ class TLSProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = self.closed = True
         self._waiter.close()
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(ConnectionResetError("connection lost"))
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._fail_drain("connection lost")
 
     # -- records ------------------------------------------------------------------------
     def _decrypt(self) -> None:
@@ -712,14 +696,7 @@ class TLSProtocol(asyncio.Protocol):
             if self.closed:
                 raise ConnectionResetError("connection lost")
             return
-        loop = asyncio.get_running_loop()
-        waiter = self._drain_waiter = loop.create_future()
-        handle = loop.call_later(timeout, _on_timeout, waiter)
-        try:
-            await waiter
-        finally:
-            handle.cancel()
-            self._drain_waiter = None
+        await self._wait_drained(timeout)
 
     # -- waiting ------------------------------------------------------------------------
     def _wake(self) -> None:

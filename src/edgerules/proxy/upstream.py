@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 
 from edgerules.proxy import http1
 from edgerules.proxy.config import Upstream
-from edgerules.proxy.waiter import Waiter
+from edgerules.proxy.waiter import Waiter, WriteFlow
 
 __all__ = ["UpstreamConnection", "UpstreamError", "UpstreamPool"]
 
@@ -44,12 +44,7 @@ class UpstreamError(Exception):
         self.before_response = before_response  # no response byte was received yet
 
 
-def _on_timeout(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
-
-
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(WriteFlow):
     """One connection to the origin (also its own protocol object)."""
 
     __slots__ = (
@@ -92,18 +87,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = self.closed = True
         self._waiter.close()
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(ConnectionResetError("upstream connection lost"))
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._fail_drain("upstream connection lost")
 
     def _wake(self) -> None:
         self._waiter.wake()
@@ -121,18 +105,12 @@ class UpstreamConnection(asyncio.Protocol):
             transport.write(data)
         if not self._write_paused:
             return
-        loop = asyncio.get_running_loop()
-        waiter = self._drain_waiter = loop.create_future()
-        handle = loop.call_later(timeout, _on_timeout, waiter)
         try:
-            await waiter
+            await self._wait_drained(timeout)
         except TimeoutError:
             raise UpstreamError(504, "upstream did not accept data in time") from None
         except OSError as exc:
             raise UpstreamError(502, f"upstream connection failed: {exc}") from None
-        finally:
-            handle.cancel()
-            self._drain_waiter = None
 
     # -- reading ------------------------------------------------------------------------
     async def _wait(self, timeout: float, before_wait: Callable[[], Awaitable[None]] | None) -> None:

@@ -2,7 +2,8 @@
 
 Owns: ``Waiter``, the one suspension point of a connection's coroutine on its protocol
 (client TLS connection or upstream connection): ``await wait(timeout)`` (a future) until
-``wake()`` (data, EOF, loss) or the timeout (``TimeoutError``).
+``wake()`` (data, EOF, loss) or the timeout (``TimeoutError``); and ``WriteFlow``, the
+write flow control (pause/resume, waiting for a drain) both protocols share.
 
 Why not ``asyncio.timeout()`` / ``call_later`` per wait: a keep-alive request waits
 twice (for the client's next request and for the origin's answer), and arming and
@@ -154,3 +155,48 @@ class Waiter:
             self._slots.remove(self, at)
             self._slot_at = None
         self.wake()
+
+
+class WriteFlow(asyncio.Protocol):
+    """Write flow control shared by the proxy's protocols (the client's TLS connection and
+    the upstream connection): ``pause_writing``/``resume_writing`` from the transport, and
+    ``_wait_drained(timeout)`` for the one writer that waits for the buffer to fall under
+    its mark. Subclasses declare the ``_drain_waiter`` and ``_write_paused`` slots and
+    initialise them to ``None`` and ``False``.
+
+    Invariants: at most one drain waiter at a time; it ends with ``None`` on
+    ``resume_writing``, ``TimeoutError`` after its timeout, ``ConnectionResetError``
+    when the connection is lost (``_fail_drain``)."""
+
+    __slots__ = ()
+    _drain_waiter: asyncio.Future[None] | None
+    _write_paused: bool
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail_drain(self, message: str) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionResetError(message))
+
+    async def _wait_drained(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        waiter = self._drain_waiter = loop.create_future()
+        handle = loop.call_later(timeout, _drain_timed_out, waiter)
+        try:
+            await waiter
+        finally:
+            handle.cancel()
+            self._drain_waiter = None
+
+
+def _drain_timed_out(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
